@@ -1,0 +1,40 @@
+"""Shared by the test files: run a training script as a user would, and read back its TensorBoard scalars."""
+
+import glob
+import os
+import subprocess
+import sys
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A couple of tiny iterations: 2 envs x 64 steps, 2 minibatches, 2 epochs.
+TINY_RUN = ["--num-envs", "2", "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "2", "--no-cuda"]
+
+
+def run_script(script, *flags, cwd, check=True, timeout=600):
+    """Run a top-level script of the repo from `cwd`, the way a user runs it; return the CompletedProcess."""
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, script), *map(str, flags)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} failed with exit {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def run_dirs(cwd):
+    return sorted(glob.glob(os.path.join(cwd, "runs", "*")))
+
+
+def read_scalars(run_dir):
+    """{tag: [(step, value), ...]} of every scalar a run logged."""
+    accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}

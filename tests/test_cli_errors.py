@@ -1,0 +1,57 @@
+"""Bad input stops with one clear line before any environment, network or log directory is made."""
+
+import importlib.util
+import os
+
+import pytest
+from helpers import TINY_RUN, run_script
+
+SCRIPTS = ["ppo_atari.py"]
+
+BAD_INPUTS = [
+    (
+        ["--env-id", "BeamRiderNoFrameskip-v9"],
+        "unknown --env-id 'BeamRiderNoFrameskip-v9'; did you mean BeamRiderNoFrameskip-v4",
+    ),
+    (
+        ["--num-envs", "3", "--num-steps", "5"],
+        "batch size 15 (--num-envs 3 x --num-steps 5) is not divisible by --num-minibatches 4",
+    ),
+    (["--num-envs", "0"], "--num-envs must be positive, got 0"),
+    (["--update-epochs", "-1"], "--update-epochs must be positive, got -1"),
+    (["--ent-coef", "-0.01"], "--ent-coef must be non-negative, got -0.01"),
+    (["--vf-coef", "-1"], "--vf-coef must be non-negative, got -1.0"),
+    (["--learning-rate", "0"], "--learning-rate must be positive, got 0.0"),
+    (["--gamma", "1.5"], "--gamma must be in [0, 1], got 1.5"),
+    (["--total-timesteps", "100"], "--total-timesteps 100 is smaller than one batch (1024 steps)"),
+    (["--max-episode-steps", "0"], "--max-episode-steps must be positive, got 0"),
+]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("flags, message", BAD_INPUTS, ids=[flags[0] for flags, _ in BAD_INPUTS])
+def test_bad_input_exits_with_one_clear_line(script, flags, message, tmp_path):
+    result = run_script(script, *flags, cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {message}")
+    assert os.listdir(tmp_path) == []  # nothing written: no runs/, no videos/
+
+
+@pytest.mark.skipif(importlib.util.find_spec("moviepy") is not None, reason="moviepy is installed here")
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_capture_video_without_moviepy_says_what_to_install(script, tmp_path):
+    result = run_script(script, "--capture-video", cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == ["error: --capture-video needs moviepy: pip install moviepy"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_cuda_without_a_gpu_falls_back_to_the_cpu_with_a_warning(script, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    flags = [flag for flag in TINY_RUN if flag != "--no-cuda"]
+    result = run_script(script, *flags, "--cuda", "--total-timesteps", "128", cwd=tmp_path)
+    assert "warning: --cuda was requested but CUDA is not available; running on the CPU" in result.stdout
