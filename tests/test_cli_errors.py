@@ -6,7 +6,7 @@ import os
 import pytest
 from helpers import TINY_RUN, run_script
 
-SCRIPTS = ["ppo_atari.py"]
+SCRIPTS = ["ppo_atari.py", "sprig_ppo_atari.py"]
 
 BAD_INPUTS = [
     (
@@ -36,6 +36,17 @@ def test_bad_input_exits_with_one_clear_line(script, flags, message, tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {message}")
     assert os.listdir(tmp_path) == []  # nothing written: no runs/, no videos/
+
+
+SPRIG_BAD_INPUTS = [
+    (["--alpha-coop", "1.5"], "--alpha-coop must be in [0, 1], got 1.5"),
+    (["--attn-cost-coef", "-1e-4"], "--attn-cost-coef must be non-negative, got -0.0001"),
+]
+
+
+@pytest.mark.parametrize("flags, message", SPRIG_BAD_INPUTS, ids=[flags[0] for flags, _ in SPRIG_BAD_INPUTS])
+def test_sprig_rejects_bad_game_coefficients(flags, message, tmp_path):
+    test_bad_input_exits_with_one_clear_line("sprig_ppo_atari.py", flags, message, tmp_path)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("moviepy") is not None, reason="moviepy is installed here")

@@ -1,4 +1,4 @@
-"""ppo_atari.py end to end: a couple of tiny updates, its TensorBoard tags, and run-to-run determinism."""
+"""Both training scripts end to end: a couple of tiny updates, their TensorBoard tags, and run-to-run determinism."""
 
 import pytest
 from helpers import TINY_RUN, read_scalars, run_dirs, run_script
@@ -6,6 +6,8 @@ from helpers import TINY_RUN, read_scalars, run_dirs, run_script
 CLEANRL_TAGS = {
     "charts/learning_rate",
     "charts/SPS",
+    "charts/episodic_return",
+    "charts/episodic_length",
     "losses/value_loss",
     "losses/policy_loss",
     "losses/entropy",
@@ -14,24 +16,35 @@ CLEANRL_TAGS = {
     "losses/clipfrac",
     "losses/explained_variance",
 }
+SPRIG_TAGS = {
+    "sprig/attention_cost",
+    "sprig/u_policy",
+    "sprig/leader_utility",
+    "sprig/leader_grad_norm",
+    "sprig/follower_grad_norm",
+    "sprig/mask_mean_block1",
+    "sprig/mask_mean_block2",
+    "sprig/mask_mean_block3",
+}
+SCRIPTS = {"ppo_atari.py": CLEANRL_TAGS, "sprig_ppo_atari.py": CLEANRL_TAGS | SPRIG_TAGS}
 
 
-@pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
+@pytest.fixture(scope="module", params=sorted(SCRIPTS))
+def two_runs(request, tmp_path_factory):
     """The same tiny run twice (same seed, --torch-deterministic), each in its own directory."""
-    results = []
+    script, results = request.param, []
     for name in ("first", "second"):
         cwd = tmp_path_factory.mktemp(name)
         flags = [*TINY_RUN, "--total-timesteps", "384", "--max-episode-steps", "40", "--seed", "3"]
-        result = run_script("ppo_atari.py", *flags, cwd=cwd)
+        result = run_script(script, *flags, cwd=cwd)
         (run_dir,) = run_dirs(cwd)
         results.append((result, read_scalars(run_dir)))
-    return results
+    return script, results
 
 
-def test_smoke_run_logs_cleanrl_tags_and_episodes(two_runs):
-    result, scalars = two_runs[0]
-    assert CLEANRL_TAGS <= set(scalars)
+def test_smoke_run_logs_its_tags_and_episodes(two_runs):
+    script, ((result, scalars), _) = two_runs
+    assert SCRIPTS[script] == {tag for tag in scalars if tag.split("/")[0] in ("charts", "losses", "sprig")}
     assert [step for step, _ in scalars["charts/SPS"]] == [128, 256, 384]
     # 40-step episodes in a 3 x 64-step rollout: every env finishes at least 4 (truncated) episodes
     assert len(scalars["charts/episodic_return"]) >= 8
@@ -40,7 +53,6 @@ def test_smoke_run_logs_cleanrl_tags_and_episodes(two_runs):
 
 
 def test_same_seed_gives_identical_losses(two_runs):
-    (_, first), (_, second) = two_runs
-    for tag in ("losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/approx_kl"):
+    script, ((_, first), (_, second)) = two_runs
+    for tag in SCRIPTS[script] - {"charts/SPS"}:
         assert first[tag] == second[tag], tag
-    assert first["charts/episodic_return"] == second["charts/episodic_return"]

@@ -1,0 +1,615 @@
+"""SPRIG on Atari: PPO where perception leads and the policy follows, a cooperative Stackelberg game in one agent.
+
+SPRIG: Stackelberg Perception-Reinforcement learning with Internal Game dynamics (Martinez-Lopez, Chen, Lu,
+arXiv 2502.14264). The leader, perception f_theta (attention blocks over the stacked frames), commits to features
+and pays an attention cost C_theta; the follower, policy pi_phi and value V_phi, best-responds with PPO on those
+features. Each minibatch takes a leader step on theta, then a follower step on phi (Algorithm 1). Everything else
+is ppo_atari.py: `diff ppo_atari.py sprig_ppo_atari.py` shows exactly what SPRIG adds.
+
+Run:
+    python sprig_ppo_atari.py --env-id BeamRiderNoFrameskip-v4
+    python sprig_ppo_atari.py --help
+Logs: TensorBoard events in runs/{run_name} (`tensorboard --logdir runs`), videos in videos/{run_name}.
+"""
+
+import difflib
+import itertools
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.optim as optim
+import tyro
+from torch.distributions.categorical import Categorical
+from torch.utils.tensorboard import SummaryWriter
+
+gym.register_envs(ale_py)
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, cuda will be enabled by default (falls back to the CPU with a warning when CUDA is absent)"""
+    track: bool = False
+    """if toggled, this experiment will be tracked with Weights and Biases"""
+    wandb_project_name: str = "sprig-ppo"
+    """the wandb's project name"""
+    wandb_entity: str | None = None
+    """the entity (team) of wandb's project"""
+    capture_video: bool = False
+    """whether to capture videos of the agent performances (check out `videos` folder)"""
+
+    # Algorithm specific arguments
+    env_id: str = "BeamRiderNoFrameskip-v4"
+    """the id of the environment"""
+    total_timesteps: int = 10000000
+    """total timesteps of the experiments"""
+    learning_rate: float = 2.5e-4
+    """the learning rate of the optimizer"""
+    num_envs: int = 8
+    """the number of parallel game environments"""
+    num_steps: int = 128
+    """the number of steps to run in each environment per policy rollout"""
+    anneal_lr: bool = True
+    """Toggle learning rate annealing for policy and value networks"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    gae_lambda: float = 0.95
+    """the lambda for the general advantage estimation"""
+    num_minibatches: int = 4
+    """the number of mini-batches"""
+    update_epochs: int = 4
+    """the K epochs to update the policy"""
+    norm_adv: bool = True
+    """Toggles advantages normalization"""
+    clip_coef: float = 0.1
+    """the surrogate clipping coefficient"""
+    clip_vloss: bool = True
+    """Toggles whether or not to use a clipped loss for the value function, as per the paper."""
+    ent_coef: float = 0.01
+    """coefficient of the entropy"""
+    vf_coef: float = 0.5
+    """coefficient of the value function"""
+    max_grad_norm: float = 0.5
+    """the maximum norm for the gradient clipping"""
+    target_kl: float | None = None
+    """the target KL divergence threshold"""
+    async_envs: bool = False
+    """if toggled, step the environments in subprocesses (gymnasium AsyncVectorEnv) instead of in this process"""
+    max_episode_steps: int | None = None
+    """truncate episodes after this many agent steps (4 emulator frames each); None keeps the env's own limit"""
+    alpha_coop: float = 0.7
+    """SPRIG's cooperation weight: the leader maximises alpha * (-C_theta) + (1 - alpha) * u_policy"""
+    attn_cost_coef: float = 1e-4
+    """SPRIG's lambda_c, the weight of the attention cost C_theta"""
+
+    # to be filled in runtime
+    batch_size: int = 0
+    """the batch size (computed in runtime)"""
+    minibatch_size: int = 0
+    """the mini-batch size (computed in runtime)"""
+    num_iterations: int = 0
+    """the number of iterations (computed in runtime)"""
+
+
+def check_args(args: Args) -> None:
+    """Reject bad input with one clear line before any environment or network is built."""
+
+    def fail(message: str) -> None:
+        raise SystemExit(f"error: {message}")
+
+    if args.env_id not in gym.envs.registry:
+        close = difflib.get_close_matches(args.env_id, list(gym.envs.registry), n=3, cutoff=0.6)
+        fail(f"unknown --env-id {args.env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
+        if getattr(args, name) <= 0:
+            fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.max_episode_steps is not None and args.max_episode_steps <= 0:
+        fail(f"--max-episode-steps must be positive, got {args.max_episode_steps}")
+    for name in ("learning_rate", "clip_coef", "max_grad_norm"):
+        if not getattr(args, name) > 0:
+            fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("ent_coef", "vf_coef"):
+        if not getattr(args, name) >= 0:
+            fail(f"--{name.replace('_', '-')} must be non-negative, got {getattr(args, name)}")
+    for name in ("gamma", "gae_lambda"):
+        if not 0 <= getattr(args, name) <= 1:
+            fail(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    if not 0 <= args.alpha_coop <= 1:
+        fail(f"--alpha-coop must be in [0, 1], got {args.alpha_coop}")
+    if not args.attn_cost_coef >= 0:
+        fail(f"--attn-cost-coef must be non-negative, got {args.attn_cost_coef}")
+    if args.target_kl is not None and not args.target_kl > 0:
+        fail(f"--target-kl must be positive, got {args.target_kl}")
+    batch_size = args.num_envs * args.num_steps
+    if batch_size % args.num_minibatches != 0:
+        fail(
+            f"batch size {batch_size} (--num-envs {args.num_envs} x --num-steps {args.num_steps}) "
+            f"is not divisible by --num-minibatches {args.num_minibatches}"
+        )
+    if args.total_timesteps < batch_size:
+        fail(f"--total-timesteps {args.total_timesteps} is smaller than one batch ({batch_size} steps)")
+    if args.capture_video:
+        try:
+            import moviepy  # noqa: F401  (gymnasium's RecordVideo writes mp4 with it)
+        except ImportError:
+            fail("--capture-video needs moviepy: pip install moviepy")
+
+
+class EpisodicLife(gym.Wrapper):
+    """End the episode for the learner on every life lost, but reset the emulator only on real game over.
+
+    A life loss is a strong signal for credit assignment (DQN's trick, kept by CleanRL), yet restarting the game
+    each time would show the agent nothing but first lives. `reset` after a life loss just takes a no-op step.
+    Lives are read from `env.unwrapped.ale`, so observation wrappers may sit in between.
+    """
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.lives = 0
+        self.real_done = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.real_done = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()
+        if 0 < lives < self.lives:
+            terminated = True
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs):
+        if self.real_done:
+            obs, info = self.env.reset(**kwargs)
+        else:
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:  # the no-op itself ended the game
+                obs, info = self.env.reset(**kwargs)
+        self.lives = self.env.unwrapped.ale.lives()
+        return obs, info
+
+
+class FireReset(gym.Wrapper):
+    """Press FIRE after every reset, in games that wait for it (Breakout, BeamRider, ...).
+
+    Without it an agent can sit on a frozen start screen and collect no learning signal at all.
+    Applied only where the action meanings contain FIRE.
+    """
+
+    def __init__(self, env):
+        super().__init__(env)
+        assert env.unwrapped.get_action_meanings()[1] == "FIRE"
+        assert len(env.unwrapped.get_action_meanings()) >= 3
+
+    def reset(self, **kwargs):
+        self.env.reset(**kwargs)
+        obs, _, terminated, truncated, info = self.env.step(1)
+        if terminated or truncated:
+            self.env.reset(**kwargs)
+        obs, _, terminated, truncated, info = self.env.step(2)
+        if terminated or truncated:
+            obs, info = self.env.reset(**kwargs)
+        return obs, info
+
+
+def make_env(env_id, idx, capture_video, run_name, max_episode_steps=None):
+    """One Atari env with CleanRL's wrapper chain, built from gymnasium's own wrappers where they exist."""
+
+    def thunk():
+        # The time limit counts emulator frames; our agent acts every 4 of them.
+        kwargs = {} if max_episode_steps is None else {"max_episode_steps": 4 * max_episode_steps}
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array", **kwargs)
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+        else:
+            env = gym.make(env_id, **kwargs)
+        # Innermost, so it sees raw scores and real game overs: the numbers users compare with papers.
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+        # No-op starts (up to 30), frame skip 4 with max over the last two frames, 84x84, grayscale.
+        env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True)
+        env = EpisodicLife(env)
+        if "FIRE" in env.unwrapped.get_action_meanings():
+            env = FireReset(env)
+        env = gym.wrappers.ClipReward(env, -1, 1)  # sign of the reward, as the Nature DQN paper
+        env = gym.wrappers.FrameStackObservation(env, 4)
+        return env
+
+    return thunk
+
+
+def make_envs(args, run_name):
+    """The vector env. Same-step autoreset: a finished env is reset inside the step that ended it, so no stored
+    transition pairs the last observation of one episode with the first of the next."""
+    vector_env = gym.vector.AsyncVectorEnv if args.async_envs else gym.vector.SyncVectorEnv
+    return vector_env(
+        [make_env(args.env_id, i, args.capture_video, run_name, args.max_episode_steps) for i in range(args.num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+
+
+def finished_episodes(infos):
+    """(env index, return, length) of every real episode that ended this step, each exactly once."""
+    final_info = infos.get("final_info", {})
+    if "episode" not in final_info:
+        return []
+    ended = np.flatnonzero(final_info["_episode"])
+    return [(i, float(final_info["episode"]["r"][i]), int(final_info["episode"]["l"][i])) for i in ended]
+
+
+def compute_gae(rewards, values, dones, next_value, next_done, gamma, gae_lambda):
+    """Generalised advantage estimation (Schulman et al., 2016), CleanRL's loop.
+
+    rewards, values, dones: (num_steps, num_envs); dones[t] marks that obs[t] starts a new episode, so the value
+    of step t+1 is not bootstrapped into step t. Returns (advantages, returns).
+    """
+    num_steps = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)
+    lastgaelam = 0
+    for t in reversed(range(num_steps)):
+        if t == num_steps - 1:
+            nextnonterminal = 1.0 - next_done
+            nextvalues = next_value
+        else:
+            nextnonterminal = 1.0 - dones[t + 1]
+            nextvalues = values[t + 1]
+        delta = rewards[t] + gamma * nextvalues * nextnonterminal - values[t]
+        advantages[t] = lastgaelam = delta + gamma * gae_lambda * nextnonterminal * lastgaelam
+    return advantages, advantages + values
+
+
+def layer_init(layer, std=np.sqrt(2), bias_const=0.0):
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class GatedSelfAttention(nn.Module):
+    """Self-attention over the H*W positions of a feature map, gated per position by a learned mask m in (0, 1).
+
+    The four stacked frames are channels, so each position already carries four time steps: attention over
+    positions is spatio-temporal. The paper prices attention with the L1 norm of the attention maps, but each
+    softmax row sums to 1, so that norm is the constant N with zero gradient. The mask m is what perception spends
+    instead: it decides how much attended context each position takes, and its L1 norm is bounded and trainable.
+    """
+
+    def __init__(self, channels):
+        super().__init__()
+        self.query = layer_init(nn.Conv2d(channels, channels // 8, 1))
+        self.key = layer_init(nn.Conv2d(channels, channels // 8, 1))
+        self.value = layer_init(nn.Conv2d(channels, channels, 1))
+        self.mask = layer_init(nn.Conv2d(channels, 1, 1))  # b_m = 0, so m starts at 0.5
+
+    def forward(self, x):
+        batch, channels, height, width = x.shape
+        q = self.query(x).flatten(2)  # (B, C/8, N)
+        k = self.key(x).flatten(2)  # (B, C/8, N)
+        v = self.value(x).flatten(2)  # (B, C, N)
+        attention = torch.softmax(q.transpose(1, 2) @ k / math.sqrt(q.shape[1]), dim=-1)  # (B, N, N), rows sum to 1
+        context = (v @ attention.transpose(1, 2)).view(batch, channels, height, width)  # (B, C, H, W)
+        mask = torch.sigmoid(self.mask(x))  # (B, 1, H, W)
+        return x + mask * context, mask
+
+
+class Perception(nn.Module):
+    """The leader f_theta: three Conv -> LayerNorm -> ReLU -> gated self-attention blocks, then Linear 3136 -> 512.
+
+    Returns the features f_theta(s) and the three blocks' masks, from which the attention cost is computed.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        self.attentions = nn.ModuleList()
+        in_channels = 4
+        # (out channels, kernel, stride, output size): maps of 20x20, 9x9 and 7x7
+        for channels, kernel, stride, size in [(32, 8, 4, 20), (64, 4, 2, 9), (64, 3, 1, 7)]:
+            self.convs.append(layer_init(nn.Conv2d(in_channels, channels, kernel, stride=stride)))
+            self.norms.append(nn.LayerNorm([channels, size, size]))
+            self.attentions.append(GatedSelfAttention(channels))
+            in_channels = channels
+        self.head = nn.Sequential(nn.Flatten(), layer_init(nn.Linear(64 * 7 * 7, 512)), nn.ReLU())
+
+    def forward(self, x):
+        masks = []
+        for conv, norm, attention in zip(self.convs, self.norms, self.attentions):
+            x, mask = attention(torch.relu(norm(conv(x))))
+            masks.append(mask)
+        return self.head(x), masks
+
+
+def attention_cost(masks, attn_cost_coef):
+    """C_theta(s) = lambda_c * sum_k ||m_k(s)||_1 / N_k, averaged over the batch; within [0, K * lambda_c].
+
+    The masks are positive, so the L1 norm over N_k positions divided by N_k is their mean.
+    """
+    return attn_cost_coef * sum(mask.mean(dim=(1, 2, 3)) for mask in masks).mean()
+
+
+class Agent(nn.Module):
+    def __init__(self, num_actions):
+        super().__init__()
+        self.perception = Perception()  # the leader, theta
+        self.actor = layer_init(nn.Linear(512, num_actions), std=0.01)  # the follower, phi: pi_phi ...
+        self.critic = layer_init(nn.Linear(512, 1), std=1)  # ... and V_phi
+
+    def leader_parameters(self):
+        return list(self.perception.parameters())
+
+    def follower_parameters(self):
+        return list(itertools.chain(self.actor.parameters(), self.critic.parameters()))
+
+    def get_value(self, x):
+        return self.critic(self.perception(x / 255.0)[0])
+
+    def follow(self, features, action=None):
+        """The follower's response to the leader's features: action, its log-probability, entropy and value."""
+        logits = self.actor(features)
+        probs = Categorical(logits=logits)
+        if action is None:
+            action = probs.sample()
+        return action, probs.log_prob(action), probs.entropy(), self.critic(features)
+
+    def get_action_and_value(self, x, action=None):
+        return self.follow(self.perception(x / 255.0)[0], action)
+
+
+def leader_step(agent, leader_optimizer, mb, args):
+    """Algorithm 1, Leader (Perception) Stage: theta moves first, against the current follower phi.
+
+    u_L = alpha_coop * (-C_theta) + (1 - alpha_coop) * u_policy, with u_policy = mean(log pi_phi(a | f_theta) * A):
+    the cooperative value of Eq. 8 in Algorithm 1's order. The policy term is unclipped, as the paper writes it.
+    Returns the leader's statistics for logging.
+    """
+    features, masks = agent.perception(mb["obs"] / 255.0)  # f_theta(s), m_k(s)
+    cost = attention_cost(masks, args.attn_cost_coef)  # C_theta(s)
+    _, logprob, _, _ = agent.follow(features, mb["actions"])  # log pi_phi(a | f_theta)
+    u_policy = (logprob * mb["advantages"]).mean()
+    leader_utility = args.alpha_coop * -cost + (1 - args.alpha_coop) * u_policy
+    leader_params = agent.leader_parameters()
+    leader_optimizer.zero_grad()
+    (-leader_utility).backward(inputs=leader_params)  # gradients into theta only: phi is held fixed
+    grad_norm = nn.utils.clip_grad_norm_(leader_params, args.max_grad_norm)
+    leader_optimizer.step()
+    stats = {"attention_cost": cost, "u_policy": u_policy, "leader_utility": leader_utility, "leader_grad_norm": grad_norm}
+    stats.update({f"mask_mean_block{k}": mask.mean() for k, mask in enumerate(masks, start=1)})
+    return {name: value.item() for name, value in stats.items()}
+
+
+def follower_step(agent, follower_optimizer, mb, args):
+    """Algorithm 1, Follower (Policy) Stage: phi best-responds to the leader's features with one PPO step.
+
+    mb holds the minibatch's obs, actions, logprobs, advantages (already normalised under --norm-adv), returns and
+    values. Returns the losses and diagnostics that are logged.
+    """
+    # The features are recomputed with the just-updated theta and carry no gradient back to it.
+    with torch.no_grad():
+        features, masks = agent.perception(mb["obs"] / 255.0)
+        cost = attention_cost(masks, args.attn_cost_coef)
+    _, newlogprob, entropy, newvalue = agent.follow(features, mb["actions"])
+    logratio = newlogprob - mb["logprobs"]
+    ratio = logratio.exp()
+
+    with torch.no_grad():
+        # calculate approx_kl http://joschu.net/blog/kl-approx.html
+        old_approx_kl = (-logratio).mean()
+        approx_kl = ((ratio - 1) - logratio).mean()
+        clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean().item()
+
+    # Policy loss
+    pg_loss1 = -mb["advantages"] * ratio
+    pg_loss2 = -mb["advantages"] * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
+    pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+
+    # Value loss
+    newvalue = newvalue.view(-1)
+    if args.clip_vloss:
+        v_loss_unclipped = (newvalue - mb["returns"]) ** 2
+        v_clipped = mb["values"] + torch.clamp(newvalue - mb["values"], -args.clip_coef, args.clip_coef)
+        v_loss_clipped = (v_clipped - mb["returns"]) ** 2
+        v_loss_max = torch.max(v_loss_unclipped, v_loss_clipped)
+        v_loss = 0.5 * v_loss_max.mean()
+    else:
+        v_loss = 0.5 * ((newvalue - mb["returns"]) ** 2).mean()
+
+    entropy_loss = entropy.mean()
+    # Eq. 11 with the usual PPO sign (entropy is a bonus); C_theta is a constant for phi, reported only.
+    loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef + cost
+
+    follower_optimizer.zero_grad()
+    loss.backward()
+    grad_norm = nn.utils.clip_grad_norm_(agent.follower_parameters(), args.max_grad_norm)
+    follower_optimizer.step()
+    return {
+        "policy_loss": pg_loss.detach(),
+        "value_loss": v_loss.detach(),
+        "entropy": entropy_loss.detach(),
+        "old_approx_kl": old_approx_kl,
+        "approx_kl": approx_kl,
+        "clipfrac": clipfrac,
+        "grad_norm": grad_norm,
+    }
+
+
+def format_seconds(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    check_args(args)
+    args.batch_size = int(args.num_envs * args.num_steps)
+    args.minibatch_size = int(args.batch_size // args.num_minibatches)
+    args.num_iterations = args.total_timesteps // args.batch_size
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.cuda and not torch.cuda.is_available():
+        print("warning: --cuda was requested but CUDA is not available; running on the CPU")
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            monitor_gym=True,
+            save_code=True,
+        )
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+    )
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    # env setup
+    envs = make_envs(args, run_name)
+    assert isinstance(envs.single_action_space, gym.spaces.Discrete), "only discrete action space is supported"
+
+    agent = Agent(envs.single_action_space.n).to(device)
+    # Two players, two optimisers over disjoint parameter sets: theta (perception) and phi (policy and value).
+    leader_optimizer = optim.Adam(agent.leader_parameters(), lr=args.learning_rate, eps=1e-5)
+    follower_optimizer = optim.Adam(agent.follower_parameters(), lr=args.learning_rate, eps=1e-5)
+
+    # ALGO Logic: Storage setup
+    obs = torch.zeros((args.num_steps, args.num_envs) + envs.single_observation_space.shape).to(device)
+    actions = torch.zeros((args.num_steps, args.num_envs) + envs.single_action_space.shape).to(device)
+    logprobs = torch.zeros((args.num_steps, args.num_envs)).to(device)
+    rewards = torch.zeros((args.num_steps, args.num_envs)).to(device)
+    dones = torch.zeros((args.num_steps, args.num_envs)).to(device)
+    values = torch.zeros((args.num_steps, args.num_envs)).to(device)
+
+    # TRY NOT TO MODIFY: start the game
+    global_step = 0
+    start_time = time.time()
+    recent_returns = []
+    next_obs, _ = envs.reset(seed=args.seed)
+    next_obs = torch.Tensor(next_obs).to(device)
+    next_done = torch.zeros(args.num_envs).to(device)
+
+    for iteration in range(1, args.num_iterations + 1):
+        # Annealing the rate if instructed to do so.
+        if args.anneal_lr:
+            frac = 1.0 - (iteration - 1.0) / args.num_iterations
+            lrnow = frac * args.learning_rate
+            leader_optimizer.param_groups[0]["lr"] = lrnow
+            follower_optimizer.param_groups[0]["lr"] = lrnow
+
+        for step in range(0, args.num_steps):
+            global_step += args.num_envs
+            obs[step] = next_obs
+            dones[step] = next_done
+
+            # ALGO LOGIC: action logic
+            with torch.no_grad():
+                action, logprob, _, value = agent.get_action_and_value(next_obs)
+                values[step] = value.flatten()
+            actions[step] = action
+            logprobs[step] = logprob
+
+            # TRY NOT TO MODIFY: execute the game and log data.
+            next_obs, reward, terminations, truncations, infos = envs.step(action.cpu().numpy())
+            next_done = np.logical_or(terminations, truncations)
+            rewards[step] = torch.tensor(reward).to(device).view(-1)
+            # A truncated episode did not end in the MDP: bootstrap its last reward with the value of the final
+            # observation (same-step autoreset keeps it in infos["final_obs"]) instead of treating it as a death.
+            truncated_only = np.flatnonzero(truncations & ~terminations)
+            if len(truncated_only) > 0:
+                final_obs = torch.Tensor(np.stack(infos["final_obs"][truncated_only])).to(device)
+                with torch.no_grad():
+                    rewards[step, truncated_only] += args.gamma * agent.get_value(final_obs).flatten()
+            next_obs, next_done = torch.Tensor(next_obs).to(device), torch.Tensor(next_done).to(device)
+
+            for _, episodic_return, episodic_length in finished_episodes(infos):
+                recent_returns = (recent_returns + [episodic_return])[-20:]
+                writer.add_scalar("charts/episodic_return", episodic_return, global_step)
+                writer.add_scalar("charts/episodic_length", episodic_length, global_step)
+
+        # bootstrap value if not done
+        with torch.no_grad():
+            next_value = agent.get_value(next_obs).reshape(1, -1)
+            advantages, returns = compute_gae(rewards, values, dones, next_value, next_done, args.gamma, args.gae_lambda)
+
+        # flatten the batch
+        b_obs = obs.reshape((-1,) + envs.single_observation_space.shape)
+        b_logprobs = logprobs.reshape(-1)
+        b_actions = actions.reshape((-1,) + envs.single_action_space.shape)
+        b_advantages = advantages.reshape(-1)
+        b_returns = returns.reshape(-1)
+        b_values = values.reshape(-1)
+
+        # Optimizing the policy and value network
+        b_inds = np.arange(args.batch_size)
+        clipfracs = []
+        sprig_stats = []
+        for epoch in range(args.update_epochs):
+            np.random.shuffle(b_inds)
+            for start in range(0, args.batch_size, args.minibatch_size):
+                end = start + args.minibatch_size
+                mb_inds = b_inds[start:end]
+                mb_advantages = b_advantages[mb_inds]
+                if args.norm_adv:
+                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+
+                mb = {
+                    "obs": b_obs[mb_inds],
+                    "actions": b_actions.long()[mb_inds],
+                    "logprobs": b_logprobs[mb_inds],
+                    "advantages": mb_advantages,
+                    "returns": b_returns[mb_inds],
+                    "values": b_values[mb_inds],
+                }
+                leader_stats = leader_step(agent, leader_optimizer, mb, args)  # the leader commits first ...
+                stats = follower_step(agent, follower_optimizer, mb, args)  # ... then the follower responds
+                clipfracs.append(stats["clipfrac"])
+                sprig_stats.append(leader_stats | {"follower_grad_norm": stats["grad_norm"].item()})
+
+            if args.target_kl is not None and stats["approx_kl"] > args.target_kl:
+                break
+
+        y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
+        var_y = np.var(y_true)
+        explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
+
+        # TRY NOT TO MODIFY: record rewards for plotting purposes
+        sps = int(global_step / (time.time() - start_time))
+        writer.add_scalar("charts/learning_rate", follower_optimizer.param_groups[0]["lr"], global_step)
+        for name in ("value_loss", "policy_loss", "entropy", "old_approx_kl", "approx_kl"):  # the last minibatch's
+            writer.add_scalar(f"losses/{name}", stats[name].item(), global_step)
+        writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
+        writer.add_scalar("losses/explained_variance", explained_var, global_step)
+        writer.add_scalar("charts/SPS", sps, global_step)
+        for name in sprig_stats[0]:  # SPRIG's game, averaged over the iteration's minibatches (grad norms before clipping)
+            writer.add_scalar(f"sprig/{name}", np.mean([minibatch[name] for minibatch in sprig_stats]), global_step)
+        eta = (args.num_iterations - iteration) * args.batch_size / max(sps, 1)
+        mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+        print(
+            f"iter {iteration}/{args.num_iterations} | step {global_step} | SPS {sps} | "
+            f"return (last {len(recent_returns)} episodes) {mean_return} | ETA {format_seconds(eta)}",
+            flush=True,
+        )
+
+    envs.close()
+    writer.close()

@@ -1,0 +1,109 @@
+"""SPRIG's two-stage update: who moves what, and what each stage optimises."""
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+from sprig_ppo_atari import Agent, Args, attention_cost, follower_step, leader_step
+
+
+def make_minibatch(agent, batch=32, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    obs = torch.randint(0, 256, (batch, 4, 84, 84), generator=generator).float()
+    with torch.no_grad():
+        actions, logprobs, _, values = agent.get_action_and_value(obs)
+    advantages = torch.randn(batch, generator=generator)
+    return {
+        "obs": obs,
+        "actions": actions,
+        "logprobs": logprobs,
+        "advantages": (advantages - advantages.mean()) / advantages.std(),
+        "returns": values.flatten() + torch.randn(batch, generator=generator),
+        "values": values.flatten(),
+    }
+
+
+@pytest.fixture
+def setup():
+    torch.manual_seed(0)
+    agent = Agent(num_actions=9)
+    args = Args(learning_rate=1e-3)
+    leader_optimizer = torch.optim.Adam(agent.leader_parameters(), lr=args.learning_rate, eps=1e-5)
+    follower_optimizer = torch.optim.Adam(agent.follower_parameters(), lr=args.learning_rate, eps=1e-5)
+    return agent, args, leader_optimizer, follower_optimizer, make_minibatch(agent)
+
+
+def snapshot(parameters):
+    return [p.detach().clone() for p in parameters]
+
+
+def unchanged(before, parameters):
+    return all(torch.equal(b, p) for b, p in zip(before, parameters, strict=True))
+
+
+def test_every_parameter_belongs_to_exactly_one_player():
+    agent = Agent(num_actions=6)
+    leader = {id(p) for p in agent.leader_parameters()}
+    follower = {id(p) for p in agent.follower_parameters()}
+    assert leader and follower and not leader & follower
+    assert leader | follower == {id(p) for p in agent.parameters()}
+    assert follower == {id(p) for p in [*agent.actor.parameters(), *agent.critic.parameters()]}
+
+
+def test_leader_step_changes_theta_and_leaves_follower_unchanged(setup):
+    agent, args, leader_optimizer, _, mb = setup
+    theta, phi = snapshot(agent.leader_parameters()), snapshot(agent.follower_parameters())
+    leader_step(agent, leader_optimizer, mb, args)
+    assert unchanged(phi, agent.follower_parameters())
+    assert not unchanged(theta, agent.leader_parameters())
+    assert all(p.grad is None for p in agent.follower_parameters())  # no gradient even reached phi
+
+
+def test_follower_step_changes_phi_and_leaves_leader_unchanged(setup):
+    agent, args, _, follower_optimizer, mb = setup
+    theta, phi = snapshot(agent.leader_parameters()), snapshot(agent.follower_parameters())
+    follower_step(agent, follower_optimizer, mb, args)
+    assert unchanged(theta, agent.leader_parameters())
+    assert not unchanged(phi, agent.follower_parameters())
+    assert all(p.grad is None for p in agent.leader_parameters())
+
+
+def test_with_full_cooperation_weight_the_leader_step_lowers_the_attention_cost(setup):
+    agent, args, leader_optimizer, _, mb = setup
+    args = dataclasses.replace(args, alpha_coop=1.0)
+
+    def cost():
+        with torch.no_grad():
+            return attention_cost(agent.perception(mb["obs"] / 255.0)[1], args.attn_cost_coef).item()
+
+    before = cost()
+    for _ in range(3):
+        leader_step(agent, leader_optimizer, mb, args)
+    assert cost() < before
+
+
+def test_with_zero_cooperation_weight_the_cost_does_not_move_theta(setup):
+    """alpha_coop = 0: only u_policy moves theta, so the step is the same whatever lambda_c is."""
+    agent, args, _, _, mb = setup
+    results = []
+    for attn_cost_coef in (0.0, 10.0):
+        copy_agent = copy.deepcopy(agent)
+        optimizer = torch.optim.Adam(copy_agent.leader_parameters(), lr=args.learning_rate, eps=1e-5)
+        leader_step(copy_agent, optimizer, mb, dataclasses.replace(args, alpha_coop=0.0, attn_cost_coef=attn_cost_coef))
+        results.append(snapshot(copy_agent.leader_parameters()))
+    assert unchanged(results[0], results[1])
+    assert not unchanged(results[0], agent.leader_parameters())
+
+
+def test_leader_utility_combines_cost_and_policy_term_as_algorithm_1(setup):
+    agent, args, leader_optimizer, _, mb = setup
+    with torch.no_grad():
+        features, masks = agent.perception(mb["obs"] / 255.0)
+        _, logprob, _, _ = agent.follow(features, mb["actions"])
+        u_policy = (logprob * mb["advantages"]).mean().item()
+        cost = attention_cost(masks, args.attn_cost_coef).item()
+    stats = leader_step(agent, leader_optimizer, mb, args)
+    assert stats["u_policy"] == pytest.approx(u_policy, rel=1e-5)
+    assert stats["attention_cost"] == pytest.approx(cost, rel=1e-5)
+    assert stats["leader_utility"] == pytest.approx(0.7 * -cost + 0.3 * u_policy, rel=1e-5)
