@@ -1,0 +1,486 @@
+#!/usr/bin/env bash
+# Run the PPO-vs-SPRIG benchmark: every (method x env x seed) combination, resumable, then plot the results.
+# See `./benchmark.sh --help`. Each run gets its own directory $OUT/$PRESET/$ENV/$METHOD/seed$SEED/ holding the
+# training script's runs/ (TensorBoard), log.txt, command.txt and, once it exited 0, a `done` marker.
+set -euo pipefail
+# Arrays that may be empty are expanded as ${array[@]+"${array[@]}"}: bash < 4.4 (still on some clusters) calls an
+# empty "${array[@]}" unbound under `set -u`.
+
+REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PYTHON=${PYTHON:-python}
+
+usage() {
+    cat <<EOF
+usage: ./benchmark.sh [options] [-- flags passed to every run]
+
+Runs every (method x env x seed) combination of ppo_atari.py / sprig_ppo_atari.py, each in its own directory
+OUT/PRESET/ENV/METHOD/seedSEED/ (runs/, log.txt, command.txt, and a 'done' marker once it exited 0), then
+calls plot_results.py on OUT/PRESET (figure2.png, results.md). Rerunning skips finished runs and restarts
+unfinished ones from scratch; concurrent invocations never run the same combination twice.
+
+options:
+  --methods "ppo sprig"     methods to run: ppo (ppo_atari.py), sprig (sprig_ppo_atari.py) (default: both)
+  --env-ids "IDS"           env ids (default: BeamRiderNoFrameskip-v4)
+  --seeds "1 2 3 4 5"       seeds (default: 1 2 3 4 5)
+  --total-timesteps N       env steps per run (default: 10000000)
+  --workers N               runs in parallel (default: 1). On CPU each run uses about 2 cores; the cores are
+                            split between the runs: OMP_NUM_THREADS = MKL_NUM_THREADS = max(1, cores / workers)
+  --out DIR                 results directory (default: benchmark_results; benchmark_results_quick with --quick)
+  --preset NAME             cleanrl: the scripts' defaults (CleanRL's ppo_atari, default)
+                            paper:   the paper's Table 1 for both methods (spec section 6):
+                                     ${PRESET_FLAGS_PAPER[*]}
+  --quick                   CPU-sized check: seeds 1 2, 50000 steps, 2 workers (each unless given explicitly);
+                            about an hour on 2 cores
+  --dry-run                 print the run matrix (method env seed dir [state]) and the exact commands; run
+                            nothing, create nothing (with --slurm: print the sbatch script instead of writing it)
+  --no-plot                 do not call plot_results.py at the end
+  --slurm                   write OUT/sprig_benchmark.sbatch, a job array with one task per combination, and
+                            submit it with sbatch if it is on PATH. Slurm options:
+    --partition P           partition (default: the cluster's default)
+    --time T                time limit per task (default: 24:00:00)
+    --gpus N                GPUs per task (default: 1; with 0 the runs get --no-cuda)
+    --cpus-per-task N       CPUs per task (default: 4; also the runs' thread count)
+  -h, --help                show this help
+
+environment: PYTHON   the python that runs the scripts and plot_results.py (default: python)
+
+examples:
+  ./benchmark.sh --quick
+  ./benchmark.sh --preset paper --workers 2 -- --async-envs
+  ./benchmark.sh --slurm --partition gpu --seeds "1 2 3 4 5"
+EOF
+}
+
+die() { # a one-line error for a usage mistake, exit 2
+    echo "error: $*" >&2
+    exit 2
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Presets: flags added to every run. `paper` maps spec section 6 (Table 1) to both methods equally:
+# 8 envs x 256 steps = rollouts of 2048, 32 minibatches of 64, lr 1e-4, clip 0.2, episodes cut at 10000 steps.
+# The remaining Table 1 values (4 epochs, gamma, GAE lambda, coefficients) are already the scripts' defaults.
+# ---------------------------------------------------------------------------------------------------------------
+PRESET_FLAGS_CLEANRL=()
+PRESET_FLAGS_PAPER=(--num-envs 8 --num-steps 256 --num-minibatches 32 --learning-rate 1e-4 --clip-coef 0.2
+    --max-episode-steps 10000)
+
+script_of() { # method -> the training script
+    case $1 in
+    ppo) echo "$REPO_DIR/ppo_atari.py" ;;
+    sprig) echo "$REPO_DIR/sprig_ppo_atari.py" ;;
+    esac
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running one combination. These functions are also copied verbatim (declare -f) into the sbatch script, so they
+# use only their arguments and the environment, never this script's globals.
+# ---------------------------------------------------------------------------------------------------------------
+
+# The lock is a directory (mkdir is atomic) holding `owner`: "host pid slurm_job_id". A lock whose owner is dead
+# (same host and pid gone, or a Slurm job no longer in the queue) is stale and taken over.
+lock_is_stale() { # lock_dir
+    local host pid job
+    read -r host pid job 2>/dev/null <"$1/owner" || return 1 # no owner yet: being created right now
+    if [[ $host == "$(hostname)" ]] && ! kill -0 "$pid" 2>/dev/null; then
+        return 0
+    fi
+    if [[ -n ${job:-} && $job != - ]] && command -v squeue >/dev/null && [[ -z $(squeue -h -j "$job" 2>/dev/null) ]]; then
+        return 0
+    fi
+    return 1
+}
+
+acquire_lock() { # run_dir; fails if another live process holds the lock
+    local lock=$1/.lock aside=$1/.lock.stale.$BASHPID stale_owner
+    if ! mkdir "$lock" 2>/dev/null; then
+        lock_is_stale "$lock" || return 1
+        stale_owner=$(cat "$lock/owner" 2>/dev/null) || return 1
+        # Take it over by renaming it aside, which only one of two competing invocations can do; if what we moved
+        # is no longer the stale lock (someone took it over just before us), give it back.
+        mv "$lock" "$aside" 2>/dev/null || return 1
+        if [[ $(cat "$aside/owner" 2>/dev/null) != "$stale_owner" ]]; then
+            mv "$aside" "$lock" 2>/dev/null || true
+            return 1
+        fi
+        rm -rf "$aside"
+        mkdir "$lock" 2>/dev/null || return 1
+    fi
+    echo "$(hostname) $BASHPID ${SLURM_JOB_ID:--}" >"$lock/owner"
+}
+
+release_lock() { # run_dir
+    rm -rf "$1/.lock"
+}
+
+latest_checkpoint() { # run_dir -> path of the newest runs/*/checkpoint.pt, if any
+    local checkpoint
+    checkpoint=$(ls -t "$1"/runs/*/checkpoint.pt 2>/dev/null | head -n 1) || true
+    echo "$checkpoint"
+}
+
+clean_partial_run() { # run_dir: remove what a killed or failed run left (runs/, log.txt, ...), keep the lock
+    find "$1" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
+}
+
+# run_one RUN_DIR THREADS SIGNATURE COMMAND...: run COMMAND in RUN_DIR unless it is done, and mark it done if it
+# exits 0. SIGNATURE (script and flags) is stored in `done`, so a finished run is only skipped by a rerun asking for
+# the same thing. Sets RUN_STATUS to ran, skipped, failed, locked or conflict; returns 0 unless failed/conflict.
+run_one() {
+    local dir=$1 threads=$2 signature=$3 rc=0 start=$SECONDS checkpoint
+    shift 3
+    mkdir -p "$dir"
+    if [[ -e $dir/done ]]; then
+        if [[ ! -s $dir/done || $(<"$dir/done") == "$signature" ]]; then
+            RUN_STATUS=skipped
+            return 0
+        fi
+        RUN_STATUS=conflict
+        echo "error: $dir finished with other flags ($(<"$dir/done")); delete it or use another --out" >&2
+        return 1
+    fi
+    if ! acquire_lock "$dir"; then
+        RUN_STATUS=locked
+        echo "$dir: locked by another live run ($(cat "$dir/.lock/owner" 2>/dev/null)); left to it" \
+            "(if that run is dead, remove $dir/.lock)"
+        return 0
+    fi
+    if [[ -e $dir/done ]]; then # finished by another invocation while we were checking
+        release_lock "$dir"
+        RUN_STATUS=skipped
+        return 0
+    fi
+    local resume_flags=()
+    # RESUME HOOK (issue: --checkpoint-every / --resume): to continue a killed run from its last checkpoint
+    # instead of restarting it, replace the next line with: checkpoint=$(latest_checkpoint "$dir")
+    checkpoint=""
+    if [[ -n $checkpoint ]]; then
+        resume_flags=(--resume "$checkpoint")
+        echo "$dir: resuming from $checkpoint"
+    elif [[ -n $(ls -A "$dir" | grep -vx '\.lock' || true) ]]; then
+        echo "$dir: unfinished earlier run (no 'done' marker): removing its partial output and restarting it"
+        clean_partial_run "$dir"
+    fi
+    echo "$dir: started (log: $dir/log.txt)"
+    local command=(env "OMP_NUM_THREADS=$threads" "MKL_NUM_THREADS=$threads" "$@" ${resume_flags[@]+"${resume_flags[@]}"})
+    printf 'cd %q && %s\n' "$dir" "$(printf '%q ' "${command[@]}" | sed 's/ $//')" >"$dir/command.txt"
+    (cd "$dir" && "${command[@]}") </dev/null >>"$dir/log.txt" 2>&1 || rc=$?
+    if ((rc == 0)); then
+        echo "$signature" >"$dir/done"
+        RUN_STATUS=ran
+    else
+        RUN_STATUS=failed
+        echo "$dir: FAILED (exit $rc) after $((SECONDS - start)) s; see $dir/log.txt" >&2
+    fi
+    release_lock "$dir"
+    ((rc == 0))
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Options
+# ---------------------------------------------------------------------------------------------------------------
+METHODS="ppo sprig"
+ENV_IDS="BeamRiderNoFrameskip-v4"
+SEEDS=""
+TOTAL_TIMESTEPS=""
+WORKERS=""
+OUT=""
+PRESET=cleanrl
+QUICK=0
+DRY_RUN=0
+PLOT=1
+SLURM=0
+PARTITION=""
+TIME_LIMIT=24:00:00
+GPUS=1
+CPUS_PER_TASK=4
+EXTRA_FLAGS=()
+
+while (($# > 0)); do
+    option=$1
+    if [[ $option == --*=* ]]; then # --option=value is the same as --option value
+        set -- "${option%%=*}" "${option#*=}" "${@:2}"
+        option=$1
+    fi
+    case $option in
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    --methods | --env-ids | --seeds | --total-timesteps | --workers | --out | --preset | --partition | --time | \
+        --gpus | --cpus-per-task)
+        (($# >= 2)) || die "$option needs a value (see --help)"
+        case $option in
+        --methods) METHODS=$2 ;;
+        --env-ids) ENV_IDS=$2 ;;
+        --seeds) SEEDS=$2 ;;
+        --total-timesteps) TOTAL_TIMESTEPS=$2 ;;
+        --workers) WORKERS=$2 ;;
+        --out) OUT=$2 ;;
+        --preset) PRESET=$2 ;;
+        --partition) PARTITION=$2 ;;
+        --time) TIME_LIMIT=$2 ;;
+        --gpus) GPUS=$2 ;;
+        --cpus-per-task) CPUS_PER_TASK=$2 ;;
+        esac
+        shift 2
+        ;;
+    --quick) QUICK=1 && shift ;;
+    --dry-run) DRY_RUN=1 && shift ;;
+    --no-plot) PLOT=0 && shift ;;
+    --slurm) SLURM=1 && shift ;;
+    # FUTURE --sps MODE (another issue): parse `--sps) SPS_MODE=1 && shift ;;` here; see "Modes" below.
+    --)
+        shift
+        EXTRA_FLAGS=("$@")
+        break
+        ;;
+    *) die "unknown option '$option' (see --help)" ;;
+    esac
+done
+
+# --quick only fills in what was not given explicitly.
+if ((QUICK)); then
+    SEEDS=${SEEDS:-"1 2"}
+    TOTAL_TIMESTEPS=${TOTAL_TIMESTEPS:-50000}
+    WORKERS=${WORKERS:-2}
+    OUT=${OUT:-benchmark_results_quick} # so that 50k-step runs never stand in for the full ones
+fi
+SEEDS=${SEEDS:-"1 2 3 4 5"}
+TOTAL_TIMESTEPS=${TOTAL_TIMESTEPS:-10000000}
+WORKERS=${WORKERS:-1}
+OUT=${OUT:-benchmark_results}
+
+is_count() { [[ $1 =~ ^[0-9]+$ ]] && (($1 > 0)); }
+read -r -a METHOD_LIST <<<"$METHODS"
+read -r -a ENV_LIST <<<"$ENV_IDS"
+read -r -a SEED_LIST <<<"$SEEDS"
+((${#METHOD_LIST[@]} > 0)) || die "--methods is empty"
+for method in "${METHOD_LIST[@]}"; do
+    [[ $method == ppo || $method == sprig ]] || die "unknown method '$method' (known: ppo, sprig)"
+done
+((${#ENV_LIST[@]} > 0)) || die "--env-ids is empty"
+((${#SEED_LIST[@]} > 0)) || die "--seeds is empty"
+for seed in "${SEED_LIST[@]}"; do
+    [[ $seed =~ ^[0-9]+$ ]] || die "seed '$seed' is not a non-negative integer"
+done
+case $PRESET in
+cleanrl) PRESET_FLAGS=(${PRESET_FLAGS_CLEANRL[@]+"${PRESET_FLAGS_CLEANRL[@]}"}) ;;
+paper) PRESET_FLAGS=("${PRESET_FLAGS_PAPER[@]}") ;;
+*) die "unknown preset '$PRESET' (known: cleanrl, paper)" ;;
+esac
+is_count "$TOTAL_TIMESTEPS" || die "--total-timesteps must be a positive integer, got '$TOTAL_TIMESTEPS'"
+is_count "$WORKERS" || die "--workers must be a positive integer, got '$WORKERS'"
+[[ $GPUS =~ ^[0-9]+$ ]] || die "--gpus must be a non-negative integer, got '$GPUS'"
+is_count "$CPUS_PER_TASK" || die "--cpus-per-task must be a positive integer, got '$CPUS_PER_TASK'"
+[[ -n $TIME_LIMIT ]] || die "--time is empty"
+
+case $OUT in
+/*) ;;
+*) OUT=$PWD/${OUT#./} ;; # runs start in their own directories, so every path is absolute
+esac
+RESULTS_DIR=$OUT/$PRESET
+
+# ---------------------------------------------------------------------------------------------------------------
+# The run matrix, seed-major so that a benchmark stopped halfway has every method at the same number of seeds.
+# ---------------------------------------------------------------------------------------------------------------
+RUN_LABELS=() # "method env seed"
+RUN_DIRS=()
+RUN_COMMANDS=() # each a %q-quoted command line, without the thread variables
+RUN_SIGNATURES=()
+for seed in "${SEED_LIST[@]}"; do
+    for env_id in "${ENV_LIST[@]}"; do
+        for method in "${METHOD_LIST[@]}"; do
+            flags=(--env-id "$env_id" --seed "$seed" --total-timesteps "$TOTAL_TIMESTEPS")
+            flags+=(${PRESET_FLAGS[@]+"${PRESET_FLAGS[@]}"})
+            if ((SLURM && GPUS == 0)); then
+                flags+=(--no-cuda)
+            fi
+            flags+=(${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
+            script=$(script_of "$method")
+            RUN_LABELS+=("$method $env_id $seed")
+            RUN_DIRS+=("$RESULTS_DIR/$env_id/$method/seed$seed")
+            RUN_COMMANDS+=("$(printf '%q ' "$PYTHON" "$script" "${flags[@]}" | sed 's/ $//')")
+            RUN_SIGNATURES+=("$(basename "$script") ${flags[*]}")
+        done
+    done
+done
+NUM_RUNS=${#RUN_DIRS[@]}
+if (($(printf '%s\n' "${RUN_DIRS[@]}" | sort | uniq -d | wc -l) > 0)); then
+    die "a method, env id or seed is listed twice: $(printf '%s\n' "${RUN_DIRS[@]}" | sort | uniq -d | head -n 1)"
+fi
+WORKER_PIDS=()
+
+NUM_CORES=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+THREADS=$((NUM_CORES / WORKERS))
+((THREADS >= 1)) || THREADS=1
+
+check_scripts_exist() {
+    local method script
+    for method in "${METHOD_LIST[@]}"; do
+        script=$(script_of "$method")
+        [[ -f $script ]] || die "$method needs $script, which does not exist (yet); use --methods to leave it out"
+    done
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Modes
+# ---------------------------------------------------------------------------------------------------------------
+print_dry_run() {
+    local i state
+    echo "# $NUM_RUNS runs = ${#METHOD_LIST[@]} methods x ${#ENV_LIST[@]} envs x ${#SEED_LIST[@]} seeds," \
+        "preset $PRESET, $TOTAL_TIMESTEPS steps each, $WORKERS workers x $THREADS threads ($NUM_CORES cores)"
+    for method in "${METHOD_LIST[@]}"; do
+        [[ -f $(script_of "$method") ]] || echo "# warning: $(script_of "$method") does not exist (yet)"
+    done
+    echo "# method env seed dir [state]"
+    for ((i = 0; i < NUM_RUNS; i++)); do
+        if [[ -e ${RUN_DIRS[i]}/done && -s ${RUN_DIRS[i]}/done && $(<"${RUN_DIRS[i]}/done") != "${RUN_SIGNATURES[i]}" ]]; then
+            state="[done with other flags: conflict]"
+        elif [[ -e ${RUN_DIRS[i]}/done ]]; then
+            state="[done: skip]"
+        elif [[ -d ${RUN_DIRS[i]} ]]; then
+            state="[unfinished: clean and rerun]"
+        else
+            state="[new]"
+        fi
+        echo "${RUN_LABELS[i]} ${RUN_DIRS[i]} $state"
+    done
+    echo "# commands (each run from its dir, stdout+stderr to log.txt there):"
+    for ((i = 0; i < NUM_RUNS; i++)); do
+        echo "cd $(printf '%q' "${RUN_DIRS[i]}") && OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS ${RUN_COMMANDS[i]}"
+    done
+    if ((PLOT)); then
+        echo "$(printf '%q ' "$PYTHON" "$REPO_DIR/plot_results.py" "$RESULTS_DIR" | sed 's/ $//')"
+    fi
+}
+
+slurm_script() { # the sbatch job array, on stdout
+    local i
+    echo "#!/bin/bash"
+    echo "# SPRIG benchmark: $NUM_RUNS runs (preset $PRESET), one array task each. Written by benchmark.sh; submit:"
+    echo "#   sbatch $OUT/sprig_benchmark.sbatch"
+    echo "#SBATCH --job-name=sprig-benchmark"
+    echo "#SBATCH --array=0-$((NUM_RUNS - 1))"
+    echo "#SBATCH --time=$TIME_LIMIT"
+    echo "#SBATCH --cpus-per-task=$CPUS_PER_TASK"
+    if ((GPUS > 0)); then
+        echo "#SBATCH --gpus=$GPUS"
+    fi
+    if [[ -n $PARTITION ]]; then
+        echo "#SBATCH --partition=$PARTITION"
+    fi
+    echo "#SBATCH --output=$OUT/slurm-%A_%a.out"
+    echo "set -euo pipefail"
+    echo "# Load modules / activate the Python environment here if the job needs it."
+    echo
+    declare -f lock_is_stale acquire_lock release_lock latest_checkpoint clean_partial_run run_one
+    echo
+    echo "case \${SLURM_ARRAY_TASK_ID:?run this script with sbatch} in"
+    for ((i = 0; i < NUM_RUNS; i++)); do
+        echo "$i) # ${RUN_LABELS[i]}"
+        echo "    dir=$(printf '%q' "${RUN_DIRS[i]}")"
+        echo "    signature=$(printf '%q' "${RUN_SIGNATURES[i]}")"
+        echo "    command=(${RUN_COMMANDS[i]}) ;;"
+    done
+    echo "*) echo \"no run for array task \$SLURM_ARRAY_TASK_ID\" >&2 && exit 1 ;;"
+    echo "esac"
+    echo "run_one \"\$dir\" \"\${SLURM_CPUS_PER_TASK:-$CPUS_PER_TASK}\" \"\$signature\" \"\${command[@]}\""
+    echo "echo \"\$dir: \$RUN_STATUS\""
+    echo "[[ \$RUN_STATUS == ran || \$RUN_STATUS == skipped ]]"
+}
+
+write_slurm_script() {
+    local path=$OUT/sprig_benchmark.sbatch
+    mkdir -p "$OUT"
+    slurm_script >"$path"
+    echo "wrote $path ($NUM_RUNS array tasks)"
+    if command -v sbatch >/dev/null; then
+        sbatch "$path"
+    else
+        echo "sbatch is not on PATH; on the cluster, submit it with: sbatch $path"
+        echo "(then, when all tasks are done: $PYTHON $REPO_DIR/plot_results.py $RESULTS_DIR)"
+    fi
+}
+
+stop_workers() { # on Ctrl-C or kill: stop every worker's process group (the worker and its training run)
+    echo "interrupted: stopping the runs" >&2
+    kill -TERM -- ${WORKER_PIDS[@]+"${WORKER_PIDS[@]/#/-}"} 2>/dev/null || true
+    exit 130
+}
+
+run_all() { # every combination, WORKERS at a time; then report and plot
+    local i failed=0 locked=0 ran=0 skipped=0 status
+    STATUS_DIR=$(mktemp -d) # each worker writes its run's RUN_STATUS here
+    trap 'rm -rf "$STATUS_DIR"' EXIT
+    # Each worker in its own process group: Ctrl-C reaches only this script, whose trap then stops every worker
+    # with its training run (background jobs of a script would otherwise ignore SIGINT and run on).
+    set -m
+    trap stop_workers INT TERM HUP
+    echo "$NUM_RUNS runs, preset $PRESET, $TOTAL_TIMESTEPS steps each, $WORKERS workers x $THREADS threads," \
+        "results in $RESULTS_DIR"
+    for ((i = 0; i < NUM_RUNS; i++)); do
+        while (($(jobs -rp | wc -l) >= WORKERS)); do
+            wait -n 2>/dev/null || sleep 1 # bash < 4.3 has no `wait -n`
+        done
+        (
+            RUN_STATUS=failed
+            start=$SECONDS
+            eval "command=(${RUN_COMMANDS[i]})"
+            run_one "${RUN_DIRS[i]}" "$THREADS" "${RUN_SIGNATURES[i]}" "${command[@]}" || true
+            echo "$RUN_STATUS" >"$STATUS_DIR/$i"
+            case $RUN_STATUS in
+            ran) status="finished in $((SECONDS - start)) s" ;;
+            skipped) status="already done, skipped" ;;
+            locked) status="running in another invocation, left to it" ;;
+            conflict) status="NOT RUN: finished earlier with other flags" ;;
+            *) status="FAILED after $((SECONDS - start)) s" ;;
+            esac
+            echo "[$((i + 1))/$NUM_RUNS] ${RUN_LABELS[i]}: $status"
+        ) &
+        WORKER_PIDS+=($!)
+    done
+    wait || true
+    echo
+    for ((i = 0; i < NUM_RUNS; i++)); do
+        status=$(cat "$STATUS_DIR/$i" 2>/dev/null || echo failed)
+        case $status in
+        ran) ran=$((ran + 1)) ;;
+        skipped) skipped=$((skipped + 1)) ;;
+        locked) locked=$((locked + 1)) ;;
+        conflict)
+            failed=$((failed + 1))
+            echo "NOT RUN: ${RUN_LABELS[i]}: ${RUN_DIRS[i]} finished earlier with other flags" >&2
+            ;;
+        *)
+            failed=$((failed + 1))
+            echo "FAILED: ${RUN_LABELS[i]}; log: ${RUN_DIRS[i]}/log.txt" >&2
+            ;;
+        esac
+    done
+    echo "summary: $ran ran, $skipped already done (skipped), $locked running elsewhere (locked), $failed failed"
+    if ((PLOT)); then
+        if "$PYTHON" "$REPO_DIR/plot_results.py" "$RESULTS_DIR"; then
+            echo "figure: $RESULTS_DIR/figure2.png, table: $RESULTS_DIR/results.md"
+        else
+            echo "plot_results.py failed" >&2
+            failed=$((failed + 1))
+        fi
+    fi
+    ((failed == 0))
+}
+
+# FUTURE --sps MODE (another issue): measure steps per second of each method instead of training to the end.
+# Parse `--sps` in the option loop (marked there), define `measure_sps` here, and dispatch it below before run_all.
+
+if ((DRY_RUN && SLURM)); then
+    slurm_script
+elif ((DRY_RUN)); then
+    print_dry_run
+elif ((SLURM)); then
+    check_scripts_exist
+    write_slurm_script
+else
+    check_scripts_exist
+    run_all
+fi

@@ -1,0 +1,443 @@
+"""Learning curves and a results table from the TensorBoard logs of ppo_atari.py / sprig_ppo_atari.py runs.
+
+Reproduces the layout of Figure 2 of the SPRIG paper (mean episodic return against environment steps, one panel per
+game, mean ± std over seeds) and summarises every (env, method) group in a table.
+
+Run:
+    python plot_results.py benchmark_results/cleanrl
+    python plot_results.py runs --paper-reference --out-dir figures
+    python plot_results.py --help
+Writes figure2.png, figure2.pdf, results.md and results.csv into --out-dir (default: the directory given).
+
+A run is a directory that holds TensorBoard event files, named by the training scripts
+`{env_id}__{exp_name}__{seed}__{unix_time}`; the env id, method (from exp_name) and seed are read from that name.
+"""
+
+import csv
+import math
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import numpy as np
+import tyro
+
+LAST_EPISODES = 100
+"""final score of a seed = mean of its last 100 episodic returns; the curves use the same trailing window"""
+
+METHOD_NAMES = {"ppo_atari": "PPO", "sprig_ppo_atari": "SPRIG"}
+"""exp_name (the training script's file stem by default) -> the method name shown in plots and tables"""
+
+METHOD_COLORS = {"PPO": "tab:blue", "SPRIG": "tab:orange"}
+
+# Random-play and human scores used for human normalisation, as in the DQN line of papers (Mnih et al., 2015;
+# van Hasselt et al., 2016; Badia et al., 2020, Agent57 appendix). Keyed by game name without version suffix.
+RANDOM_AND_HUMAN_SCORES = {
+    "BeamRider": (363.9, 16926.5),
+    "Breakout": (1.7, 30.5),
+    "Pong": (-20.7, 14.6),
+    "Seaquest": (68.4, 42054.7),
+    "SpaceInvaders": (148.0, 1668.7),
+    "Qbert": (163.9, 13455.0),
+}
+
+# Figure 2 of the paper, BeamRider, read off the plot by eye (see spec section 6): {method: {step: return}}.
+PAPER_FIGURE2_BEAMRIDER = {
+    "SPRIG": {0: 335, 1_000_000: 595, 2_000_000: 690, 3_000_000: 790, 5_000_000: 733, 6_400_000: 607, 10_000_000: 850},
+    "PPO": {0: 470, 1_000_000: 520, 2_000_000: 537, 5_000_000: 590, 10_000_000: 677},
+}
+
+
+@dataclass
+class Args:
+    directory: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="DIR")]
+    """directory searched recursively for runs (directories holding TensorBoard event files)"""
+    paper_reference: bool = False
+    """if toggled, overlay the paper's Figure 2 points (read off the plot) on BeamRider panels"""
+    out_dir: str | None = None
+    """where figure2.png/.pdf, results.md and results.csv go; None: into DIR itself"""
+    grid_points: int = 200
+    """number of points of the common step grid the seeds' curves are interpolated onto"""
+
+
+@dataclass
+class Run:
+    """The scalars of one training run that the plots and the table need."""
+
+    path: str
+    env_id: str
+    method: str
+    seed: int
+    start_time: int
+    episode_steps: np.ndarray
+    """global env step at which each episode ended (x of charts/episodic_return), in logging order"""
+    episode_returns: np.ndarray
+    last_step: int = 0
+    """largest global step seen in any scalar"""
+    last_sps: float = math.nan
+    """the last charts/SPS value"""
+    wall_time: float = 0.0
+    """seconds from the first to the last scalar event"""
+
+
+@dataclass
+class Curve:
+    """Mean and std over seeds of the smoothed return curves of one (env, method) group, on a common grid."""
+
+    env_id: str
+    method: str
+    steps: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    num_seeds: int
+
+
+@dataclass
+class Result:
+    """One row of results.md / results.csv."""
+
+    env_id: str
+    method: str
+    seed_scores: list[float] = field(default_factory=list)
+    """per seed, the mean of its last (up to) 100 episodic returns, in seed order"""
+    seeds: list[int] = field(default_factory=list)
+    mean: float = math.nan
+    std: float = math.nan
+    """population std over seeds (numpy's default ddof=0)"""
+    human_normalised: float | None = None
+    """(mean - random) / (human - random) * 100, None for games missing from RANDOM_AND_HUMAN_SCORES"""
+    steps_reached: float = 0.0
+    sps: float = math.nan
+    wall_time: float = 0.0
+
+
+def parse_run_name(name: str) -> tuple[str, str, int, int] | None:
+    """(env_id, method, seed, unix_time) from `{env_id}__{exp_name}__{seed}__{unix_time}`, or None if it is not one."""
+    parts = name.split("__")
+    if len(parts) < 4 or not re.fullmatch(r"-?\d+", parts[-2]) or not parts[-1].isdigit():
+        return None
+    exp_name = "__".join(parts[1:-2])
+    return parts[0], METHOD_NAMES.get(exp_name, exp_name), int(parts[-2]), int(parts[-1])
+
+
+def find_run_dirs(directory: str) -> list[str]:
+    """Every directory under `directory` (itself included) that directly holds a TensorBoard event file."""
+    return sorted(
+        root for root, _, files in os.walk(directory) if any(name.startswith("events.out.tfevents.") for name in files)
+    )
+
+
+def drop_rewound_points(steps: np.ndarray, values: np.ndarray, wall_times: np.ndarray):
+    """The points in wall-time order, without those that a restarted run superseded.
+
+    A run resumed from a checkpoint logs its steps again from the checkpoint on; the points the killed run had
+    logged beyond that step are superseded, as TensorBoard's own purge would treat them.
+    """
+    order = np.argsort(wall_times, kind="stable")
+    kept: list[int] = []
+    for index in order:
+        while kept and steps[kept[-1]] > steps[index]:
+            kept.pop()
+        kept.append(index)
+    return steps[kept], values[kept], wall_times[kept]
+
+
+def load_run(path: str) -> Run | None:
+    """Read all scalar points of one run directory (all its event files); None if its name is not a run name."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    parsed = parse_run_name(os.path.basename(os.path.normpath(path)))
+    if parsed is None:
+        return None
+    env_id, method, seed, start_time = parsed
+    # 0 = keep every scalar point; the default would reservoir-sample 10000 of them per tag.
+    accumulator = EventAccumulator(path, size_guidance={"scalars": 0, "tensors": 1, "images": 1, "histograms": 1})
+    accumulator.Reload()
+    scalar_tags = accumulator.Tags()["scalars"]
+
+    def scalars(tag):
+        events = accumulator.Scalars(tag) if tag in scalar_tags else []
+        steps = np.array([event.step for event in events], dtype=np.int64)
+        values = np.array([event.value for event in events], dtype=np.float64)
+        wall_times = np.array([event.wall_time for event in events], dtype=np.float64)
+        return drop_rewound_points(steps, values, wall_times)
+
+    episode_steps, episode_returns, _ = scalars("charts/episodic_return")
+    _, sps, _ = scalars("charts/SPS")
+    all_steps, all_wall_times = [], []
+    for tag in scalar_tags:
+        steps, _, wall_times = scalars(tag)
+        all_steps.append(steps)
+        all_wall_times.append(wall_times)
+    all_steps = np.concatenate(all_steps) if all_steps else np.zeros(0)
+    all_wall_times = np.concatenate(all_wall_times) if all_wall_times else np.zeros(0)
+    return Run(
+        path=path,
+        env_id=env_id,
+        method=method,
+        seed=seed,
+        start_time=start_time,
+        episode_steps=episode_steps,
+        episode_returns=episode_returns,
+        last_step=int(all_steps.max()) if len(all_steps) else 0,
+        last_sps=float(sps[-1]) if len(sps) else math.nan,
+        wall_time=float(all_wall_times.max() - all_wall_times.min()) if len(all_wall_times) else 0.0,
+    )
+
+
+def load_runs(directory: str) -> list[Run]:
+    """All runs under `directory` that have finished at least one episode, one per (env, method, seed).
+
+    Directories whose name is not a run name, and runs without a finished episode yet, are skipped with a warning.
+    If the same (env, method, seed) appears twice (a run repeated by hand), the most recent one is kept.
+    """
+    latest: dict[tuple[str, str, int], Run] = {}
+    for path in find_run_dirs(directory):
+        run = load_run(path)
+        if run is None:
+            print(f"warning: skipping {path}: its name is not env_id__exp_name__seed__time", file=sys.stderr)
+        elif len(run.episode_returns) == 0:
+            print(f"warning: skipping {path}: no finished episode yet", file=sys.stderr)
+        else:
+            key = (run.env_id, run.method, run.seed)
+            if key in latest:
+                older, run = sorted([latest[key], run], key=lambda r: r.start_time)
+                print(f"warning: {key} appears twice; using {run.path}, ignoring {older.path}", file=sys.stderr)
+            latest[key] = run
+    return [latest[key] for key in sorted(latest)]
+
+
+def method_order(method: str) -> tuple[int, str]:
+    """PPO first, SPRIG second, anything else alphabetically after them."""
+    order = list(METHOD_NAMES.values())
+    return (order.index(method) if method in order else len(order), method)
+
+
+def group_runs(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
+    """{(env_id, method): runs sorted by seed}, envs sorted alphabetically, methods PPO, SPRIG, others."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in sorted(runs, key=lambda run: (run.env_id, method_order(run.method), run.seed)):
+        groups.setdefault((run.env_id, run.method), []).append(run)
+    return groups
+
+
+def trailing_mean(episode_steps: np.ndarray, episode_returns: np.ndarray, grid: np.ndarray, window: int = LAST_EPISODES):
+    """The smoothed curve of one seed: at each grid step, the mean of its last `window` episodes ended by then.
+
+    A trailing running mean over episodes, held constant between episode ends (no interpolation between
+    episodes); NaN before the first episode. At the last episode it equals the seed's final score.
+    """
+    cumulative = np.concatenate([[0.0], np.cumsum(episode_returns)])
+    ended = np.searchsorted(episode_steps, grid, side="right")  # episodes ended at or before each grid step
+    first = np.maximum(ended - window, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ended > 0, (cumulative[ended] - cumulative[first]) / (ended - first), np.nan)
+
+
+def aggregate(runs: list[Run], grid_points: int = 200) -> list[Curve]:
+    """Per (env, method): the seeds' trailing-mean curves on a common grid, then mean and std (ddof=0) over seeds.
+
+    The grid spans only the steps every seed reached: from the latest first episode to the earliest last episode
+    over the seeds, so partial results (seeds still running) never average a different set of seeds at the end.
+    """
+    curves = []
+    for (env_id, method), group in group_runs(runs).items():
+        start = max(run.episode_steps[0] for run in group)
+        end = min(run.episode_steps[-1] for run in group)
+        grid = np.linspace(min(start, end), end, grid_points)
+        per_seed = np.stack([trailing_mean(run.episode_steps, run.episode_returns, grid) for run in group])
+        curves.append(Curve(env_id, method, grid, per_seed.mean(axis=0), per_seed.std(axis=0), len(group)))
+    return curves
+
+
+def game_name(env_id: str) -> str:
+    """`BeamRiderNoFrameskip-v4` / `ALE/BeamRider-v5` -> `BeamRider`."""
+    name = env_id.split("/")[-1].split("-")[0]
+    return re.sub(r"(NoFrameskip|Deterministic)$", "", name)
+
+
+def human_normalised(env_id: str, score: float) -> float | None:
+    """(score - random) / (human - random) * 100, or None for a game without reference scores."""
+    if game_name(env_id) not in RANDOM_AND_HUMAN_SCORES:
+        return None
+    random_score, human_score = RANDOM_AND_HUMAN_SCORES[game_name(env_id)]
+    return (score - random_score) / (human_score - random_score) * 100
+
+
+def final_scores(runs: list[Run]) -> list[Result]:
+    """One Result per (env, method): the final score of each seed (mean of its last 100 episodic returns, fewer if
+    it has fewer), their mean and population std over seeds, and mean steps reached, SPS and wall time."""
+    results = []
+    for (env_id, method), group in group_runs(runs).items():
+        seed_scores = [float(np.mean(run.episode_returns[-LAST_EPISODES:])) for run in group]
+        mean = float(np.mean(seed_scores))
+        sps_values = [run.last_sps for run in group if not math.isnan(run.last_sps)]
+        results.append(
+            Result(
+                env_id=env_id,
+                method=method,
+                seed_scores=seed_scores,
+                seeds=[run.seed for run in group],
+                mean=mean,
+                std=float(np.std(seed_scores)),
+                human_normalised=human_normalised(env_id, mean),
+                steps_reached=float(np.mean([run.last_step for run in group])),
+                sps=float(np.mean(sps_values)) if sps_values else math.nan,
+                wall_time=float(np.mean([run.wall_time for run in group])),
+            )
+        )
+    return results
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def write_results(results: list[Result], out_dir: str) -> tuple[str, str]:
+    """results.md (for people, and the README) and results.csv (for scripts); returns their paths."""
+    markdown_path, csv_path = os.path.join(out_dir, "results.md"), os.path.join(out_dir, "results.csv")
+    lines = [
+        f"| env | method | seeds | final score (mean ± std over seeds, population std ddof=0; per seed: mean of "
+        f"last {LAST_EPISODES} episodic returns) | per-seed final scores | human-normalised (%) | steps reached "
+        "(mean) | SPS (mean) | wall time (mean, h:mm:ss) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for result in results:
+        normalised = "" if result.human_normalised is None else f"{result.human_normalised:.1f}"
+        sps = "" if math.isnan(result.sps) else f"{result.sps:.0f}"
+        lines.append(
+            f"| {result.env_id} | {result.method} | {len(result.seeds)} | {result.mean:.1f} ± {result.std:.1f} | "
+            f"{', '.join(f'{score:.1f}' for score in result.seed_scores)} | {normalised} | {result.steps_reached:,.0f} | "
+            f"{sps} | {format_seconds(result.wall_time)} |"
+        )
+    with open(markdown_path, "w") as file:
+        file.write("\n".join(lines) + "\n")
+    with open(csv_path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(
+            [
+                "env_id",
+                "method",
+                "num_seeds",
+                "seeds",
+                "final_score_mean",
+                "final_score_std_ddof0",
+                "seed_final_scores",
+                "human_normalised_percent",
+                "steps_reached_mean",
+                "sps_mean",
+                "wall_time_seconds_mean",
+            ]
+        )
+        for result in results:
+            writer.writerow(
+                [
+                    result.env_id,
+                    result.method,
+                    len(result.seeds),
+                    " ".join(map(str, result.seeds)),
+                    repr(result.mean),
+                    repr(result.std),
+                    " ".join(repr(score) for score in result.seed_scores),
+                    "" if result.human_normalised is None else repr(result.human_normalised),
+                    repr(result.steps_reached),
+                    "" if math.isnan(result.sps) else repr(result.sps),
+                    repr(result.wall_time),
+                ]
+            )
+    return markdown_path, csv_path
+
+
+def plot_curves(curves: list[Curve], out_dir: str, paper_reference: bool = False) -> tuple[str, str]:
+    """figure2.png and figure2.pdf: one panel per env, mean ± std band per method; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display needed
+    import matplotlib.pyplot as plt
+
+    env_ids = sorted({curve.env_id for curve in curves})
+    columns = min(len(env_ids), 3)
+    rows = math.ceil(len(env_ids) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4 * rows), squeeze=False)
+    for axis, env_id in zip(axes.flat, env_ids):
+        for curve in (curve for curve in curves if curve.env_id == env_id):
+            color = METHOD_COLORS.get(curve.method)
+            seeds = f"{curve.num_seeds} seed" + ("s" if curve.num_seeds != 1 else "")
+            x = curve.steps / 1e6
+            axis.plot(x, curve.mean, color=color, label=f"{curve.method} (mean ± std over {seeds})")
+            axis.fill_between(x, curve.mean - curve.std, curve.mean + curve.std, color=axis.lines[-1].get_color(), alpha=0.2)
+        if paper_reference and game_name(env_id) == "BeamRider":
+            for method, points in PAPER_FIGURE2_BEAMRIDER.items():
+                axis.plot(
+                    np.array(list(points)) / 1e6,
+                    list(points.values()),
+                    linestyle="none",
+                    marker="o" if method == "SPRIG" else "s",
+                    markerfacecolor="none",
+                    color=METHOD_COLORS[method],
+                    label=f"{method} paper (read off Fig. 2)",
+                )
+        axis.set_title(env_id)
+        axis.set_xlabel("environment steps (millions)")
+        axis.set_ylabel(f"episodic return (mean of last {LAST_EPISODES} episodes)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    for axis in list(axes.flat)[len(env_ids) :]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    png_path, pdf_path = os.path.join(out_dir, "figure2.png"), os.path.join(out_dir, "figure2.pdf")
+    figure.savefig(png_path, dpi=150)
+    figure.savefig(pdf_path)
+    plt.close(figure)
+    return png_path, pdf_path
+
+
+def plot_results(args: Args) -> int:
+    """The default command: figure2.png/.pdf and results.md/.csv for all runs under args.directory."""
+    if args.grid_points < 2:
+        print(f"error: --grid-points must be at least 2, got {args.grid_points}", file=sys.stderr)
+        return 2
+    if not os.path.isdir(args.directory):
+        print(f"error: {args.directory} is not a directory", file=sys.stderr)
+        return 1
+    runs = load_runs(args.directory)
+    if not runs:
+        print(f"error: no runs with finished episodes (TensorBoard event files) under {args.directory}", file=sys.stderr)
+        return 1
+    out_dir = args.out_dir if args.out_dir is not None else args.directory
+    os.makedirs(out_dir, exist_ok=True)
+    if args.paper_reference and not any(game_name(run.env_id) == "BeamRider" for run in runs):
+        print("note: --paper-reference only marks BeamRider panels, and there is no BeamRider run", file=sys.stderr)
+    figure_paths = plot_curves(aggregate(runs, args.grid_points), out_dir, args.paper_reference)
+    results = final_scores(runs)
+    table_paths = write_results(results, out_dir)
+    print(f"{len(runs)} runs in {len(results)} (env, method) groups")
+    for path in figure_paths + table_paths:
+        print(f"wrote {path}")
+    return 0
+
+
+# Commands besides the default one, as `python plot_results.py NAME [flags]`: NAME -> (its Args class, its function).
+# Later issues register theirs here, e.g. "attention": (AttentionArgs, plot_attention) for
+# `python plot_results.py attention --model PATH`, and a sweep trade-off plot. A directory that happens to share a
+# command's name can still be plotted as ./NAME.
+SUBCOMMANDS: dict[str, tuple[type, Callable[..., int]]] = {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        args_class, command = SUBCOMMANDS[argv[0]]
+        return command(tyro.cli(args_class, args=argv[1:], prog=f"plot_results.py {argv[0]}"))
+    description = __doc__.split("\n\n")[0]
+    if SUBCOMMANDS:
+        description += f"\n\nOther commands: {', '.join(SUBCOMMANDS)} (python plot_results.py COMMAND --help)."
+    return plot_results(tyro.cli(Args, args=argv, prog="plot_results.py", description=description))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+"""benchmark.sh: the run matrix, resuming, locking, failures, Slurm, errors.
+
+benchmark.sh runs with PYTHON pointing to a fake python (a small bash script) so no training happens: the fake
+records each call, writes a run directory like the real scripts do, and fails or hangs when told to. benchmark.sh
+is copied into a sandbox next to placeholder training scripts, so the tests do not depend on which training
+scripts exist yet in the repo.
+"""
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = "BeamRiderNoFrameskip-v4"
+PAPER_FLAGS = (
+    "--num-envs 8 --num-steps 256 --num-minibatches 32 --learning-rate 1e-4 --clip-coef 0.2 --max-episode-steps 10000"
+)
+
+# Called as: fake_python SCRIPT FLAGS... from a run directory. Appends "cwd|OMP_NUM_THREADS|args" to $FAKE_CALLS.
+FAKE_PYTHON = r"""#!/usr/bin/env bash
+echo "$PWD|${OMP_NUM_THREADS:-}|$*" >>"$FAKE_CALLS"
+script=$(basename "$1")
+if [[ $script == plot_results.py ]]; then
+    echo "fake plot of $2"
+    exit 0
+fi
+shift
+while (($# > 0)); do
+    case $1 in
+    --seed) seed=$2 ;;
+    --env-id) env_id=$2 ;;
+    esac
+    shift
+done
+if [[ -n ${FAKE_HANG:-} ]]; then
+    echo $$ >>"$FAKE_HANG"
+    sleep 60
+fi
+if [[ "${script%.py}:$seed" == "${FAKE_FAIL:-}" ]]; then
+    echo "Traceback: fake failure" >&2
+    exit 3
+fi
+run_dir="runs/${env_id}__${script%.py}__${seed}__$(date +%s)"
+mkdir -p "$run_dir"
+echo fake >"$run_dir/events.out.tfevents.0.fake"
+echo "iter 1/1 | step 64 | SPS 100"
+"""
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """tmp_path/repo holding benchmark.sh and placeholder scripts, tmp_path/bin/python the fake python."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(os.path.join(REPO, "benchmark.sh"), repo / "benchmark.sh")
+    for script in ("ppo_atari.py", "sprig_ppo_atari.py", "plot_results.py"):
+        (repo / script).write_text("raise SystemExit('placeholder: the tests run a fake python')\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    (tmp_path / "work").mkdir()
+    return tmp_path
+
+
+def run_benchmark(sandbox, *args, timeout=60, **env):
+    """Run the sandbox's benchmark.sh from sandbox/work with the fake python; returns the CompletedProcess."""
+    environment = dict(os.environ, PYTHON=str(sandbox / "bin" / "python"), FAKE_CALLS=str(sandbox / "calls.txt"))
+    environment.update(env)
+    return subprocess.run(
+        ["bash", str(sandbox / "repo" / "benchmark.sh"), *args],
+        cwd=sandbox / "work",
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def fake_calls(sandbox):
+    """[(cwd, OMP_NUM_THREADS, args)] of every fake python call so far."""
+    path = sandbox / "calls.txt"
+    return [tuple(line.split("|", 2)) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def training_calls(sandbox):
+    return [call for call in fake_calls(sandbox) if "plot_results.py" not in call[2]]
+
+
+def run_dir(sandbox, method, seed, out="out", preset="cleanrl", env_id=ENV):
+    return sandbox / "work" / out / preset / env_id / method / f"seed{seed}"
+
+
+def tree(path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def test_dry_run_prints_one_line_per_combination_and_the_commands_and_creates_nothing(sandbox):
+    result = run_benchmark(
+        sandbox, "--dry-run", "--preset", "paper", "--env-ids", f"{ENV} PongNoFrameskip-v4", "--seeds", "1 2 3", "--out", "out"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    matrix = [line.split() for line in lines if line.split()[0] in ("ppo", "sprig")]
+    expected = set(itertools.product(["ppo", "sprig"], [ENV, "PongNoFrameskip-v4"], ["1", "2", "3"]))
+    assert len(matrix) == 12 and {tuple(fields[:3]) for fields in matrix} == expected
+    for method, env_id, seed, directory, *_ in matrix:
+        assert directory == str(sandbox / "work" / "out" / "paper" / env_id / method / f"seed{seed}")
+    commands = [line for line in lines if line.startswith("cd ")]
+    assert len(commands) == 12
+    for method, env_id, seed in expected:
+        script = "ppo_atari.py" if method == "ppo" else "sprig_ppo_atari.py"
+        directory = sandbox / "work" / "out" / "paper" / env_id / method / f"seed{seed}"
+        [command] = [c for c in commands if c.startswith(f"cd {directory} ")]
+        assert f"/repo/{script} --env-id {env_id} --seed {seed} --total-timesteps 10000000 {PAPER_FLAGS}" in command
+    assert tree(sandbox / "work") == [] and fake_calls(sandbox) == []
+
+
+def test_dry_run_of_the_cleanrl_preset_adds_no_hyperparameter_flags_and_passes_extra_flags(sandbox):
+    result = run_benchmark(sandbox, "--dry-run", "--seeds", "1", "--", "--async-envs", "--track")
+    assert result.returncode == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if line.startswith("cd ")]
+    assert len(commands) == 2
+    for command in commands:
+        assert command.endswith("--seed 1 --total-timesteps 10000000 --async-envs --track")
+
+
+def test_quick_runs_two_seeds_of_50000_steps_on_two_workers_with_cores_split(sandbox):
+    result = run_benchmark(sandbox, "--quick", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    matrix = [line.split() for line in result.stdout.splitlines() if line.split()[0] in ("ppo", "sprig")]
+    assert sorted((fields[0], fields[2]) for fields in matrix) == [("ppo", "1"), ("ppo", "2"), ("sprig", "1"), ("sprig", "2")]
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    commands = [line for line in result.stdout.splitlines() if line.startswith("cd ")]
+    assert all(
+        "--total-timesteps 50000" in c and f"OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}" in c for c in commands
+    )
+    assert "2 workers" in result.stdout
+    # Quick results go to their own directory, so they never stand in for full-length runs.
+    assert all("/benchmark_results_quick/cleanrl/" in fields[3] for fields in matrix)
+
+
+def test_each_run_runs_in_its_own_dir_with_log_command_and_done_marker(sandbox):
+    result = run_benchmark(
+        sandbox, "--seeds", "1 2", "--workers", "2", "--total-timesteps", "5000", "--out", "out", "--no-plot"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    threads = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    calls = training_calls(sandbox)
+    assert len(calls) == 4
+    for method, seed in itertools.product(["ppo", "sprig"], [1, 2]):
+        directory = run_dir(sandbox, method, seed)
+        script = "ppo_atari.py" if method == "ppo" else "sprig_ppo_atari.py"
+        assert (directory / "done").exists()
+        assert "iter 1/1" in (directory / "log.txt").read_text()
+        command = (directory / "command.txt").read_text()
+        assert command.startswith(f"cd {directory} && ") and f"OMP_NUM_THREADS={threads}" in command
+        assert f"{script} --env-id {ENV} --seed {seed} --total-timesteps 5000" in command
+        assert len(list((directory / "runs").glob(f"{ENV}__{script[:-3]}__{seed}__*/events.out.tfevents.*"))) == 1
+        assert [
+            (cwd, omp)
+            for cwd, omp, args in calls
+            if args.startswith(str(sandbox / "repo" / script)) and f"--seed {seed} " in args
+        ] == [(str(directory), threads)]
+
+
+def test_finished_run_is_skipped_on_rerun(sandbox):
+    assert run_benchmark(sandbox, "--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot").returncode == 0
+    events_before = tree(run_dir(sandbox, "ppo", 1))
+    result = run_benchmark(sandbox, "--methods", "ppo", "--seeds", "1 2", "--out", "out", "--no-plot")
+    assert result.returncode == 0, result.stderr
+    assert "ppo BeamRiderNoFrameskip-v4 1: already done, skipped" in result.stdout
+    assert [args.split("--seed ")[1].split()[0] for _, _, args in training_calls(sandbox)] == ["1", "2"]
+    assert tree(run_dir(sandbox, "ppo", 1)) == events_before
+
+
+def test_killed_run_without_done_marker_is_cleaned_and_rerun(sandbox):
+    directory = run_dir(sandbox, "sprig", 1)
+    old_run = directory / "runs" / f"{ENV}__sprig_ppo_atari__1__1000"
+    old_run.mkdir(parents=True)
+    (old_run / "events.out.tfevents.1000.old").write_text("partial")
+    (directory / "log.txt").write_text("partial log of the killed run\n")
+    result = run_benchmark(sandbox, "--methods", "sprig", "--seeds", "1", "--out", "out", "--no-plot")
+    assert result.returncode == 0, result.stderr
+    assert "unfinished earlier run" in result.stdout
+    assert not old_run.exists()
+    assert len(list((directory / "runs").iterdir())) == 1  # never two runs of one combination
+    assert "partial log" not in (directory / "log.txt").read_text()
+    assert (directory / "done").exists() and len(training_calls(sandbox)) == 1
+
+
+def test_failing_run_is_reported_with_its_log_path_and_the_others_finish(sandbox):
+    result = run_benchmark(
+        sandbox, "--seeds", "1 2", "--workers", "2", "--out", "out", "--no-plot", FAKE_FAIL="sprig_ppo_atari:2"
+    )
+    assert result.returncode != 0
+    failed_log = run_dir(sandbox, "sprig", 2) / "log.txt"
+    assert f"FAILED: sprig {ENV} 2; log: {failed_log}" in result.stderr
+    assert "fake failure" in failed_log.read_text()
+    assert not (run_dir(sandbox, "sprig", 2) / "done").exists()
+    for method, seed in [("ppo", 1), ("sprig", 1), ("ppo", 2)]:
+        assert (run_dir(sandbox, method, seed) / "done").exists()
+
+
+def test_done_run_asked_for_with_other_flags_is_an_error_not_a_silent_skip(sandbox):
+    args = ["--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot", "--total-timesteps"]
+    assert run_benchmark(sandbox, *args, "5000").returncode == 0
+    result = run_benchmark(sandbox, *args, "9000")
+    assert result.returncode != 0
+    assert "finished with other flags" in result.stderr and len(training_calls(sandbox)) == 1
+
+
+def test_stale_lock_is_taken_over_and_live_lock_is_left_to_its_owner(sandbox):
+    host = subprocess.run(["hostname"], capture_output=True, text=True, check=True).stdout.strip()
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    for method, owner in [("ppo", f"{host} {finished.pid} -"), ("sprig", f"{host} {os.getpid()} -")]:
+        lock = run_dir(sandbox, method, 1) / ".lock"
+        lock.mkdir(parents=True)
+        (lock / "owner").write_text(owner + "\n")
+    result = run_benchmark(sandbox, "--seeds", "1", "--out", "out", "--no-plot")
+    assert (run_dir(sandbox, "ppo", 1) / "done").exists()
+    assert not (run_dir(sandbox, "ppo", 1) / ".lock").exists()
+    assert not (run_dir(sandbox, "sprig", 1) / "done").exists()
+    assert (run_dir(sandbox, "sprig", 1) / ".lock" / "owner").read_text().split()[1] == str(os.getpid())
+    assert "running in another invocation" in result.stdout
+    assert [args.split()[0] for _, _, args in training_calls(sandbox)] == [str(sandbox / "repo" / "ppo_atari.py")]
+
+
+def is_running(pid):
+    """True if the process exists and is not a zombie (orphans may wait a while to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_terminating_the_benchmark_stops_its_training_runs(sandbox):
+    hang_pids = sandbox / "hanging_pids.txt"
+    environment = dict(
+        os.environ, PYTHON=str(sandbox / "bin" / "python"), FAKE_CALLS=str(sandbox / "calls.txt"), FAKE_HANG=str(hang_pids)
+    )
+    process = subprocess.Popen(
+        ["bash", str(sandbox / "repo" / "benchmark.sh"), "--seeds", "1", "--workers", "2", "--out", "out", "--no-plot"],
+        cwd=sandbox / "work",
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, so the cleanup below can never hit pytest's
+    )
+    pids = []
+    try:
+        deadline = time.time() + 20
+        while len(pids) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+            pids = [int(pid) for pid in hang_pids.read_text().split()] if hang_pids.exists() else []
+        assert len(pids) == 2
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) != 0
+        time.sleep(0.5)
+        assert [pid for pid in pids if is_running(pid)] == []
+    finally:  # whatever happened, leave no fake run (or its sleep) behind
+        for pid in [process.pid, *pids]:
+            try:
+                if os.getpgid(pid) != os.getpgrp():
+                    os.killpg(os.getpgid(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.wait()
+
+
+def test_plot_step_runs_plot_results_on_the_preset_dir_with_the_same_python(sandbox):
+    result = run_benchmark(sandbox, "--methods", "ppo", "--seeds", "1", "--out", "out", "--preset", "paper")
+    assert result.returncode == 0, result.stderr
+    results_dir = sandbox / "work" / "out" / "paper"
+    assert [args for _, _, args in fake_calls(sandbox) if "plot_results.py" in args] == [
+        f"{sandbox / 'repo' / 'plot_results.py'} {results_dir}"
+    ]
+    assert f"{results_dir}/figure2.png" in result.stdout and f"{results_dir}/results.md" in result.stdout
+
+
+def slurm_path_without_sbatch():
+    """PATH minus any directory that holds a real sbatch, so no test can submit a job by accident."""
+    return os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not os.path.exists(os.path.join(p, "sbatch")))
+
+
+def test_slurm_writes_a_job_array_with_one_task_per_combination(sandbox):
+    result = run_benchmark(
+        sandbox,
+        "--slurm",
+        "--seeds",
+        "1 2 3",
+        "--out",
+        "out",
+        "--partition",
+        "gpu",
+        "--time",
+        "2:00:00",
+        PATH=slurm_path_without_sbatch(),
+    )
+    assert result.returncode == 0, result.stderr
+    script = sandbox / "work" / "out" / "sprig_benchmark.sbatch"
+    text = script.read_text()
+    for directive in ["--array=0-5", "--partition=gpu", "--time=2:00:00", "--gpus=1", "--cpus-per-task=4"]:
+        assert f"#SBATCH {directive}\n" in text
+    for method, seed in itertools.product(["ppo", "sprig"], [1, 2, 3]):
+        script_name = "ppo_atari.py" if method == "ppo" else "sprig_ppo_atari.py"
+        assert f"{script_name} --env-id {ENV} --seed {seed} --total-timesteps 10000000)" in text
+    assert "--no-cuda" not in text
+    assert f"sbatch {script}" in result.stdout  # how to submit it, since sbatch is not on PATH
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert tree(sandbox / "work" / "out") == ["sprig_benchmark.sbatch"]
+
+
+def test_slurm_without_gpus_runs_on_cpu_and_submits_with_sbatch_when_available(sandbox):
+    fake_sbatch = sandbox / "bin" / "sbatch"
+    fake_sbatch.write_text(f'#!/usr/bin/env bash\necho "$*" >{sandbox / "sbatch_args.txt"}\necho "Submitted batch job 42"\n')
+    fake_sbatch.chmod(0o755)
+    path = f"{sandbox / 'bin'}{os.pathsep}{slurm_path_without_sbatch()}"
+    result = run_benchmark(sandbox, "--slurm", "--methods", "ppo", "--seeds", "1", "--gpus", "0", "--out", "out", PATH=path)
+    assert result.returncode == 0, result.stderr
+    script = sandbox / "work" / "out" / "sprig_benchmark.sbatch"
+    text = script.read_text()
+    assert "#SBATCH --array=0-0\n" in text and "#SBATCH --gpus" not in text
+    assert "--total-timesteps 10000000 --no-cuda)" in text
+    assert (sandbox / "sbatch_args.txt").read_text().strip() == str(script)
+    assert "Submitted batch job 42" in result.stdout
+
+
+def test_slurm_array_task_runs_the_combination_of_its_index(sandbox):
+    result = run_benchmark(sandbox, "--slurm", "--seeds", "1 2", "--out", "out", PATH=slurm_path_without_sbatch())
+    assert result.returncode == 0, result.stderr
+    script = sandbox / "work" / "out" / "sprig_benchmark.sbatch"
+    environment = dict(
+        os.environ,
+        PYTHON=str(sandbox / "bin" / "python"),
+        FAKE_CALLS=str(sandbox / "calls.txt"),
+        SLURM_ARRAY_TASK_ID="3",
+        SLURM_CPUS_PER_TASK="4",
+    )
+    task = subprocess.run(["bash", str(script)], env=environment, capture_output=True, text=True, timeout=30)
+    assert task.returncode == 0, task.stderr
+    # Seed-major order: 0 ppo/1, 1 sprig/1, 2 ppo/2, 3 sprig/2.
+    assert (run_dir(sandbox, "sprig", 2) / "done").exists()
+    assert [(cwd, omp) for cwd, omp, _ in fake_calls(sandbox)] == [(str(run_dir(sandbox, "sprig", 2)), "4")]
+    for method, seed in [("ppo", 1), ("sprig", 1), ("ppo", 2)]:
+        assert not run_dir(sandbox, method, seed).exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--methods", "ppo dqn"], "error: unknown method 'dqn' (known: ppo, sprig)"),
+        (["--preset", "fast"], "error: unknown preset 'fast' (known: cleanrl, paper)"),
+        (["--frobnicate"], "error: unknown option '--frobnicate' (see --help)"),
+        (["--workers", "two"], "error: --workers must be a positive integer, got 'two'"),
+        (["--workers", "0"], "error: --workers must be a positive integer, got '0'"),
+        (["--seeds"], "error: --seeds needs a value (see --help)"),
+        (["--seeds", "1 2 1"], "error: a method, env id or seed is listed twice: "),
+    ],
+)
+def test_bad_options_exit_2_with_one_clear_line(sandbox, args, message):
+    result = run_benchmark(sandbox, "--dry-run", *args)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith(message)
+    assert tree(sandbox / "work") == []
+
+
+def test_missing_training_script_is_a_clear_error_before_anything_runs(sandbox):
+    (sandbox / "repo" / "sprig_ppo_atari.py").unlink()
+    result = run_benchmark(sandbox, "--seeds", "1", "--out", "out")
+    assert result.returncode == 2
+    assert "sprig needs" in result.stderr and "sprig_ppo_atari.py, which does not exist" in result.stderr
+    assert fake_calls(sandbox) == [] and tree(sandbox / "work") == []
+
+
+def test_help_describes_workers_cores_and_presets(sandbox):
+    result = run_benchmark(sandbox, "--help")
+    assert result.returncode == 0
+    for text in ["--workers", "about 2 cores", "OMP_NUM_THREADS", "--preset", PAPER_FLAGS, "--quick", "--slurm", "PYTHON"]:
+        assert text in result.stdout

@@ -1,0 +1,198 @@
+"""plot_results.py: scores, curves and files from synthetic TensorBoard logs whose right answers are known by hand.
+
+The logs are written with the same SummaryWriter the training scripts use, in directories laid out and named as
+benchmark.sh and the scripts name them; no training happens.
+"""
+
+import csv
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from torch.utils.tensorboard import SummaryWriter
+
+import plot_results
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+BEAMRIDER = "BeamRiderNoFrameskip-v4"
+START_WALL_TIME = 1_700_000_000.0
+
+
+def write_run(root, env_id, exp_name, seed, returns, steps, sps=(), wall_seconds=100.0):
+    """One run as the scripts log it: charts/episodic_return at each episode's end step, charts/SPS as (step, value)
+    pairs; event wall times spread evenly over `wall_seconds`."""
+    method_dir = {"ppo_atari": "ppo", "sprig_ppo_atari": "sprig"}.get(exp_name, exp_name)
+    run_dir = root / env_id / method_dir / f"seed{seed}" / "runs" / f"{env_id}__{exp_name}__{seed}__{1_700_000_000 + seed}"
+    writer = SummaryWriter(str(run_dir))
+    events = sorted(
+        [(step, "charts/episodic_return", value) for step, value in zip(steps, returns)]
+        + [(s, "charts/SPS", v) for s, v in sps]
+    )
+    for index, (step, tag, value) in enumerate(events):
+        wall_time = START_WALL_TIME + wall_seconds * index / (len(events) - 1)
+        writer.add_scalar(tag, value, step, walltime=wall_time)
+    writer.close()
+    return run_dir
+
+
+# PPO, BeamRider. Seed 1: 150 episodes returning 0, 1, ..., 149, one every 1000 steps -> last 100: 50..149, mean 99.5.
+# Seed 2: 40 episodes returning 0, 10, ..., 390, one every 3000 steps -> fewer than 100: mean of all, 195.
+# Seed 3: 30 episodes of 1000 then 100 of 200, one every 1000 steps -> last 100 are all 200 (all 130 would give 353.8).
+PPO_SEEDS = {
+    1: ([float(i) for i in range(150)], [1000 * (i + 1) for i in range(150)]),
+    2: ([10.0 * i for i in range(40)], [3000 * (i + 1) for i in range(40)]),
+    3: ([1000.0] * 30 + [200.0] * 100, [1000 * (i + 1) for i in range(130)]),
+}
+PPO_FINALS = [99.5, 195.0, 200.0]
+# SPRIG, BeamRider. Seed 1: 120 episodes returning 500..619 -> last 100: 520..619, mean 569.5.
+# Seed 2: 101 episodes, the first -10000, then 700s -> 700. Seed 3: 60 episodes of 400 -> 400.
+SPRIG_SEEDS = {
+    1: ([500.0 + i for i in range(120)], [2000 * (i + 1) for i in range(120)]),
+    2: ([-10000.0] + [700.0] * 100, [2000 * (i + 1) for i in range(101)]),
+    3: ([400.0] * 60, [4000 * (i + 1) for i in range(60)]),
+}
+SPRIG_FINALS = [569.5, 700.0, 400.0]
+# charts/SPS per seed (last value counts) and the step of the last iteration, past the last episode.
+SPS = {1: [(160_000, 90.0), (161_000, 110.0)], 2: [(121_000, 130.0)], 3: [(250_000, 150.0)]}
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    """benchmark.sh's layout: 2 methods x 3 seeds on BeamRider, one seed of an unlisted game, one run not started."""
+    root = tmp_path_factory.mktemp("benchmark_results") / "cleanrl"
+    for seed, (returns, steps) in PPO_SEEDS.items():
+        write_run(root, BEAMRIDER, "ppo_atari", seed, returns, steps, SPS[seed], wall_seconds=100.0 * seed)
+    for seed, (returns, steps) in SPRIG_SEEDS.items():
+        write_run(root, BEAMRIDER, "sprig_ppo_atari", seed, returns, steps, SPS[seed], wall_seconds=100.0 * seed)
+    write_run(root, "MyGameNoFrameskip-v4", "my_variant", 7, [5.0, 7.0], [100, 200])
+    # A run that has not finished an episode yet: only SPS so far. It must be skipped, not break anything.
+    write_run(root, BEAMRIDER, "sprig_ppo_atari", 4, [], [], [(1000, 50.0), (2000, 60.0)])
+    return root
+
+
+def population_std(values):
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((value - mean) ** 2 for value in values) / len(values))
+
+
+def results_by_method(directory):
+    return {(result.env_id, result.method): result for result in plot_results.final_scores(plot_results.load_runs(directory))}
+
+
+def test_run_name_gives_env_method_seed_and_time():
+    assert plot_results.parse_run_name(f"{BEAMRIDER}__ppo_atari__3__1700000000") == (BEAMRIDER, "PPO", 3, 1700000000)
+    assert plot_results.parse_run_name(f"{BEAMRIDER}__sprig_ppo_atari__1__17") == (BEAMRIDER, "SPRIG", 1, 17)
+    assert plot_results.parse_run_name("Pong-v5__my__exp__2__17") == ("Pong-v5", "my__exp", 2, 17)
+    assert plot_results.parse_run_name("not_a_run") is None
+
+
+def test_final_score_is_the_mean_of_each_seeds_last_100_returns_then_mean_and_population_std_over_seeds(results_dir):
+    results = results_by_method(results_dir)
+    ppo, sprig = results[(BEAMRIDER, "PPO")], results[(BEAMRIDER, "SPRIG")]
+    assert ppo.seeds == [1, 2, 3] and sprig.seeds == [1, 2, 3]  # the run without episodes is not a seed
+    assert ppo.seed_scores == pytest.approx(PPO_FINALS)
+    assert sprig.seed_scores == pytest.approx(SPRIG_FINALS)
+    assert ppo.mean == pytest.approx((99.5 + 195.0 + 200.0) / 3)
+    assert sprig.mean == pytest.approx((569.5 + 700.0 + 400.0) / 3)
+    assert ppo.std == pytest.approx(population_std(PPO_FINALS))
+    assert sprig.std == pytest.approx(math.sqrt(((569.5 - 556.5) ** 2 + (700 - 556.5) ** 2 + (400 - 556.5) ** 2) / 3))
+
+
+def test_human_normalised_score_uses_the_random_and_human_reference_scores(results_dir):
+    results = results_by_method(results_dir)
+    assert results[(BEAMRIDER, "SPRIG")].human_normalised == pytest.approx((556.5 - 363.9) / (16926.5 - 363.9) * 100)
+    assert results[("MyGameNoFrameskip-v4", "my_variant")].human_normalised is None
+    assert plot_results.human_normalised("ALE/Pong-v5", 14.6) == pytest.approx(100.0)
+    assert plot_results.human_normalised("BreakoutNoFrameskip-v4", 1.7) == pytest.approx(0.0)
+
+
+def test_steps_reached_sps_and_wall_time_are_means_over_seeds(results_dir):
+    ppo = results_by_method(results_dir)[(BEAMRIDER, "PPO")]
+    assert ppo.steps_reached == pytest.approx((161_000 + 121_000 + 250_000) / 3)  # the last step of any scalar
+    assert ppo.sps == pytest.approx((110.0 + 130.0 + 150.0) / 3)  # each seed's last SPS
+    assert ppo.wall_time == pytest.approx((100.0 + 200.0 + 300.0) / 3, abs=0.01)
+
+
+def test_curves_of_partial_results_span_only_the_steps_every_seed_reached(results_dir):
+    runs = [run for run in plot_results.load_runs(results_dir) if run.method == "PPO"]
+    [curve] = plot_results.aggregate(runs, grid_points=50)
+    # First episodes end at 1000, 3000, 1000; last ones at 150000, 120000, 130000.
+    assert curve.num_seeds == 3 and len(curve.steps) == 50
+    assert curve.steps[0] == 3000 and curve.steps[-1] == 120_000
+    # At step 120000 the seeds have 120, 40 and 120 episodes: means of the last 100 are
+    # 69.5 (20..119), 195 (all 40) and (10 * 1000 + 90 * 200) / 100 = 280.
+    at_end = [69.5, 195.0, 280.0]
+    assert curve.mean[-1] == pytest.approx(sum(at_end) / 3)
+    assert curve.std[-1] == pytest.approx(population_std(at_end))
+    # At step 3000: seed 1 has 0, 1, 2 -> 1; seed 2 has 0 -> 0; seed 3 has 1000 x 3 -> 1000.
+    assert curve.mean[0] == pytest.approx((1.0 + 0.0 + 1000.0) / 3)
+
+
+def test_every_scalar_point_is_loaded_not_a_sample(tmp_path):
+    returns = [float(i % 7) for i in range(10_500)]  # more than EventAccumulator's default sample of 10000
+    write_run(tmp_path, BEAMRIDER, "ppo_atari", 1, returns, list(range(1, 10_501)))
+    [run] = plot_results.load_runs(tmp_path)
+    assert len(run.episode_returns) == 10_500
+    assert run.episode_returns.tolist() == returns
+
+
+def test_points_a_restarted_run_logged_again_replace_the_old_ones():
+    # Logged up to step 500, killed, restarted from a checkpoint at step 300 and logged on to 600.
+    steps = np.array([100, 200, 300, 400, 500, 300, 400, 600])
+    values = np.arange(8.0)
+    kept_steps, kept_values, _ = plot_results.drop_rewound_points(steps, values, np.arange(8.0))
+    assert kept_steps.tolist() == [100, 200, 300, 300, 400, 600]
+    assert kept_values.tolist() == [0, 1, 2, 5, 6, 7]
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "plot_results.py"), *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_writes_figure_png_pdf_results_md_and_csv_with_paper_reference(results_dir, tmp_path):
+    out_dir = tmp_path / "figures"
+    result = run_cli(results_dir, "--paper-reference", "--out-dir", out_dir, "--grid-points", "50")
+    assert result.returncode == 0, result.stderr
+    for name in ["figure2.png", "figure2.pdf", "results.md", "results.csv"]:
+        assert (out_dir / name).stat().st_size > 0, name
+    assert (out_dir / "figure2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out_dir / "figure2.pdf").read_bytes()[:5] == b"%PDF-"
+    assert "no finished episode yet" in result.stderr  # the run that has not finished an episode
+    markdown = (out_dir / "results.md").read_text()
+    assert "ddof=0" in markdown
+    assert f"| {BEAMRIDER} | PPO | 3 | {(99.5 + 195 + 200) / 3:.1f} ± {population_std(PPO_FINALS):.1f} |" in markdown
+    assert f"| {BEAMRIDER} | SPRIG | 3 | 556.5 ± {population_std(SPRIG_FINALS):.1f} |" in markdown
+    with open(out_dir / "results.csv") as file:
+        rows = {(row["env_id"], row["method"]): row for row in csv.DictReader(file)}
+    assert float(rows[(BEAMRIDER, "SPRIG")]["final_score_mean"]) == pytest.approx(556.5)
+    assert float(rows[(BEAMRIDER, "SPRIG")]["final_score_std_ddof0"]) == pytest.approx(population_std(SPRIG_FINALS))
+    assert float(rows[(BEAMRIDER, "SPRIG")]["human_normalised_percent"]) == pytest.approx(
+        (556.5 - 363.9) / (16926.5 - 363.9) * 100
+    )
+    assert rows[("MyGameNoFrameskip-v4", "my_variant")]["human_normalised_percent"] == ""
+    assert rows[(BEAMRIDER, "PPO")]["num_seeds"] == "3"
+
+
+def test_cli_writes_next_to_the_runs_by_default(tmp_path):
+    write_run(tmp_path, "PongNoFrameskip-v4", "ppo_atari", 1, [-21.0, -20.0], [1000, 2000], [(2048, 140.0)])
+    result = run_cli(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert all((tmp_path / name).stat().st_size > 0 for name in ["figure2.png", "figure2.pdf", "results.md", "results.csv"])
+
+
+@pytest.mark.parametrize("kind", ["empty", "missing"])
+def test_a_directory_without_runs_is_one_clear_line_and_exit_code_1(tmp_path, kind):
+    directory = tmp_path / "results"
+    if kind == "empty":
+        (directory / "cleanrl").mkdir(parents=True)
+    result = run_cli(directory)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
+    assert str(directory) in result.stderr
+    assert not (directory / "figure2.png").exists()
