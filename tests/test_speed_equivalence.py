@@ -1,0 +1,66 @@
+"""The fast paths compute the same function as the plain ones, within float32 tolerance (rtol 1e-4, atol 1e-5):
+channels-last convolutions in ppo_atari.py, fused scaled-dot-product attention in sprig_ppo_atari.py."""
+
+import copy
+import math
+
+import ppo_atari
+import sprig_ppo_atari
+import torch
+from torch.distributions.categorical import Categorical
+
+TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
+
+
+def observations(batch=16, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, 4, 84, 84), generator=generator, dtype=torch.uint8)
+
+
+def test_channels_last_agent_matches_the_plain_nchw_network_in_outputs_losses_and_gradients():
+    torch.manual_seed(0)
+    agent = ppo_atari.Agent(num_actions=9)
+    assert agent.network[0].weight.is_contiguous(memory_format=torch.channels_last)
+    plain = copy.deepcopy(agent).to(memory_format=torch.contiguous_format)
+    obs = observations()
+    actions = torch.randint(0, 9, (16,))
+
+    _, logprob, entropy, value = agent.get_action_and_value(obs, actions)
+    hidden = plain.network(obs.float().contiguous() / 255.0)  # NCHW all the way
+    probs = Categorical(logits=plain.actor(hidden))
+    plain_logprob, plain_entropy, plain_value = probs.log_prob(actions), probs.entropy(), plain.critic(hidden)
+    assert torch.allclose(logprob, plain_logprob, **TOLERANCE)
+    assert torch.allclose(entropy, plain_entropy, **TOLERANCE)
+    assert torch.allclose(value, plain_value, **TOLERANCE)
+
+    loss = -(logprob * torch.linspace(-1, 1, 16)).mean() + value.pow(2).mean() - 0.01 * entropy.mean()
+    plain_loss = -(plain_logprob * torch.linspace(-1, 1, 16)).mean() + plain_value.pow(2).mean() - 0.01 * plain_entropy.mean()
+    assert torch.allclose(loss, plain_loss, **TOLERANCE)
+    loss.backward()
+    plain_loss.backward()
+    for (name, p), q in zip(agent.named_parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-3, atol=1e-5), name
+
+
+def plain_gated_attention(module, x):
+    """The paper's formula with explicit tensors: y = x + m * (v softmax(q^T k / sqrt(C/8))^T)."""
+    batch, channels, height, width = x.shape
+    q, k, v = module.query(x).flatten(2), module.key(x).flatten(2), module.value(x).flatten(2)
+    attention = torch.softmax(q.transpose(1, 2) @ k / math.sqrt(q.shape[1]), dim=-1)
+    context = (v @ attention.transpose(1, 2)).view(batch, channels, height, width)
+    return x + torch.sigmoid(module.mask(x)) * context
+
+
+def test_fused_attention_matches_the_written_out_formula_in_outputs_and_gradients():
+    torch.manual_seed(1)
+    fused = sprig_ppo_atari.GatedSelfAttention(32)
+    plain = copy.deepcopy(fused)
+    x = torch.randn(8, 32, 20, 20)  # block 1's size: 400 positions
+    y, _ = fused(x)
+    y_plain = plain_gated_attention(plain, x)
+    assert torch.allclose(y, y_plain, **TOLERANCE)
+    weights = torch.randn_like(y)
+    (y * weights).sum().backward()
+    (y_plain * weights).sum().backward()
+    for (name, p), q in zip(fused.named_parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-3, atol=1e-4), name
