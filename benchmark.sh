@@ -34,6 +34,10 @@ options:
   --dry-run                 print the run matrix (method env seed dir [state]) and the exact commands; run
                             nothing, create nothing (with --slurm: print the sbatch script instead of writing it)
   --no-plot                 do not call plot_results.py at the end
+  --sps                     measure speed instead: each method alone, one after the other, for --sps-iterations
+                            iterations (default 4, the first is warm-up) of the first env id and seed, with the
+                            preset and the flags after --; prints SPS and seconds per iteration split into env
+                            stepping, action inference and update (the perf/* scalars), into OUT/sps/DATE/sps.md
   --slurm                   write OUT/sprig_benchmark.sbatch, a job array with one task per combination, and
                             submit it with sbatch if it is on PATH. Slurm options:
     --partition P           partition (default: the cluster's default)
@@ -48,6 +52,7 @@ examples:
   ./benchmark.sh --quick
   ./benchmark.sh --preset paper --workers 2 -- --async-envs
   ./benchmark.sh --slurm --partition gpu --seeds "1 2 3 4 5"
+  ./benchmark.sh --sps
 EOF
 }
 
@@ -190,6 +195,8 @@ QUICK=0
 DRY_RUN=0
 PLOT=1
 SLURM=0
+SPS_MODE=0
+SPS_ITERATIONS=4
 PARTITION=""
 TIME_LIMIT=24:00:00
 GPUS=1
@@ -229,7 +236,11 @@ while (($# > 0)); do
     --dry-run) DRY_RUN=1 && shift ;;
     --no-plot) PLOT=0 && shift ;;
     --slurm) SLURM=1 && shift ;;
-    # FUTURE --sps MODE (another issue): parse `--sps) SPS_MODE=1 && shift ;;` here; see "Modes" below.
+    --sps) SPS_MODE=1 && shift ;;
+    --sps-iterations)
+        SPS_ITERATIONS=${2:-}
+        shift 2
+        ;;
     --)
         shift
         EXTRA_FLAGS=("$@")
@@ -470,10 +481,29 @@ run_all() { # every combination, WORKERS at a time; then report and plot
     ((failed == 0))
 }
 
-# FUTURE --sps MODE (another issue): measure steps per second of each method instead of training to the end.
-# Parse `--sps` in the option loop (marked there), define `measure_sps` here, and dispatch it below before run_all.
+measure_sps() { # each method in turn, alone on the machine, for SPS_ITERATIONS iterations; then the speed table
+    local dir=$OUT/sps/$(date +%Y%m%d-%H%M%S) method flags num_envs=8 num_steps=128 i
+    flags=(--env-id "${ENV_LIST[0]}" --seed "${SEED_LIST[0]}" ${PRESET_FLAGS[@]+"${PRESET_FLAGS[@]}"})
+    flags+=(${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
+    for ((i = 0; i < ${#flags[@]} - 1; i++)); do # the batch size the runs will use, so each does whole iterations
+        [[ ${flags[i]} == --num-envs ]] && num_envs=${flags[i + 1]}
+        [[ ${flags[i]} == --num-steps ]] && num_steps=${flags[i + 1]}
+    done
+    flags+=(--total-timesteps $((num_envs * num_steps * SPS_ITERATIONS)))
+    for method in "${METHOD_LIST[@]}"; do
+        mkdir -p "$dir/$method"
+        echo "sps: $method, $SPS_ITERATIONS iterations (the first is warm-up), $NUM_CORES threads, log in $dir/$method/log.txt"
+        (cd "$dir/$method" && OMP_NUM_THREADS=$NUM_CORES MKL_NUM_THREADS=$NUM_CORES \
+            "$PYTHON" "$(script_of "$method")" "${flags[@]}" >log.txt 2>&1) || die "$method failed; see $dir/$method/log.txt"
+    done
+    "$PYTHON" "$REPO_DIR/plot_results.py" sps "$dir"
+}
 
-if ((DRY_RUN && SLURM)); then
+if ((SPS_MODE)); then
+    is_count "$SPS_ITERATIONS" && ((SPS_ITERATIONS >= 2)) || die "--sps-iterations must be at least 2, got '$SPS_ITERATIONS'"
+    check_scripts_exist
+    measure_sps
+elif ((DRY_RUN && SLURM)); then
     slurm_script
 elif ((DRY_RUN)); then
     print_dry_run

@@ -425,7 +425,66 @@ def plot_results(args: Args) -> int:
 # Later issues register theirs here, e.g. "attention": (AttentionArgs, plot_attention) for
 # `python plot_results.py attention --model PATH`, and a sweep trade-off plot. A directory that happens to share a
 # command's name can still be plotted as ./NAME.
-SUBCOMMANDS: dict[str, tuple[type, Callable[..., int]]] = {}
+@dataclass
+class SpeedArgs:
+    directory: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="DIR")]
+    """directory searched recursively for short runs (benchmark.sh --sps makes them)"""
+    warmup_iterations: int = 1
+    """iterations left out of the figures: the first pays for start-up and allocator warm-up"""
+
+
+def speed_table(run_dir: str, warmup_iterations: int = 1) -> dict[str, float] | None:
+    """SPS and seconds per iteration (env stepping, action inference, update) of one run, after the warm-up.
+
+    SPS = env steps between the warm-up's last iteration and the run's last, over the wall time between them (the
+    charts/SPS events' wall times); the split is the mean of the perf/* scalars over the same iterations.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+    accumulator.Reload()
+    tags = accumulator.Tags()["scalars"]
+    if "charts/SPS" not in tags:
+        return None
+    iterations = accumulator.Scalars("charts/SPS")
+    if len(iterations) <= warmup_iterations or warmup_iterations < 1:
+        return None
+    first, last = iterations[warmup_iterations - 1], iterations[-1]
+    table = {
+        "SPS": (last.step - first.step) / (last.wall_time - first.wall_time),
+        "iterations": len(iterations) - warmup_iterations,
+    }
+    for name in ("env", "inference", "update"):
+        if f"perf/{name}_seconds" in tags:
+            table[f"{name} s/iter"] = float(
+                np.mean([e.value for e in accumulator.Scalars(f"perf/{name}_seconds")][warmup_iterations:])
+            )
+    return table
+
+
+def print_speeds(args: SpeedArgs) -> int:
+    """`python plot_results.py sps DIR`: one row per run, printed and written to DIR/sps.md."""
+    rows = []
+    for path in find_run_dirs(args.directory):
+        parsed = parse_run_name(os.path.basename(path))
+        table = speed_table(path, args.warmup_iterations)
+        if parsed is not None and table is not None:
+            rows.append((parsed[1], parsed[0], table))
+    if not rows:
+        print(f"error: no run with more than {args.warmup_iterations} iterations under {args.directory}", file=sys.stderr)
+        return 1
+    columns = ["SPS", "env s/iter", "inference s/iter", "update s/iter", "iterations"]
+    lines = ["| method | env | " + " | ".join(columns) + " |", "| --- | --- | " + " | ".join("---" for _ in columns) + " |"]
+    for method, env_id, table in rows:
+        cells = [f"{table[c]:.3g}" if isinstance(table.get(c), float) else str(table.get(c, "")) for c in columns]
+        lines.append(f"| {method} | {env_id} | " + " | ".join(cells) + " |")
+    print("\n".join(lines))
+    with open(os.path.join(args.directory, "sps.md"), "w") as file:
+        file.write("\n".join(lines) + "\n")
+    return 0
+
+
+SUBCOMMANDS: dict[str, tuple[type, Callable[..., int]]] = {"sps": (SpeedArgs, print_speeds)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -386,3 +387,24 @@ def test_help_describes_workers_cores_and_presets(sandbox):
     assert result.returncode == 0
     for text in ["--workers", "about 2 cores", "OMP_NUM_THREADS", "--preset", PAPER_FLAGS, "--quick", "--slurm", "PYTHON"]:
         assert text in result.stdout
+
+
+def test_sps_mode_measures_both_real_scripts_and_splits_the_time(tmp_path):
+    """--sps with the real scripts (tiny iterations): one row per method, SPS and the three perf/* parts."""
+    tiny = ["--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2", "--update-epochs", "1", "--no-cuda"]
+    result = subprocess.run(
+        ["bash", os.path.join(REPO, "benchmark.sh"), "--sps", "--sps-iterations", "2", "--out", str(tmp_path), "--", *tiny],
+        env=dict(os.environ, PYTHON=sys.executable),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| PPO |") or line.startswith("| SPRIG |")]
+    assert [row.split("|")[1].strip() for row in rows] == ["PPO", "SPRIG"]
+    for row in rows:
+        sps, env_seconds, inference_seconds, update_seconds, iterations = (cell.strip() for cell in row.split("|")[3:8])
+        assert float(sps) > 0 and iterations == "1"
+        assert 0 < float(env_seconds) and 0 < float(inference_seconds) and 0 < float(update_seconds)
+    (table,) = tmp_path.glob("sps/*/sps.md")
+    assert table.read_text().count("\n") == 4
