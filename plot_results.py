@@ -484,7 +484,121 @@ def print_speeds(args: SpeedArgs) -> int:
     return 0
 
 
-SUBCOMMANDS: dict[str, tuple[type, Callable[..., int]]] = {"sps": (SpeedArgs, print_speeds)}
+@dataclass
+class AttentionArgs:
+    model: str
+    """a SPRIG agent saved by `sprig_ppo_atari.py --save-model` (runs/RUN/sprig_ppo_atari.cleanrl_model)"""
+    env_id: str = "BeamRiderNoFrameskip-v4"
+    """the game to play one episode of"""
+    seed: int = 1
+    """seed of the episode (no-op starts and sampled actions)"""
+    out_dir: str = "attention"
+    """where attention_grid.png, attention.gif and attention_summary.md go"""
+    grid_steps: int = 6
+    """how many evenly spaced steps of the episode the PNG grid shows"""
+    max_steps: int = 5000
+    """stop the episode after this many agent steps"""
+    gif_every: int = 2
+    """keep every k-th step in the GIF (a whole BeamRider episode is a few thousand steps)"""
+
+
+def load_sprig_agent(path: str, num_actions: int):
+    """The SPRIG agent in `path`, or a one-line error message (str) saying why not."""
+    import torch
+    import sprig_ppo_atari
+
+    if not os.path.isfile(path):
+        return f"no model file at {path}"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, not a torch file, or holding more than tensors
+        return f"cannot read {path} as a saved model ({type(error).__name__})"
+    if isinstance(state, dict) and isinstance(state.get("agent"), dict):  # a training checkpoint
+        state = state["agent"]
+    if not isinstance(state, dict) or not any(str(key).startswith("perception.") for key in state):
+        if isinstance(state, dict) and any(str(key).startswith("network.") for key in state):
+            return f"{path} is a ppo_atari.py model: PPO has no attention masks to draw"
+        return f"{path} is not a sprig_ppo_atari.py model"
+    agent = sprig_ppo_atari.Agent(num_actions)
+    try:
+        agent.load_state_dict(state)
+    except RuntimeError:
+        return f"{path} does not fit a SPRIG agent for a game with {num_actions} actions"
+    return agent.eval()
+
+
+def plot_attention(args: AttentionArgs) -> int:
+    """`python plot_results.py attention --model PATH`: play one episode (all lives) with a saved SPRIG agent and
+    draw where its perception attends: a PNG grid, a GIF of the whole episode, and each block's mean mask."""
+    import torch
+    from PIL import Image
+
+    import sprig_ppo_atari
+
+    if args.env_id not in sprig_ppo_atari.gym.envs.registry:
+        print(f"error: unknown --env-id {args.env_id!r}", file=sys.stderr)
+        return 2
+    env = sprig_ppo_atari.make_env(args.env_id, 0, False, "attention")()
+    agent = load_sprig_agent(args.model, env.action_space.n)
+    if isinstance(agent, str):
+        print(f"error: {agent}", file=sys.stderr)
+        return 1
+    torch.manual_seed(args.seed)
+    frames, masks, episodic_return = [], [[], [], []], None
+    obs, _ = env.reset(seed=args.seed)
+    for _ in range(args.max_steps):
+        with torch.no_grad():
+            features, step_masks = agent.perception(torch.as_tensor(obs)[None] / 255.0)
+            action = agent.follow(features)[0].item()
+        frames.append(obs[-1])
+        for block, mask in zip(masks, step_masks):
+            block.append(mask[0])
+        obs, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            if "episode" in info:  # the real end of the game, not a lost life
+                episodic_return = float(info["episode"]["r"])
+                break
+            obs, _ = env.reset()  # a lost life: EpisodicLife continues the same game
+    env.close()
+    frames = np.stack(frames)  # (T, 84, 84)
+    masks = [torch.stack(block) for block in masks]  # three (T, 1, h, w)
+    os.makedirs(args.out_dir, exist_ok=True)
+
+    shown = np.linspace(0, len(frames) - 1, min(args.grid_steps, len(frames))).round().astype(int)
+    grid = sprig_ppo_atari.attention_figure(frames[shown], [mask[shown] for mask in masks], steps=list(shown))
+    grid_path = os.path.join(args.out_dir, "attention_grid.png")
+    Image.fromarray(grid).save(grid_path)
+
+    kept = np.arange(0, len(frames), args.gif_every)
+    overlays = sprig_ppo_atari.attention_overlays(frames[kept], [mask[kept] for mask in masks])  # (T', 3, 84, 84, 3)
+    rows = np.concatenate([np.repeat(frames[kept][..., None], 3, axis=-1)[:, None], overlays], axis=1)
+    pictures = [Image.fromarray(np.concatenate(list(row), axis=1)) for row in rows]  # frame | block 1 | 2 | 3
+    gif_path = os.path.join(args.out_dir, "attention.gif")
+    pictures[0].save(gif_path, save_all=True, append_images=pictures[1:], duration=50, loop=0)
+
+    means = [mask.mean().item() for mask in masks]
+    ending = "game over" if episodic_return is not None else f"stopped at --max-steps {args.max_steps}"
+    summary = [
+        f"# Attention of {os.path.basename(args.model)} on {args.env_id} (seed {args.seed})",
+        "",
+        f"{len(frames)} agent steps ({ending}); return {episodic_return if episodic_return is not None else 'n/a'}.",
+        "",
+        "| block | map | mean mask over the episode |",
+        "| --- | --- | --- |",
+    ] + [f"| {k} | {tuple(mask.shape[-2:])} | {mean:.4f} |" for k, (mask, mean) in enumerate(zip(masks, means), start=1)]
+    summary_path = os.path.join(args.out_dir, "attention_summary.md")
+    with open(summary_path, "w") as file:
+        file.write("\n".join(summary) + "\n")
+    print("\n".join(summary[2:]))
+    for path in (grid_path, gif_path, summary_path):
+        print(f"wrote {path}")
+    return 0
+
+
+SUBCOMMANDS: dict[str, tuple[type, Callable[..., int]]] = {
+    "sps": (SpeedArgs, print_speeds),
+    "attention": (AttentionArgs, plot_attention),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

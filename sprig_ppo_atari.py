@@ -95,6 +95,8 @@ class Args:
     """SPRIG's cooperation weight: the leader maximises alpha * (-C_theta) + (1 - alpha) * u_policy"""
     attn_cost_coef: float = 1e-4
     """SPRIG's lambda_c, the weight of the attention cost C_theta"""
+    log_attention_every: int = 0
+    """every N iterations, draw env 0's latest frames with the three blocks' masks to TensorBoard (sprig/attention)"""
 
     # to be filled in runtime
     batch_size: int = 0
@@ -132,6 +134,8 @@ def check_args(args: Args) -> None:
         fail(f"--alpha-coop must be in [0, 1], got {args.alpha_coop}")
     if not args.attn_cost_coef >= 0:
         fail(f"--attn-cost-coef must be non-negative, got {args.attn_cost_coef}")
+    if args.log_attention_every < 0:
+        fail(f"--log-attention-every must be non-negative, got {args.log_attention_every}")
     if args.target_kl is not None and not args.target_kl > 0:
         fail(f"--target-kl must be positive, got {args.target_kl}")
     batch_size = args.num_envs * args.num_steps
@@ -340,6 +344,50 @@ def attention_cost(masks, attn_cost_coef):
     The masks are positive, so the L1 norm over N_k positions divided by N_k is their mean.
     """
     return attn_cost_coef * sum(mask.mean(dim=(1, 2, 3)) for mask in masks).mean()
+
+
+def attention_overlays(frames, masks):
+    """Each block's mask upsampled to 84x84 and laid over the frame it saw: (T, 3, 84, 84, 3) RGB uint8.
+
+    frames: (T, 84, 84) uint8, the newest frame of each observation; masks: the three (T, 1, h, w) masks in (0, 1).
+    Block k's mask position covers a patch of the frame (its convs' receptive field); bilinear upsampling puts each
+    value over the middle of its patch, which is what a reader needs to see where attention goes.
+    """
+    import matplotlib
+
+    colour_map = matplotlib.colormaps["inferno"]
+    grey = torch.as_tensor(frames, dtype=torch.float32).div(255.0).unsqueeze(1).unsqueeze(-1)  # (T, 1, 84, 84, 1)
+    upsampled = torch.cat([F.interpolate(mask.float(), size=(84, 84), mode="bilinear") for mask in masks], dim=1)
+    colours = torch.as_tensor(colour_map(upsampled.clamp(0, 1).numpy())[..., :3], dtype=torch.float32)  # (T, 3, 84, 84, 3)
+    return ((0.4 * grey + 0.6 * colours) * 255).round().to(torch.uint8).numpy()
+
+
+def attention_figure(frames, masks, steps=None):
+    """A grid for people: one row per frame, columns frame | block 1 | block 2 | block 3, with a colour bar.
+
+    Returns the rendered figure as an (H, W, 3) uint8 RGB array, for TensorBoard or a PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = np.asarray(frames)
+    overlays = attention_overlays(frames, masks)
+    figure, axes = plt.subplots(len(frames), 4, figsize=(8, 2.1 * len(frames)), squeeze=False)
+    for row, (frame, overlay) in enumerate(zip(frames, overlays)):
+        panels = [frame] + list(overlay)
+        titles = ["frame" if steps is None else f"step {steps[row]}"] + [f"mask, block {k}" for k in (1, 2, 3)]
+        for axis, panel, title in zip(axes[row], panels, titles):
+            axis.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=255)
+            axis.set_title(title, fontsize=8)
+            axis.axis("off")
+    colour_bar = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap="inferno")
+    figure.colorbar(colour_bar, ax=axes, fraction=0.03, label="mask m (attended context taken)")
+    figure.canvas.draw()
+    image = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(figure)
+    return image
 
 
 class Agent(nn.Module):
@@ -615,6 +663,12 @@ if __name__ == "__main__":
         writer.add_scalar("charts/SPS", sps, global_step)
         for name, value in seconds.items():
             writer.add_scalar(f"perf/{name}_seconds", value, global_step)
+        if args.log_attention_every and iteration % args.log_attention_every == 0:
+            with torch.no_grad():
+                latest = obs[-4:, 0]  # env 0's last four observations, (4, 4, 84, 84)
+                _, masks = agent.perception(latest / 255.0)
+            image = attention_figure(latest[:, -1].cpu(), [mask.cpu() for mask in masks])
+            writer.add_image("sprig/attention", image, global_step, dataformats="HWC")
         for name in sprig_stats[0]:  # SPRIG's game, averaged over the iteration's minibatches (grad norms before clipping)
             writer.add_scalar(f"sprig/{name}", np.mean([minibatch[name] for minibatch in sprig_stats]), global_step)
         eta = (args.num_iterations - iteration) * args.batch_size / max(sps, 1)
