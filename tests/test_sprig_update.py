@@ -51,22 +51,19 @@ def test_every_parameter_belongs_to_exactly_one_player():
     assert follower == {id(p) for p in [*agent.actor.parameters(), *agent.critic.parameters()]}
 
 
-def test_leader_step_changes_theta_and_leaves_follower_unchanged(setup):
-    agent, args, leader_optimizer, _, mb = setup
-    theta, phi = snapshot(agent.leader_parameters()), snapshot(agent.follower_parameters())
-    leader_step(agent, leader_optimizer, mb, args)
-    assert unchanged(phi, agent.follower_parameters())
-    assert not unchanged(theta, agent.leader_parameters())
-    assert all(p.grad is None for p in agent.follower_parameters())  # no gradient even reached phi
-
-
-def test_follower_step_changes_phi_and_leaves_leader_unchanged(setup):
-    agent, args, _, follower_optimizer, mb = setup
-    theta, phi = snapshot(agent.leader_parameters()), snapshot(agent.follower_parameters())
-    follower_step(agent, follower_optimizer, mb, args)
-    assert unchanged(theta, agent.leader_parameters())
-    assert not unchanged(phi, agent.follower_parameters())
-    assert all(p.grad is None for p in agent.leader_parameters())
+@pytest.mark.parametrize("stage", ["leader", "follower"])
+def test_each_stage_changes_its_own_player_and_leaves_the_other_bit_identical(setup, stage):
+    agent, args, leader_optimizer, follower_optimizer, mb = setup
+    theta, phi = agent.leader_parameters(), agent.follower_parameters()
+    own, other = (theta, phi) if stage == "leader" else (phi, theta)
+    own_before, other_before = snapshot(own), snapshot(other)
+    if stage == "leader":
+        leader_step(agent, leader_optimizer, mb, args)
+    else:
+        follower_step(agent, follower_optimizer, mb, args)
+    assert unchanged(other_before, other)
+    assert not unchanged(own_before, own)
+    assert all(p.grad is None for p in other)  # no gradient even reached the other player
 
 
 def test_with_full_cooperation_weight_the_leader_step_lowers_the_attention_cost(setup):
