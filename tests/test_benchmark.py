@@ -449,6 +449,7 @@ def test_sweep_dry_run_runs_sprig_once_per_value_and_seed_with_the_value_in_flag
     plots = [line for line in lines if "plot_results.py" in line]
     assert plots[-1].endswith(f"plot_results.py tradeoff {sandbox / 'work' / 'out' / 'cleanrl'}")
     assert tree(sandbox / "work") == [] and fake_calls(sandbox) == []
+    assert "only sprig (ppo is left out)" in run_benchmark(sandbox, "--help").stdout
 
 
 def test_two_sweeps_vary_one_flag_each_and_keep_preset_and_extra_flags(sandbox):
