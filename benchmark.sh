@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the PPO-vs-SPRIG benchmark: every (method x env x seed) combination, resumable, then plot the results.
-# See `./benchmark.sh --help`. Each run gets its own directory $OUT/$PRESET/$ENV/$METHOD/seed$SEED/ holding the
-# training script's runs/ (TensorBoard), log.txt, command.txt and, once it exited 0, a `done` marker.
+# See `./benchmark.sh --help`. Each run gets its own directory $OUT/$PRESET/$ENV/$METHOD/seed$SEED/ (with --sweep,
+# $METHOD is sprig_FLAG=VALUE) holding the training script's runs/ (TensorBoard), log.txt, command.txt and, once it
+# exited 0, a `done` marker.
 set -euo pipefail
 # Arrays that may be empty are expanded as ${array[@]+"${array[@]}"}: bash < 4.4 (still on some clusters) calls an
 # empty "${array[@]}" unbound under `set -u`.
@@ -34,6 +35,13 @@ options:
   --dry-run                 print the run matrix (method env seed dir [state]) and the exact commands; run
                             nothing, create nothing (with --slurm: print the sbatch script instead of writing it)
   --no-plot                 do not call plot_results.py at the end
+  --sweep "FLAG=V1 V2 ..."  ablation of one SPRIG coefficient: run sprig once per VALUE of FLAG, a flag of
+                            sprig_ppo_atari.py without its dashes (e.g. "alpha-coop=0.0 0.3 0.7 1.0" or
+                            "attn-cost-coef=0 1e-4 1e-3"), for every env id and seed, as --FLAG VALUE
+                            --exp-name sprig_FLAG=VALUE in OUT/PRESET/ENV/sprig_FLAG=VALUE/seedSEED/. A sweep runs
+                            only sprig (ppo is left out). Repeat --sweep to sweep several flags, each on its own
+                            with the others at their defaults (no cross product). At the end, also plot_results.py
+                            tradeoff: tradeoff_FLAG.png and tradeoff_FLAG.md in OUT/PRESET
   --sps                     measure speed instead: each method alone, one after the other, for --sps-iterations
                             iterations (default 4, the first is warm-up) of the first env id and seed, with the
                             preset and the flags after --; prints SPS and seconds per iteration split into env
@@ -53,6 +61,7 @@ examples:
   ./benchmark.sh --preset paper --workers 2 -- --async-envs
   ./benchmark.sh --slurm --partition gpu --seeds "1 2 3 4 5"
   ./benchmark.sh --sps
+  ./benchmark.sh --sweep "alpha-coop=0.0 0.3 0.7 1.0" --sweep "attn-cost-coef=0 1e-4 1e-3"
 EOF
 }
 
@@ -202,6 +211,7 @@ TIME_LIMIT=24:00:00
 GPUS=1
 CPUS_PER_TASK=4
 EXTRA_FLAGS=()
+SWEEP_SPECS=() # each "FLAG=VALUE VALUE ..."
 
 while (($# > 0)); do
     option=$1
@@ -215,7 +225,7 @@ while (($# > 0)); do
         exit 0
         ;;
     --methods | --env-ids | --seeds | --total-timesteps | --workers | --out | --preset | --partition | --time | \
-        --gpus | --cpus-per-task)
+        --gpus | --cpus-per-task | --sweep)
         (($# >= 2)) || die "$option needs a value (see --help)"
         case $option in
         --methods) METHODS=$2 ;;
@@ -229,6 +239,7 @@ while (($# > 0)); do
         --time) TIME_LIMIT=$2 ;;
         --gpus) GPUS=$2 ;;
         --cpus-per-task) CPUS_PER_TASK=$2 ;;
+        --sweep) SWEEP_SPECS+=("$2") ;;
         esac
         shift 2
         ;;
@@ -286,6 +297,66 @@ is_count "$WORKERS" || die "--workers must be a positive integer, got '$WORKERS'
 is_count "$CPUS_PER_TASK" || die "--cpus-per-task must be a positive integer, got '$CPUS_PER_TASK'"
 [[ -n $TIME_LIMIT ]] || die "--time is empty"
 
+# ---------------------------------------------------------------------------------------------------------------
+# Sweeps: each --sweep "FLAG=V1 V2 ..." varies one flag of sprig_ppo_atari.py, the others at their defaults. A swept
+# run is named sprig_FLAG=VALUE (its directory and its --exp-name), which plot_results.py reads back as FLAG and
+# VALUE. SWEEP_FLAGS and SWEEP_VALUES hold one entry per (flag, value).
+# ---------------------------------------------------------------------------------------------------------------
+SWEEP_FLAGS=()
+SWEEP_VALUES=()
+SWEEP_SUMMARY="" # "alpha-coop: 0.0 0.3 0.7 1.0; ..." for the dry run
+number_pattern='^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$'
+for spec in ${SWEEP_SPECS[@]+"${SWEEP_SPECS[@]}"}; do
+    [[ $spec == *=* ]] || die "--sweep needs FLAG=VALUE [VALUE ...], e.g. --sweep \"alpha-coop=0.0 0.3 0.7 1.0\"; got '$spec'"
+    flag=${spec%%=*}
+    read -r -a values <<<"${spec#*=}"
+    [[ $flag =~ ^[a-z][a-z0-9]*(-[a-z0-9]+)*$ ]] ||
+        die "--sweep: '$flag' is not a flag name (a flag of sprig_ppo_atari.py without its dashes, e.g. alpha-coop)"
+    case $flag in
+    env-id | seed | total-timesteps | exp-name) die "--sweep: --$flag is set by benchmark.sh itself and cannot be swept" ;;
+    esac
+    for word in ${PRESET_FLAGS[@]+"${PRESET_FLAGS[@]}"} ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"}; do
+        [[ $word == "--$flag" || $word == "--$flag="* || $word == --exp-name || $word == --exp-name=* ]] &&
+            die "--sweep $flag: $word is also given by the preset or after --; a swept run sets --$flag and --exp-name itself"
+    done
+    ((${#values[@]} > 0)) || die "--sweep $flag: no values (e.g. --sweep \"$flag=0.1 0.2\")"
+    for value in "${values[@]}"; do
+        [[ $value =~ $number_pattern ]] || die "--sweep $flag: '$value' is not a number"
+        # 0.3 and .30 would be two runs of the same value: compare the numbers, not the spellings.
+        for ((i = 0; i < ${#SWEEP_FLAGS[@]}; i++)); do
+            [[ ${SWEEP_FLAGS[i]} == "$flag" && $(LC_ALL=C printf '%g' "${SWEEP_VALUES[i]}") == $(LC_ALL=C printf '%g' "$value") ]] &&
+                die "--sweep $flag: the value $value is listed twice"
+        done
+        SWEEP_FLAGS+=("$flag")
+        SWEEP_VALUES+=("$value")
+    done
+    SWEEP_SUMMARY+="${SWEEP_SUMMARY:+; }$flag: ${values[*]}"
+done
+NUM_SWEPT=${#SWEEP_FLAGS[@]}
+if ((NUM_SWEPT > 0)); then
+    [[ " ${METHOD_LIST[*]} " == *" sprig "* ]] || die "--sweep runs only sprig, and --methods '$METHODS' leaves it out"
+    ((SPS_MODE == 0)) || die "--sweep and --sps do not go together (measure speed without --sweep)"
+    METHOD_LIST=(sprig)
+fi
+
+# What each (env, seed) runs: one variant per method, or one per swept (flag, value), all of them sprig.
+VARIANT_METHODS=()
+VARIANT_NAMES=() # the method's directory name, and the label in the run matrix
+VARIANT_FLAGS=() # flags added to that variant's runs, space-separated (validated above: no spaces inside)
+if ((NUM_SWEPT > 0)); then
+    for ((i = 0; i < NUM_SWEPT; i++)); do
+        VARIANT_METHODS+=(sprig)
+        VARIANT_NAMES+=("sprig_${SWEEP_FLAGS[i]}=${SWEEP_VALUES[i]}")
+        VARIANT_FLAGS+=("--${SWEEP_FLAGS[i]} ${SWEEP_VALUES[i]} --exp-name sprig_${SWEEP_FLAGS[i]}=${SWEEP_VALUES[i]}")
+    done
+else
+    for method in "${METHOD_LIST[@]}"; do
+        VARIANT_METHODS+=("$method")
+        VARIANT_NAMES+=("$method")
+        VARIANT_FLAGS+=("")
+    done
+fi
+
 case $OUT in
 /*) ;;
 *) OUT=$PWD/${OUT#./} ;; # runs start in their own directories, so every path is absolute
@@ -295,22 +366,25 @@ RESULTS_DIR=$OUT/$PRESET
 # ---------------------------------------------------------------------------------------------------------------
 # The run matrix, seed-major so that a benchmark stopped halfway has every method at the same number of seeds.
 # ---------------------------------------------------------------------------------------------------------------
-RUN_LABELS=() # "method env seed"
+RUN_LABELS=() # "method env seed", method being sprig_FLAG=VALUE in a sweep
 RUN_DIRS=()
 RUN_COMMANDS=() # each a %q-quoted command line, without the thread variables
 RUN_SIGNATURES=()
 for seed in "${SEED_LIST[@]}"; do
     for env_id in "${ENV_LIST[@]}"; do
-        for method in "${METHOD_LIST[@]}"; do
+        for ((variant = 0; variant < ${#VARIANT_NAMES[@]}; variant++)); do
+            method=${VARIANT_METHODS[variant]}
+            read -r -a variant_flags <<<"${VARIANT_FLAGS[variant]}"
             flags=(--env-id "$env_id" --seed "$seed" --total-timesteps "$TOTAL_TIMESTEPS")
+            flags+=(${variant_flags[@]+"${variant_flags[@]}"})
             flags+=(${PRESET_FLAGS[@]+"${PRESET_FLAGS[@]}"})
             if ((SLURM && GPUS == 0)); then
                 flags+=(--no-cuda)
             fi
             flags+=(${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
             script=$(script_of "$method")
-            RUN_LABELS+=("$method $env_id $seed")
-            RUN_DIRS+=("$RESULTS_DIR/$env_id/$method/seed$seed")
+            RUN_LABELS+=("${VARIANT_NAMES[variant]} $env_id $seed")
+            RUN_DIRS+=("$RESULTS_DIR/$env_id/${VARIANT_NAMES[variant]}/seed$seed")
             RUN_COMMANDS+=("$(printf '%q ' "$PYTHON" "$script" "${flags[@]}" | sed 's/ $//')")
             RUN_SIGNATURES+=("$(basename "$script") ${flags[*]}")
         done
@@ -338,8 +412,11 @@ check_scripts_exist() {
 # Modes
 # ---------------------------------------------------------------------------------------------------------------
 print_dry_run() {
-    local i state
-    echo "# $NUM_RUNS runs = ${#METHOD_LIST[@]} methods x ${#ENV_LIST[@]} envs x ${#SEED_LIST[@]} seeds," \
+    local i state variants="${#METHOD_LIST[@]} methods"
+    if ((NUM_SWEPT > 0)); then
+        variants="sprig at $NUM_SWEPT swept values ($SWEEP_SUMMARY)"
+    fi
+    echo "# $NUM_RUNS runs = $variants x ${#ENV_LIST[@]} envs x ${#SEED_LIST[@]} seeds," \
         "preset $PRESET, $TOTAL_TIMESTEPS steps each, $WORKERS workers x $THREADS threads ($NUM_CORES cores)"
     for method in "${METHOD_LIST[@]}"; do
         [[ -f $(script_of "$method") ]] || echo "# warning: $(script_of "$method") does not exist (yet)"
@@ -363,6 +440,9 @@ print_dry_run() {
     done
     if ((PLOT)); then
         echo "$(printf '%q ' "$PYTHON" "$REPO_DIR/plot_results.py" "$RESULTS_DIR" | sed 's/ $//')"
+        if ((NUM_SWEPT > 0)); then
+            echo "$(printf '%q ' "$PYTHON" "$REPO_DIR/plot_results.py" tradeoff "$RESULTS_DIR" | sed 's/ $//')"
+        fi
     fi
 }
 
@@ -411,6 +491,9 @@ write_slurm_script() {
     else
         echo "sbatch is not on PATH; on the cluster, submit it with: sbatch $path"
         echo "(then, when all tasks are done: $PYTHON $REPO_DIR/plot_results.py $RESULTS_DIR)"
+        if ((NUM_SWEPT > 0)); then
+            echo "(and the sweep's trade-off: $PYTHON $REPO_DIR/plot_results.py tradeoff $RESULTS_DIR)"
+        fi
     fi
 }
 
@@ -476,6 +559,14 @@ run_all() { # every combination, WORKERS at a time; then report and plot
         else
             echo "plot_results.py failed" >&2
             failed=$((failed + 1))
+        fi
+        if ((NUM_SWEPT > 0)); then
+            if "$PYTHON" "$REPO_DIR/plot_results.py" tradeoff "$RESULTS_DIR"; then
+                echo "trade-off: $RESULTS_DIR/tradeoff_FLAG.png and .md for each swept flag"
+            else
+                echo "plot_results.py tradeoff failed" >&2
+                failed=$((failed + 1))
+            fi
         fi
     fi
     ((failed == 0))

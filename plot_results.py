@@ -120,7 +120,7 @@ def parse_run_name(name: str) -> tuple[str, str, int, int] | None:
     if len(parts) < 4 or not re.fullmatch(r"-?\d+", parts[-2]) or not parts[-1].isdigit():
         return None
     exp_name = "__".join(parts[1:-2])
-    return parts[0], METHOD_NAMES.get(exp_name, exp_name), int(parts[-2]), int(parts[-1])
+    return parts[0], method_name(exp_name), int(parts[-2]), int(parts[-1])
 
 
 def find_run_dirs(directory: str) -> list[str]:
@@ -595,9 +595,222 @@ def plot_attention(args: AttentionArgs) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# `python plot_results.py tradeoff DIR`: the ablation of one SPRIG coefficient that benchmark.sh --sweep runs.
+# ---------------------------------------------------------------------------------------------------------------
+SWEEP_EXP_NAME = re.compile(
+    r"sprig_(?P<flag>[a-z][a-z0-9]*(?:-[a-z0-9]+)*)=(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+)
+"""the exp_name benchmark.sh --sweep gives a swept run: sprig_FLAG=VALUE, e.g. sprig_alpha-coop=0.3 (no "__" inside,
+so run names still split unambiguously)"""
+
+LAST_ITERATIONS_PERCENT = 10
+"""attention cost of a seed = mean of its sprig/attention_cost over its last 10% of iterations (rounded up, at least
+one): the cost the trained leader ends at, less noisy than the last iteration alone"""
+
+
+def parse_sweep(exp_name: str) -> tuple[str, str] | None:
+    """(flag, value as written) from a swept run's exp_name `sprig_FLAG=VALUE`, or None for any other exp_name."""
+    match = SWEEP_EXP_NAME.fullmatch(exp_name)
+    return (match["flag"], match["value"]) if match else None
+
+
+def method_name(exp_name: str) -> str:
+    """The method shown in plots and tables: PPO, SPRIG, `SPRIG alpha-coop=0.3` for a swept run, else exp_name."""
+    swept = parse_sweep(exp_name)
+    if swept is not None:
+        return f"SPRIG {swept[0]}={swept[1]}"
+    return METHOD_NAMES.get(exp_name, exp_name)
+
+
+@dataclass
+class TradeoffArgs:
+    directory: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="DIR")]
+    """directory searched recursively for swept runs (benchmark.sh --sweep makes them; exp_name sprig_FLAG=VALUE)"""
+    out_dir: str | None = None
+    """where tradeoff_FLAG.png and tradeoff_FLAG.md go; None: into DIR itself"""
+
+
+@dataclass
+class TradeoffPoint:
+    """One value of one swept flag on one env: each seed's final return and attention cost, and their mean ± std."""
+
+    flag: str
+    env_id: str
+    value: float
+    value_text: str
+    """the value as written in the run name (and on the command line)"""
+    seeds: list[int]
+    returns: list[float]
+    """per seed, the mean of its last (up to) 100 episodic returns, in seed order"""
+    costs: list[float]
+    """per seed, its final attention cost (see final_attention_cost); NaN if it logged none yet"""
+    return_mean: float
+    return_std: float
+    """population std over seeds (ddof=0), as in results.md"""
+    cost_mean: float
+    """over the seeds that logged a cost"""
+    cost_std: float
+
+
+def final_attention_cost(run_dir: str) -> float:
+    """Mean of the run's sprig/attention_cost (one point per iteration) over its last 10% of iterations; NaN if none."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+    accumulator.Reload()
+    if "sprig/attention_cost" not in accumulator.Tags()["scalars"]:
+        return math.nan
+    events = accumulator.Scalars("sprig/attention_cost")
+    _, costs, _ = drop_rewound_points(
+        np.array([event.step for event in events], dtype=np.int64),
+        np.array([event.value for event in events], dtype=np.float64),
+        np.array([event.wall_time for event in events], dtype=np.float64),
+    )
+    count = max(1, -(-len(costs) * LAST_ITERATIONS_PERCENT // 100))  # integer ceil: 15 iterations -> the last 2
+    return float(np.mean(costs[-count:]))
+
+
+def tradeoff_points(directory: str) -> list[TradeoffPoint]:
+    """One TradeoffPoint per (swept flag, env, value) among the runs under `directory`, sorted by flag, env, value.
+
+    Runs that are not swept (plain PPO and SPRIG) are left out; seeds are those load_runs keeps (finished episodes).
+    """
+    groups: dict[tuple[str, str, str], list[Run]] = {}
+    for run in load_runs(directory):
+        exp_name = "__".join(os.path.basename(os.path.normpath(run.path)).split("__")[1:-2])
+        swept = parse_sweep(exp_name)
+        if swept is not None:
+            groups.setdefault((swept[0], run.env_id, swept[1]), []).append(run)
+    points = []
+    for (flag, env_id, value_text), group in groups.items():
+        group.sort(key=lambda run: run.seed)
+        returns = [float(np.mean(run.episode_returns[-LAST_EPISODES:])) for run in group]
+        costs = [final_attention_cost(run.path) for run in group]
+        logged_costs = [cost for cost in costs if not math.isnan(cost)]
+        points.append(
+            TradeoffPoint(
+                flag=flag,
+                env_id=env_id,
+                value=float(value_text),
+                value_text=value_text,
+                seeds=[run.seed for run in group],
+                returns=returns,
+                costs=costs,
+                return_mean=float(np.mean(returns)),
+                return_std=float(np.std(returns)),
+                cost_mean=float(np.mean(logged_costs)) if logged_costs else math.nan,
+                cost_std=float(np.std(logged_costs)) if logged_costs else math.nan,
+            )
+        )
+    return sorted(points, key=lambda point: (point.flag, point.env_id, point.value))
+
+
+def write_tradeoff_table(points: list[TradeoffPoint], flag: str, out_dir: str) -> str:
+    """tradeoff_FLAG.md: one row per (env, value) of one swept flag; returns its path."""
+
+    def cost_text(cost):
+        return "n/a" if math.isnan(cost) else f"{cost:.3g}"
+
+    def costs_mean_std_text(mean, std):  # std to the mean's decimals (3 significant digits), hiding float32 noise
+        if math.isnan(mean):
+            return "n/a"
+        decimals = 0 if mean == 0 else max(0, 2 - math.floor(math.log10(abs(mean))))
+        return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+    lines = [
+        f"| env | {flag} | seeds | final return (mean ± std over seeds, ddof=0; per seed: mean of last {LAST_EPISODES} "
+        f"episodic returns) | attention cost (mean ± std over seeds, ddof=0; per seed: mean of sprig/attention_cost "
+        f"over its last {LAST_ITERATIONS_PERCENT}% of iterations) | per-seed final returns | per-seed attention costs |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for point in points:
+        lines.append(
+            f"| {point.env_id} | {point.value_text} | {len(point.seeds)} | {point.return_mean:.1f} ± {point.return_std:.1f} | "
+            f"{costs_mean_std_text(point.cost_mean, point.cost_std)} | {', '.join(f'{r:.1f}' for r in point.returns)} | "
+            f"{', '.join(cost_text(cost) for cost in point.costs)} |"
+        )
+    if flag == "attn-cost-coef":
+        lines.append(
+            "\nThe attention cost is C_θ = λ_c · Σ_k mean(m_k), so it scales with attn-cost-coef (λ_c) itself; the "
+            "attention mass Σ_k mean(m_k) is the cost divided by the value."
+        )
+    path = os.path.join(out_dir, f"tradeoff_{flag}.md")
+    with open(path, "w") as file:
+        file.write("\n".join(lines) + "\n")
+    return path
+
+
+def plot_tradeoff(points: list[TradeoffPoint], flag: str, out_dir: str) -> str:
+    """tradeoff_FLAG.png: per env, final return and attention cost against the swept value; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display needed
+    import matplotlib.pyplot as plt
+
+    env_ids = sorted({point.env_id for point in points})
+    figure, axes = plt.subplots(len(env_ids), 2, figsize=(11, 4 * len(env_ids)), squeeze=False)
+    for (return_axis, cost_axis), env_id in zip(axes, env_ids):
+        env_points = [point for point in points if point.env_id == env_id]
+        values = [point.value for point in env_points]
+        for axis, per_seed, means, label in [
+            (return_axis, [p.returns for p in env_points], [p.return_mean for p in env_points], "final return"),
+            (cost_axis, [p.costs for p in env_points], [p.cost_mean for p in env_points], "attention cost"),
+        ]:
+            seed_values = [value for value, seeds in zip(values, per_seed) for _ in seeds]
+            axis.scatter(seed_values, [y for seeds in per_seed for y in seeds], alpha=0.5, label="each seed")
+            axis.plot(values, means, marker="o", color="tab:orange", label="mean over seeds")
+            # Values spaced by factors (0, 1e-4, 1e-3: each positive one at least 3x the one before, 10x overall) get a
+            # log axis, linear around 0; evenly spaced ones (0, 0.3, 0.7, 1) a linear axis.
+            positive = sorted(value for value in values if value > 0)
+            if (
+                len(positive) >= 2
+                and positive[-1] >= 10 * positive[0]
+                and all(b >= 3 * a for a, b in zip(positive, positive[1:]))
+            ):
+                if min(values) > 0:
+                    axis.set_xscale("log")
+                else:
+                    axis.set_xscale("symlog", linthresh=min(positive))
+            axis.set_title(f"{env_id}: {label}")
+            axis.set_xlabel(f"--{flag}")
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize="small")
+        return_axis.set_ylabel(f"mean of last {LAST_EPISODES} episodic returns")
+        cost_axis.set_ylabel(f"sprig/attention_cost, last {LAST_ITERATIONS_PERCENT}% of iterations")
+    figure.tight_layout()
+    path = os.path.join(out_dir, f"tradeoff_{flag}.png")
+    figure.savefig(path, dpi=150)
+    plt.close(figure)
+    return path
+
+
+def plot_tradeoffs(args: TradeoffArgs) -> int:
+    """`python plot_results.py tradeoff DIR`: tradeoff_FLAG.png and tradeoff_FLAG.md for each swept flag."""
+    if not os.path.isdir(args.directory):
+        print(f"error: {args.directory} is not a directory", file=sys.stderr)
+        return 1
+    points = tradeoff_points(args.directory)
+    if not points:
+        print(
+            f"error: no swept runs (exp_name sprig_FLAG=VALUE, from benchmark.sh --sweep) with finished episodes under "
+            f"{args.directory}",
+            file=sys.stderr,
+        )
+        return 1
+    out_dir = args.out_dir if args.out_dir is not None else args.directory
+    os.makedirs(out_dir, exist_ok=True)
+    for flag in sorted({point.flag for point in points}):
+        flag_points = [point for point in points if point.flag == flag]
+        for path in (plot_tradeoff(flag_points, flag, out_dir), write_tradeoff_table(flag_points, flag, out_dir)):
+            print(f"wrote {path}")
+    return 0
+
+
 SUBCOMMANDS: dict[str, tuple[type, Callable[..., int]]] = {
     "sps": (SpeedArgs, print_speeds),
     "attention": (AttentionArgs, plot_attention),
+    "tradeoff": (TradeoffArgs, plot_tradeoffs),
 }
 
 

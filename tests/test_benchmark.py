@@ -365,6 +365,19 @@ def test_slurm_array_task_runs_the_combination_of_its_index(sandbox):
         (["--workers", "0"], "error: --workers must be a positive integer, got '0'"),
         (["--seeds"], "error: --seeds needs a value (see --help)"),
         (["--seeds", "1 2 1"], "error: a method, env id or seed is listed twice: "),
+        (["--sweep", "alpha-coop=0.3 high"], "error: --sweep alpha-coop: 'high' is not a number"),
+        (["--sweep", "alpha-coop=0.3,0.7"], "error: --sweep alpha-coop: '0.3,0.7' is not a number"),
+        (["--sweep", "alpha-coop=0.3 .30"], "error: --sweep alpha-coop: the value .30 is listed twice"),
+        (["--sweep", "alpha-coop"], "error: --sweep needs FLAG=VALUE [VALUE ...]"),
+        (["--sweep", "alpha-coop="], "error: --sweep alpha-coop: no values"),
+        (["--sweep", "--alpha-coop=0.3"], "error: --sweep: '--alpha-coop' is not a flag name"),
+        (["--sweep", "seed=1 2"], "error: --sweep: --seed is set by benchmark.sh itself and cannot be swept"),
+        (["--sweep", "alpha-coop=0.3", "--methods", "ppo"], "error: --sweep runs only sprig, and --methods 'ppo' leaves it"),
+        (
+            ["--sweep", "learning-rate=1e-4", "--preset", "paper"],
+            "error: --sweep learning-rate: --learning-rate is also given",
+        ),
+        (["--sweep", "alpha-coop=0.3", "--sps"], "error: --sweep and --sps do not go together"),
     ],
 )
 def test_bad_options_exit_2_with_one_clear_line(sandbox, args, message):
@@ -408,3 +421,76 @@ def test_sps_mode_measures_both_real_scripts_and_splits_the_time(tmp_path):
         assert 0 < float(env_seconds) and 0 < float(inference_seconds) and 0 < float(update_seconds)
     (table,) = tmp_path.glob("sps/*/sps.md")
     assert table.read_text().count("\n") == 4
+
+
+def sweep_dir(sandbox, name, seed, out="out", preset="cleanrl", env_id=ENV):
+    return sandbox / "work" / out / preset / env_id / name / f"seed{seed}"
+
+
+def test_sweep_dry_run_runs_sprig_once_per_value_and_seed_with_the_value_in_flags_exp_name_and_dir(sandbox):
+    result = run_benchmark(sandbox, "--dry-run", "--seeds", "1 2", "--out", "out", "--sweep", "alpha-coop=0.0 0.3 0.7 1.0")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("# 8 runs = sprig at 4 swept values (alpha-coop: 0.0 0.3 0.7 1.0) x 1 envs x 2 seeds")
+    matrix = [line.split() for line in lines if line.startswith("sprig")]
+    assert [(fields[0], fields[2]) for fields in matrix] == [
+        (f"sprig_alpha-coop={value}", seed) for seed in ["1", "2"] for value in ["0.0", "0.3", "0.7", "1.0"]
+    ]
+    directories = [fields[3] for fields in matrix]
+    assert len(set(directories)) == 8
+    assert directories[1] == str(sweep_dir(sandbox, "sprig_alpha-coop=0.3", 1))
+    commands = [line for line in lines if line.startswith("cd ")]
+    assert len(commands) == 8 and not any("ppo_atari.py" in command.replace("sprig_ppo_atari.py", "") for command in commands)
+    assert commands[1] == (
+        f"cd {sweep_dir(sandbox, 'sprig_alpha-coop=0.3', 1)} && OMP_NUM_THREADS={len(os.sched_getaffinity(0))} "
+        f"MKL_NUM_THREADS={len(os.sched_getaffinity(0))} {sandbox / 'bin' / 'python'} {sandbox / 'repo' / 'sprig_ppo_atari.py'} "
+        f"--env-id {ENV} --seed 1 --total-timesteps 10000000 --alpha-coop 0.3 --exp-name sprig_alpha-coop=0.3"
+    )
+    plots = [line for line in lines if "plot_results.py" in line]
+    assert plots[-1].endswith(f"plot_results.py tradeoff {sandbox / 'work' / 'out' / 'cleanrl'}")
+    assert tree(sandbox / "work") == [] and fake_calls(sandbox) == []
+    assert "only sprig (ppo is left out)" in run_benchmark(sandbox, "--help").stdout
+
+
+def test_two_sweeps_vary_one_flag_each_and_keep_preset_and_extra_flags(sandbox):
+    result = run_benchmark(
+        sandbox,
+        "--dry-run",
+        "--seeds",
+        "3",
+        "--out",
+        "out",
+        "--preset",
+        "paper",
+        "--sweep",
+        "alpha-coop=0.3 1",
+        "--sweep=attn-cost-coef=0 1e-4 1e-3",
+        "--",
+        "--async-envs",
+    )
+    assert result.returncode == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if line.startswith("cd ")]
+    swept = ["--alpha-coop 0.3", "--alpha-coop 1", "--attn-cost-coef 0", "--attn-cost-coef 1e-4", "--attn-cost-coef 1e-3"]
+    assert len(commands) == 5
+    for command, flag in zip(commands, swept):
+        name = "sprig_" + flag[2:].replace(" ", "=")
+        assert command.startswith(f"cd {sweep_dir(sandbox, name, 3, preset='paper')} && ")
+        assert command.endswith(f"--seed 3 --total-timesteps 10000000 {flag} --exp-name {name} {PAPER_FLAGS} --async-envs")
+
+
+def test_sweep_runs_each_value_in_its_own_dir_skips_finished_ones_and_plots_the_tradeoff(sandbox):
+    args = ["--seeds", "1", "--out", "out", "--sweep", "alpha-coop=0.0 0.5"]
+    assert run_benchmark(sandbox, *args).returncode == 0
+    result = run_benchmark(sandbox, *args[:-1], "alpha-coop=0.0 0.5 1.0")
+    assert result.returncode == 0, result.stderr
+    assert "sprig_alpha-coop=0.5 BeamRiderNoFrameskip-v4 1: already done, skipped" in result.stdout
+    calls = training_calls(sandbox)
+    assert [cwd for cwd, _, _ in calls] == [str(sweep_dir(sandbox, f"sprig_alpha-coop={v}", 1)) for v in ["0.0", "0.5", "1.0"]]
+    for value in ["0.0", "0.5", "1.0"]:
+        assert (sweep_dir(sandbox, f"sprig_alpha-coop={value}", 1) / "done").exists()
+    results_dir = sandbox / "work" / "out" / "cleanrl"
+    plots = [args for _, _, args in fake_calls(sandbox) if "plot_results.py" in args]
+    assert plots[-2:] == [
+        f"{sandbox / 'repo' / 'plot_results.py'} {results_dir}",
+        f"{sandbox / 'repo' / 'plot_results.py'} tradeoff {results_dir}",
+    ]

@@ -196,3 +196,95 @@ def test_a_directory_without_runs_is_one_clear_line_and_exit_code_1(tmp_path, ki
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
     assert str(directory) in result.stderr
     assert not (directory / "figure2.png").exists()
+
+
+# A sweep of alpha-coop (benchmark.sh --sweep "alpha-coop=0.0 0.5 1.0" --seeds "1 2"): 3 values x 2 seeds. Each run
+# logs 15 iterations of sprig/attention_cost; the last 10% rounded up is the last 2, whose mean is the seed's cost
+# (the first 13 are 9.0, so a mean over all iterations, or the last one alone, would give other numbers).
+# value: {seed: (episodic returns, last two attention costs)}
+SWEEP = {
+    "0.0": {1: ([-1000.0] * 20 + [100.0] * 100, [5e-4, 7e-4]), 2: ([300.0] * 50, [8e-4, 8e-4])},
+    "0.5": {1: ([float(i) for i in range(150)], [2e-4, 4e-4]), 2: ([200.5] * 100, [3e-4, 3e-4])},
+    "1.0": {1: ([40.0] * 10, [1e-4, 1e-4]), 2: ([60.0] * 10, [3e-4, 3e-4])},
+}
+
+
+def write_sweep_run(root, value, seed, returns, last_costs, flag="alpha-coop", env_id=BEAMRIDER):
+    """A swept run as benchmark.sh --sweep names it, with one sprig/attention_cost point per iteration (a second
+    event file in the run directory, as a run that was restarted would have)."""
+    steps = [1000 * (i + 1) for i in range(len(returns))]
+    run_dir = write_run(root, env_id, f"sprig_{flag}={value}", seed, returns, steps)
+    writer = SummaryWriter(str(run_dir))
+    for iteration, cost in enumerate([9.0] * 13 + last_costs):
+        writer.add_scalar("sprig/attention_cost", cost, 2048 * (iteration + 1), walltime=START_WALL_TIME + iteration)
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    """The sweep's runs, one run of a second sweep (attn-cost-coef), and plain PPO and SPRIG runs to be left out."""
+    root = tmp_path_factory.mktemp("sweep_results") / "cleanrl"
+    for value, seeds in SWEEP.items():
+        for seed, (returns, last_costs) in seeds.items():
+            write_sweep_run(root, value, seed, returns, last_costs)
+    write_sweep_run(root, "1e-3", 1, [10.0, 20.0], [0.001, 0.003], flag="attn-cost-coef")
+    write_run(root, BEAMRIDER, "sprig_ppo_atari", 1, [5000.0, 5000.0], [1000, 2000])
+    write_run(root, BEAMRIDER, "ppo_atari", 1, [7000.0, 7000.0], [1000, 2000])
+    return root
+
+
+def test_swept_run_name_shows_the_flag_and_value_in_the_method():
+    assert plot_results.parse_run_name(f"{BEAMRIDER}__sprig_alpha-coop=0.3__2__17") == (
+        BEAMRIDER,
+        "SPRIG alpha-coop=0.3",
+        2,
+        17,
+    )
+    assert plot_results.parse_sweep("sprig_attn-cost-coef=1e-4") == ("attn-cost-coef", "1e-4")
+    assert plot_results.parse_sweep("sprig_ppo_atari") is None and plot_results.parse_sweep("sprig_alpha-coop=high") is None
+
+
+def test_tradeoff_is_each_values_mean_and_population_std_over_seeds_of_final_return_and_attention_cost(sweep_dir):
+    points = plot_results.tradeoff_points(sweep_dir)
+    assert [(p.flag, p.env_id, p.value, p.seeds) for p in points] == [
+        ("alpha-coop", BEAMRIDER, 0.0, [1, 2]),
+        ("alpha-coop", BEAMRIDER, 0.5, [1, 2]),
+        ("alpha-coop", BEAMRIDER, 1.0, [1, 2]),
+        ("attn-cost-coef", BEAMRIDER, 0.001, [1]),
+    ]
+    points = points[:3]
+    # Final returns: (100, 300), (99.5, 200.5), (40, 60). Costs: (6e-4, 8e-4), (3e-4, 3e-4), (1e-4, 3e-4).
+    assert [p.returns for p in points] == [[100.0, 300.0], [99.5, 200.5], [40.0, 60.0]]
+    assert [p.return_mean for p in points] == pytest.approx([200.0, 150.0, 50.0])
+    assert [p.return_std for p in points] == pytest.approx([100.0, 50.5, 10.0])
+    assert [p.costs for p in points] == [pytest.approx(c, rel=1e-6) for c in ([6e-4, 8e-4], [3e-4, 3e-4], [1e-4, 3e-4])]
+    assert [p.cost_mean for p in points] == pytest.approx([7e-4, 3e-4, 2e-4], rel=1e-6)
+    assert [p.cost_std for p in points] == pytest.approx([1e-4, 0.0, 1e-4], rel=1e-5, abs=1e-10)
+
+
+def test_tradeoff_cli_writes_a_png_and_a_table_per_swept_flag(sweep_dir, tmp_path):
+    out_dir = tmp_path / "figures"
+    result = run_cli("tradeoff", sweep_dir, "--out-dir", out_dir)
+    assert result.returncode == 0, result.stderr
+    for flag in ["alpha-coop", "attn-cost-coef"]:
+        assert (out_dir / f"tradeoff_{flag}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"wrote {out_dir / f'tradeoff_{flag}.md'}" in result.stdout
+    table = (out_dir / "tradeoff_alpha-coop.md").read_text()
+    assert "ddof=0" in table and "last 10% of iterations" in table
+    assert f"| {BEAMRIDER} | 0.0 | 2 | 200.0 ± 100.0 | 0.000700 ± 0.000100 | 100.0, 300.0 | 0.0006, 0.0008 |" in table
+    assert f"| {BEAMRIDER} | 0.5 | 2 | 150.0 ± 50.5 | 0.000300 ± 0.000000 | 99.5, 200.5 | 0.0003, 0.0003 |" in table
+    assert f"| {BEAMRIDER} | 1.0 | 2 | 50.0 ± 10.0 | 0.000200 ± 0.000100 | 40.0, 60.0 | 0.0001, 0.0003 |" in table
+    assert (
+        f"| {BEAMRIDER} | 1e-3 | 1 | 15.0 ± 0.0 | 0.00200 ± 0.00000 |" in (out_dir / "tradeoff_attn-cost-coef.md").read_text()
+    )
+
+
+def test_tradeoff_without_swept_runs_is_one_clear_line_and_exit_code_1(results_dir, tmp_path):
+    result = run_cli("tradeoff", results_dir, "--out-dir", tmp_path)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]  # besides load_runs' warnings
+    assert errors == [
+        f"error: no swept runs (exp_name sprig_FLAG=VALUE, from benchmark.sh --sweep) with finished episodes under "
+        f"{results_dir}"
+    ]
+    assert list(tmp_path.iterdir()) == []
