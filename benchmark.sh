@@ -396,7 +396,7 @@ if (($(printf '%s\n' "${RUN_DIRS[@]}" | sort | uniq -d | wc -l) > 0)); then
 fi
 WORKER_PIDS=()
 
-NUM_CORES=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+NUM_CORES=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
 THREADS=$((NUM_CORES / WORKERS))
 ((THREADS >= 1)) || THREADS=1
 
