@@ -346,50 +346,6 @@ def attention_cost(masks, attn_cost_coef):
     return attn_cost_coef * sum(mask.mean(dim=(1, 2, 3)) for mask in masks).mean()
 
 
-def attention_overlays(frames, masks):
-    """Each block's mask upsampled to 84x84 and laid over the frame it saw: (T, 3, 84, 84, 3) RGB uint8.
-
-    frames: (T, 84, 84) uint8, the newest frame of each observation; masks: the three (T, 1, h, w) masks in (0, 1).
-    Block k's mask position covers a patch of the frame (its convs' receptive field); bilinear upsampling puts each
-    value over the middle of its patch, which is what a reader needs to see where attention goes.
-    """
-    import matplotlib
-
-    colour_map = matplotlib.colormaps["inferno"]
-    grey = torch.as_tensor(frames, dtype=torch.float32).div(255.0).unsqueeze(1).unsqueeze(-1)  # (T, 1, 84, 84, 1)
-    upsampled = torch.cat([F.interpolate(mask.float(), size=(84, 84), mode="bilinear") for mask in masks], dim=1)
-    colours = torch.as_tensor(colour_map(upsampled.clamp(0, 1).numpy())[..., :3], dtype=torch.float32)  # (T, 3, 84, 84, 3)
-    return ((0.4 * grey + 0.6 * colours) * 255).round().to(torch.uint8).numpy()
-
-
-def attention_figure(frames, masks, steps=None):
-    """A grid for people: one row per frame, columns frame | block 1 | block 2 | block 3, with a colour bar.
-
-    Returns the rendered figure as an (H, W, 3) uint8 RGB array, for TensorBoard or a PNG.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    frames = np.asarray(frames)
-    overlays = attention_overlays(frames, masks)
-    figure, axes = plt.subplots(len(frames), 4, figsize=(8, 2.1 * len(frames)), squeeze=False)
-    for row, (frame, overlay) in enumerate(zip(frames, overlays)):
-        panels = [frame] + list(overlay)
-        titles = ["frame" if steps is None else f"step {steps[row]}"] + [f"mask, block {k}" for k in (1, 2, 3)]
-        for axis, panel, title in zip(axes[row], panels, titles):
-            axis.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=255)
-            axis.set_title(title, fontsize=8)
-            axis.axis("off")
-    colour_bar = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap="inferno")
-    figure.colorbar(colour_bar, ax=axes, fraction=0.03, label="mask m (attended context taken)")
-    figure.canvas.draw()
-    image = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(figure)
-    return image
-
-
 class Agent(nn.Module):
     def __init__(self, num_actions):
         super().__init__()
@@ -493,6 +449,50 @@ def follower_step(agent, follower_optimizer, mb, args):
         "clipfrac": clipfrac,
         "grad_norm": grad_norm,
     }
+
+
+def attention_overlays(frames, masks):
+    """Each block's mask upsampled to 84x84 and laid over the frame it saw: (T, 3, 84, 84, 3) RGB uint8.
+
+    frames: (T, 84, 84) uint8, the newest frame of each observation; masks: the three (T, 1, h, w) masks in (0, 1).
+    Block k's mask position covers a patch of the frame (its convs' receptive field); bilinear upsampling puts each
+    value over the middle of its patch, which is what a reader needs to see where attention goes.
+    """
+    import matplotlib
+
+    colour_map = matplotlib.colormaps["inferno"]
+    grey = torch.as_tensor(frames, dtype=torch.float32).div(255.0).unsqueeze(1).unsqueeze(-1)  # (T, 1, 84, 84, 1)
+    upsampled = torch.cat([F.interpolate(mask.float(), size=(84, 84), mode="bilinear") for mask in masks], dim=1)
+    colours = torch.as_tensor(colour_map(upsampled.clamp(0, 1).numpy())[..., :3], dtype=torch.float32)  # (T, 3, 84, 84, 3)
+    return ((0.4 * grey + 0.6 * colours) * 255).round().to(torch.uint8).numpy()
+
+
+def attention_figure(frames, masks, steps=None):
+    """A grid for people: one row per frame, columns frame | block 1 | block 2 | block 3, with a colour bar.
+
+    Returns the rendered figure as an (H, W, 3) uint8 RGB array, for TensorBoard or a PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = np.asarray(frames)
+    overlays = attention_overlays(frames, masks)
+    figure, axes = plt.subplots(len(frames), 4, figsize=(8, 2.1 * len(frames)), squeeze=False)
+    for row, (frame, overlay) in enumerate(zip(frames, overlays)):
+        panels = [frame] + list(overlay)
+        titles = ["frame" if steps is None else f"step {steps[row]}"] + [f"mask, block {k}" for k in (1, 2, 3)]
+        for axis, panel, title in zip(axes[row], panels, titles):
+            axis.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=255)
+            axis.set_title(title, fontsize=8)
+            axis.axis("off")
+    colour_bar = plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap="inferno")
+    figure.colorbar(colour_bar, ax=axes, fraction=0.03, label="mask m (attended context taken)")
+    figure.canvas.draw()
+    image = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(figure)
+    return image
 
 
 def format_seconds(seconds):
