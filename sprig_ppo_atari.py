@@ -51,6 +51,8 @@ class Args:
     """the entity (team) of wandb's project"""
     capture_video: bool = False
     """whether to capture videos of the agent performances (check out `videos` folder)"""
+    save_model: bool = False
+    """whether to save the trained agent's weights to `runs/{run_name}/{exp_name}.cleanrl_model` at the end"""
 
     # Algorithm specific arguments
     env_id: str = "BeamRiderNoFrameskip-v4"
@@ -678,6 +680,11 @@ if __name__ == "__main__":
             f"return (last {len(recent_returns)} episodes) {mean_return} | ETA {format_seconds(eta)}",
             flush=True,
         )
+
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+        torch.save(agent.state_dict(), model_path)
+        print(f"model saved to {model_path}")
 
     envs.close()
     writer.close()

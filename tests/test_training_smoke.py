@@ -1,6 +1,10 @@
 """Both training scripts end to end: a couple of tiny updates, their TensorBoard tags, and run-to-run determinism."""
 
+import importlib
+import os
+
 import pytest
+import torch
 from helpers import TINY_RUN, read_scalars, run_dirs, run_script
 
 CLEANRL_TAGS = {
@@ -35,15 +39,15 @@ def two_runs(request, tmp_path_factory):
     script, results = request.param, []
     for name in ("first", "second"):
         cwd = tmp_path_factory.mktemp(name)
-        flags = [*TINY_RUN, "--total-timesteps", "384", "--max-episode-steps", "40", "--seed", "3"]
+        flags = [*TINY_RUN, "--total-timesteps", "384", "--max-episode-steps", "40", "--seed", "3", "--save-model"]
         result = run_script(script, *flags, cwd=cwd)
         (run_dir,) = run_dirs(cwd)
-        results.append((result, read_scalars(run_dir)))
+        results.append((result, read_scalars(run_dir), run_dir))
     return script, results
 
 
 def test_smoke_run_logs_its_tags_and_episodes(two_runs):
-    script, ((result, scalars), _) = two_runs
+    script, ((result, scalars, _), _) = two_runs
     assert SCRIPTS[script] == {tag for tag in scalars if tag.split("/")[0] in ("charts", "losses", "sprig")}
     assert [step for step, _ in scalars["charts/SPS"]] == [128, 256, 384]
     # 40-step episodes in a 3 x 64-step rollout: every env finishes at least 4 (truncated) episodes
@@ -53,6 +57,15 @@ def test_smoke_run_logs_its_tags_and_episodes(two_runs):
 
 
 def test_same_seed_gives_identical_losses(two_runs):
-    script, ((_, first), (_, second)) = two_runs
+    script, ((_, first, _), (_, second, _)) = two_runs
     for tag in SCRIPTS[script] - {"charts/SPS"}:
         assert first[tag] == second[tag], tag
+
+
+def test_save_model_writes_weights_that_load_into_the_scripts_agent(two_runs):
+    script, ((result, _, run_dir), _) = two_runs
+    module = importlib.import_module(script[: -len(".py")])
+    path = os.path.join(run_dir, f"{script[: -len('.py')]}.cleanrl_model")
+    assert f"model saved to runs/{os.path.basename(run_dir)}/" in result.stdout
+    agent = module.Agent(num_actions=9)
+    agent.load_state_dict(torch.load(path, weights_only=True))
