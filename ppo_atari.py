@@ -11,10 +11,13 @@ Logs: TensorBoard events in runs/{run_name} (`tensorboard --logdir runs`), video
 """
 
 import difflib
+import math
 import os
 import random
+import signal
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, fields
 
 import ale_py
 import gymnasium as gym
@@ -49,6 +52,16 @@ class Args:
     """whether to capture videos of the agent performances (check out `videos` folder)"""
     save_model: bool = False
     """whether to save the trained agent's weights to `runs/{run_name}/{exp_name}.cleanrl_model` at the end"""
+    checkpoint_every: int = 0
+    """write the full training state to runs/{run_name}/checkpoint.pt every this many iterations (0: never)"""
+    resume: str | None = None
+    """continue the run of this checkpoint.pt to its --total-timesteps, in its run directory"""
+    eval_episodes: int = 0
+    """after training, play this many full games (all lives) and log their scores as eval/episodic_return (0: none)"""
+    eval_checkpoint: str | None = None
+    """instead of training, evaluate this .cleanrl_model or checkpoint.pt of this script for --eval-episodes games"""
+    debug_inject_nan_at_iteration: int | None = None
+    """for tests only: set a parameter to NaN after this iteration's update, to trigger the divergence guard"""
 
     # Algorithm specific arguments
     env_id: str = "BeamRiderNoFrameskip-v4"
@@ -132,6 +145,18 @@ def check_args(args: Args) -> None:
         )
     if args.total_timesteps < batch_size:
         fail(f"--total-timesteps {args.total_timesteps} is smaller than one batch ({batch_size} steps)")
+    for name in ("checkpoint_every", "eval_episodes"):
+        if getattr(args, name) < 0:
+            fail(f"--{name.replace('_', '-')} must be non-negative, got {getattr(args, name)}")
+    if args.async_envs and (args.checkpoint_every > 0 or args.resume is not None):
+        fail(
+            "--checkpoint-every and --resume need the default synchronous envs: --async-envs runs its envs in other "
+            "processes, whose emulator state is not saved"
+        )
+    if args.eval_checkpoint is not None and args.eval_episodes == 0:
+        fail("--eval-checkpoint needs --eval-episodes N (N > 0 games to play)")
+    if args.eval_checkpoint is not None and args.resume is not None:
+        fail("--eval-checkpoint evaluates without training; it cannot be combined with --resume")
     if args.capture_video:
         try:
             import moviepy  # noqa: F401  (gymnasium's RecordVideo writes mp4 with it)
@@ -239,6 +264,77 @@ def finished_episodes(infos):
     return [(i, float(final_info["episode"]["r"][i]), int(final_info["episode"]["l"][i])) for i in ended]
 
 
+# The per-step state of make_env's wrappers (gymnasium 1.x attribute names); the rest of them is settings.
+# FireReset and ClipReward keep none; RecordEpisodeStatistics' start time only feeds the info's wall-clock "t".
+WRAPPER_STATE = {
+    gym.wrappers.FrameStackObservation: ["obs_queue"],  # the last 4 frames
+    EpisodicLife: ["lives", "real_done"],
+    gym.wrappers.AtariPreprocessing: ["obs_buffer", "lives", "game_over"],  # the 2 raw frames max-pooled, lives
+    gym.wrappers.RecordEpisodeStatistics: ["episode_returns", "episode_lengths"],  # the raw score so far
+    gym.wrappers.TimeLimit: ["_elapsed_steps"],
+}
+
+
+def to_saveable(value):
+    """numpy arrays to tensors, numpy scalars and sequences to python ones: what torch.load(weights_only=True) reads."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, (list, tuple, deque)):
+        return [to_saveable(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def from_saveable(saved, current):
+    """The inverse of to_saveable; `current` is the attribute being replaced, for its type (a deque keeps its maxlen)."""
+    if isinstance(saved, torch.Tensor):
+        return saved.numpy().copy()
+    if isinstance(current, deque):
+        return deque([from_saveable(item, None) for item in saved], maxlen=current.maxlen)
+    if isinstance(saved, list):
+        return [from_saveable(item, None) for item in saved]
+    return saved
+
+
+def get_env_state(envs):
+    """Everything that decides what each sub-env does next, for a checkpoint; None for an AsyncVectorEnv.
+
+    Per sub-env: the emulator with its RNG (ALE's clone_state(include_rng=True), as bytes), the env's np_random (it
+    draws the no-op starts) and each wrapper's per-step state (WRAPPER_STATE), outermost first. An AsyncVectorEnv's
+    envs live in other processes, out of reach.
+    """
+    if not isinstance(envs, gym.vector.SyncVectorEnv):
+        return None
+    states = []
+    for env in envs.envs:
+        wrappers, layer = [], env
+        while isinstance(layer, gym.Wrapper):
+            wrappers.append({name: to_saveable(getattr(layer, name)) for name in WRAPPER_STATE.get(type(layer), [])})
+            layer = layer.env
+        emulator = env.unwrapped.clone_state(include_rng=True).__getstate__()  # bytes
+        states.append(
+            {
+                "wrappers": wrappers,
+                "emulator": torch.frombuffer(bytearray(emulator), dtype=torch.uint8),
+                "np_random": env.unwrapped.np_random.bit_generator.state,
+            }
+        )
+    return states
+
+
+def set_env_state(envs, states):
+    """Put the sub-envs of a reset SyncVectorEnv, made with the same flags, back in the state get_env_state saw."""
+    for env, state in zip(envs.envs, states, strict=True):
+        layer = env
+        for saved in state["wrappers"]:
+            for name, value in saved.items():
+                setattr(layer, name, from_saveable(value, getattr(layer, name)))
+            layer = layer.env
+        env.unwrapped.restore_state(ale_py.ALEState(state["emulator"].numpy().tobytes()))
+        env.unwrapped.np_random.bit_generator.state = state["np_random"]
+
+
 def compute_gae(rewards, values, dones, next_value, next_done, gamma, gae_lambda):
     """Generalised advantage estimation (Schulman et al., 2016), CleanRL's loop.
 
@@ -335,7 +431,7 @@ def ppo_step(agent, optimizer, mb, args):
 
     optimizer.zero_grad()
     loss.backward()
-    nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+    grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
     optimizer.step()
     return {
         "policy_loss": pg_loss.detach(),
@@ -344,6 +440,7 @@ def ppo_step(agent, optimizer, mb, args):
         "old_approx_kl": old_approx_kl,
         "approx_kl": approx_kl,
         "clipfrac": clipfrac,
+        "grad_norm": grad_norm,
     }
 
 
@@ -352,13 +449,165 @@ def format_seconds(seconds):
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def find_divergence(stats, agent):
+    """The first NaN or inf among the iteration's last losses, its gradient norm and the parameters, named; else None."""
+    for name in ("policy_loss", "value_loss", "entropy", "approx_kl"):
+        if not math.isfinite(float(stats[name])):
+            return f"losses/{name} is {float(stats[name])}"
+    if not math.isfinite(float(stats["grad_norm"])):
+        return f"the gradient norm is {float(stats['grad_norm'])}"
+    for name, parameter in agent.named_parameters():
+        if not torch.isfinite(parameter).all():
+            return f"parameter {name} is {'nan' if parameter.isnan().any() else 'inf'}"
+    return None
+
+
+def evaluate(agent, args, device, episodes):
+    """The raw scores of `episodes` full games on one env seeded with args.seed, actions sampled as CleanRL's eval does.
+
+    make_env's chain as in training: EpisodicLife ends the learner's episode at each life lost, but only a real game
+    over (or --max-episode-steps) reports episode statistics, and RecordEpisodeStatistics sees unclipped rewards.
+    """
+    envs = gym.vector.SyncVectorEnv(
+        [make_env(args.env_id, 0, False, "eval", args.max_episode_steps)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+    )
+    if envs.single_action_space.n != agent.actor.out_features:
+        raise SystemExit(
+            f"error: the model has {agent.actor.out_features} actions, {args.env_id} {envs.single_action_space.n}"
+        )
+    torch.manual_seed(args.seed)
+    obs, _ = envs.reset(seed=args.seed)
+    returns = []
+    while len(returns) < episodes:
+        with torch.inference_mode():
+            action, _, _, _ = agent.get_action_and_value(torch.as_tensor(obs).to(device))
+        obs, _, _, _, infos = envs.step(action.cpu().numpy())
+        returns += [episodic_return for _, episodic_return, _ in finished_episodes(infos)]
+    envs.close()
+    return returns[:episodes]
+
+
+def log_evaluation(returns, writer):
+    for episode, episodic_return in enumerate(returns):
+        writer.add_scalar("eval/episodic_return", episodic_return, episode)
+    print(f"eval: {np.mean(returns):.1f} ± {np.std(returns):.1f} over {len(returns)} episodes", flush=True)
+
+
+# Checkpoints. A checkpoint is written only at an iteration boundary, so a resumed run redoes exactly what the
+# uninterrupted one did next; it holds tensors and python values only, for torch.load(weights_only=True).
+SCRIPT = os.path.basename(__file__)
+# Flags that do not change what is learned: they may differ between a run and its resume.
+RESUME_FREE_FLAGS = {"track", "wandb_project_name", "wandb_entity", "capture_video", "cuda", "async_envs"}
+RESUME_FREE_FLAGS |= {"checkpoint_every", "save_model", "resume", "eval_episodes", "eval_checkpoint"}
+RESUME_FREE_FLAGS |= {"debug_inject_nan_at_iteration"}
+
+
+def get_rng_state():
+    """Python's, numpy's and torch's global RNG states."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state):
+    random.setstate(state["python"])
+    name, keys, position, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path, checkpoint):
+    """Write to a temporary file in the same directory, then rename it: a kill mid-write keeps the last good one."""
+    torch.save(checkpoint, f"{path}.tmp")
+    os.replace(f"{path}.tmp", path)
+
+
+def load_torch_file(path, flag):
+    """torch.load(weights_only=True) of a file named on the command line, or one clear error line."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: {flag}: no such file: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exception:
+        raise SystemExit(
+            f"error: {flag}: cannot read {path} ({type(exception).__name__}): truncated, or not written by {SCRIPT}"
+        ) from None
+
+
+def check_checkpoint(checkpoint, path, flag):
+    if not isinstance(checkpoint, dict) or "script" not in checkpoint:
+        raise SystemExit(f"error: {flag}: {path} is not a training checkpoint (a checkpoint.pt of --checkpoint-every)")
+    if checkpoint["script"] != SCRIPT:
+        raise SystemExit(f"error: {flag}: {path} is a checkpoint of {checkpoint['script']}, not of {SCRIPT}")
+    return checkpoint
+
+
+def load_agent_state(path):
+    """The agent's state_dict from a .cleanrl_model or a checkpoint.pt of this script, or one clear error line."""
+    loaded = load_torch_file(path, "--eval-checkpoint")
+    if isinstance(loaded, dict) and "script" in loaded:
+        return check_checkpoint(loaded, path, "--eval-checkpoint")["agent"]
+    if not isinstance(loaded, dict) or set(loaded) != set(Agent(1).state_dict()):
+        raise SystemExit(f"error: --eval-checkpoint: {path} is not a model of {SCRIPT} (not this script's Agent)")
+    return loaded
+
+
+def args_for_resume(checkpoint, resume):
+    """Parse the command line again with the checkpoint's flags as defaults: flags not given continue the run as it
+    was; flags given must agree with the checkpoint, except those that do not change what is learned."""
+    saved = {name: value for name, value in checkpoint["args"].items() if name in {field.name for field in fields(Args)}}
+    saved.update(resume=resume, eval_checkpoint=None, debug_inject_nan_at_iteration=None)
+    args = tyro.cli(Args, default=Args(**saved))
+    differ = [
+        f"--{name.replace('_', '-')} (checkpoint {saved[name]}, now {getattr(args, name)})"
+        for name in saved
+        if name not in RESUME_FREE_FLAGS and getattr(args, name) != saved[name]
+    ]
+    if differ:
+        raise SystemExit(f"error: --resume: these flags differ from the checkpoint: {', '.join(differ)}")
+    return args
+
+
+class GracefulStop:
+    """SIGINT and SIGTERM set `requested` instead of killing the run. The loop checks it after each env step and at
+    the end of each iteration; it then writes a checkpoint of the last iteration boundary and exits cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self.request)
+
+    def request(self, signum, frame):
+        self.requested = True
+
+    def release(self):
+        """Give the signals their usual meaning back: after training, Ctrl-C stops saving or evaluating at once."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 if __name__ == "__main__":
     args = tyro.cli(Args)
+    checkpoint = None
+    if args.resume is not None:  # read and checked before anything is built or written
+        checkpoint = check_checkpoint(load_torch_file(args.resume, "--resume"), args.resume, "--resume")
+        args = args_for_resume(checkpoint, args.resume)
     check_args(args)
     args.batch_size = int(args.num_envs * args.num_steps)
     args.minibatch_size = int(args.batch_size // args.num_minibatches)
     args.num_iterations = args.total_timesteps // args.batch_size
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if checkpoint is not None:  # the resumed run continues in its own directory
+        run_name = os.path.basename(os.path.dirname(os.path.abspath(args.resume)))
+    run_dir = os.path.dirname(args.resume) if checkpoint is not None else f"runs/{run_name}"
+    checkpoint_path = f"{run_dir}/checkpoint.pt"
+    agent_state = None if args.eval_checkpoint is None else load_agent_state(args.eval_checkpoint)
     if args.cuda and not torch.cuda.is_available():
         print("warning: --cuda was requested but CUDA is not available; running on the CPU")
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
@@ -375,11 +624,13 @@ if __name__ == "__main__":
             monitor_gym=True,
             save_code=True,
         )
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text(
-        "hyperparameters",
-        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
-    )
+    # On resume, events the killed run logged after its checkpoint are dropped, so no step is logged twice.
+    writer = SummaryWriter(run_dir, purge_step=None if checkpoint is None else checkpoint["global_step"] + 1)
+    if checkpoint is None:
+        writer.add_text(
+            "hyperparameters",
+            "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+        )
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
@@ -387,12 +638,20 @@ if __name__ == "__main__":
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
+    if agent_state is not None:  # eval-only: play the given agent, no training
+        agent = Agent(agent_state["actor.weight"].shape[0]).to(device)
+        agent.load_state_dict(agent_state)
+        log_evaluation(evaluate(agent, args, device, args.eval_episodes), writer)
+        writer.close()
+        raise SystemExit(0)
+
     # env setup
     envs = make_envs(args, run_name)
     assert isinstance(envs.single_action_space, gym.spaces.Discrete), "only discrete action space is supported"
 
     agent = Agent(envs.single_action_space.n).to(device)
     optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    optimizers = {"optimizer": optimizer}  # as named in checkpoints
 
     # ALGO Logic: Storage setup
     # Observations stay uint8 (4x smaller) until a network divides them by 255.
@@ -410,8 +669,42 @@ if __name__ == "__main__":
     next_obs, _ = envs.reset(seed=args.seed)
     next_obs = torch.as_tensor(next_obs).to(device)
     next_done = torch.zeros(args.num_envs).to(device)
+    start_iteration = 1
+    if checkpoint is not None:
+        agent.load_state_dict(checkpoint["agent"])
+        for name, optimizer_to_restore in optimizers.items():
+            optimizer_to_restore.load_state_dict(checkpoint[name])
+        set_env_state(envs, checkpoint["envs"])
+        set_rng_state(checkpoint["rng"])
+        next_obs, next_done = checkpoint["next_obs"].to(device), checkpoint["next_done"].to(device)
+        global_step, recent_returns = checkpoint["global_step"], checkpoint["recent_returns"]
+        start_iteration = checkpoint["iteration"] + 1
+        print(f"resumed from {args.resume} at iteration {checkpoint['iteration']}, step {global_step}", flush=True)
+    start_step = global_step
+    stop = GracefulStop() if not args.async_envs else None  # --async-envs: a signal stops the run, no checkpoint
 
-    for iteration in range(1, args.num_iterations + 1):
+    def boundary_state(iteration):
+        """What a checkpoint holds besides agent and optimiser, at the end of `iteration`. A signal during a rollout
+        discards it and saves this state instead (agent and optimiser do not change in a rollout), so the resumed
+        run redoes that rollout exactly as the uninterrupted run did."""
+        return {
+            "script": SCRIPT,
+            "args": dict(vars(args)),
+            "iteration": iteration,
+            "global_step": global_step,
+            "next_obs": next_obs.cpu().clone(),
+            "next_done": next_done.cpu().clone(),
+            "recent_returns": list(recent_returns),
+            "rng": get_rng_state(),
+            "envs": get_env_state(envs),
+        }
+
+    def write_checkpoint(boundary):
+        models = {"agent": agent.state_dict()} | {name: each.state_dict() for name, each in optimizers.items()}
+        save_checkpoint(checkpoint_path, boundary | models)
+
+    boundary = boundary_state(start_iteration - 1)
+    for iteration in range(start_iteration, args.num_iterations + 1):
         seconds = {"env": 0.0, "inference": 0.0, "update": 0.0}  # where this iteration's time goes: perf/*
         # Annealing the rate if instructed to do so.
         if args.anneal_lr:
@@ -453,6 +746,10 @@ if __name__ == "__main__":
                 recent_returns = (recent_returns + [episodic_return])[-20:]
                 writer.add_scalar("charts/episodic_return", episodic_return, global_step)
                 writer.add_scalar("charts/episodic_length", episodic_length, global_step)
+            if stop is not None and stop.requested:
+                break
+        if stop is not None and stop.requested:  # the partial rollout is discarded; `boundary` is its start
+            break
 
         # bootstrap value if not done
         with torch.no_grad():
@@ -495,12 +792,25 @@ if __name__ == "__main__":
                 break
 
         seconds["update"] = time.perf_counter() - tick
+
+        if iteration == args.debug_inject_nan_at_iteration:
+            with torch.no_grad():
+                next(agent.parameters()).fill_(float("nan"))
+        divergence = find_divergence(stats, agent)
+        if divergence is not None:  # stop before logging or checkpointing a diverged state
+            envs.close()
+            writer.close()
+            last_good = checkpoint_path if os.path.exists(checkpoint_path) else "none (see --checkpoint-every)"
+            raise SystemExit(
+                f"error: divergence at iteration {iteration}: {divergence}; the last good checkpoint is {last_good}"
+            )
+
         y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
         var_y = np.var(y_true)
         explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
 
         # TRY NOT TO MODIFY: record rewards for plotting purposes
-        sps = int(global_step / (time.time() - start_time))
+        sps = int((global_step - start_step) / (time.time() - start_time))
         writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
         for name in ("value_loss", "policy_loss", "entropy", "old_approx_kl", "approx_kl"):  # the last minibatch's
             writer.add_scalar(f"losses/{name}", stats[name].item(), global_step)
@@ -516,11 +826,25 @@ if __name__ == "__main__":
             f"return (last {len(recent_returns)} episodes) {mean_return} | ETA {format_seconds(eta)}",
             flush=True,
         )
+        boundary = boundary_state(iteration)
+        if args.checkpoint_every > 0 and iteration % args.checkpoint_every == 0:
+            write_checkpoint(boundary)
+        if stop is not None and stop.requested:
+            break
 
+    if stop is not None and stop.requested:
+        write_checkpoint(boundary)
+        envs.close()
+        writer.close()
+        print(f"interrupted at step {boundary['global_step']}; resume with: python {SCRIPT} --resume {checkpoint_path}")
+        raise SystemExit(0)
+    if stop is not None:
+        stop.release()
+    envs.close()
     if args.save_model:
-        model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+        model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
         torch.save(agent.state_dict(), model_path)
         print(f"model saved to {model_path}")
-
-    envs.close()
+    if args.eval_episodes > 0:
+        log_evaluation(evaluate(agent, args, device, args.eval_episodes), writer)
     writer.close()
