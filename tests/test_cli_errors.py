@@ -25,6 +25,10 @@ BAD_INPUTS = [
     (["--gamma", "1.5"], "--gamma must be in [0, 1], got 1.5"),
     (["--total-timesteps", "100"], "--total-timesteps 100 is smaller than one batch (1024 steps)"),
     (["--max-episode-steps", "0"], "--max-episode-steps must be positive, got 0"),
+    (["--checkpoint-every", "-1"], "--checkpoint-every must be non-negative, got -1"),
+    (["--eval-episodes", "-2"], "--eval-episodes must be non-negative, got -2"),
+    (["--eval-checkpoint", "model.pt"], "--eval-checkpoint needs --eval-episodes N"),
+    (["--async-envs", "--checkpoint-every", "5"], "--checkpoint-every and --resume need the default synchronous envs"),
 ]
 
 

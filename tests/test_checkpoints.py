@@ -1,0 +1,210 @@
+"""Checkpoints, resume, the divergence guard and evaluation, in both scripts, run as a user runs them."""
+
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from helpers import REPO, TINY_RUN, read_scalars, run_dirs, run_script
+
+SCRIPTS = ["ppo_atari.py", "sprig_ppo_atari.py"]
+ITERATIONS = 6
+RUN = TINY_RUN + ["--total-timesteps", 128 * ITERATIONS, "--checkpoint-every", 1]
+
+
+def train_killed_at(script, iteration, cwd):
+    """Start a run, send SIGTERM once it has printed `iteration`, and return the finished process and its output."""
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, script), *map(str, RUN), "--exp-name", "killed"],
+        cwd=cwd,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith(f"iter {iteration}/"):
+            process.send_signal(signal.SIGTERM)
+            break
+    lines += process.stdout.readlines()
+    return process.wait(timeout=300), "".join(lines)
+
+
+@pytest.fixture(scope="module", params=SCRIPTS)
+def kill_and_resume(request, tmp_path_factory):
+    """An uninterrupted run, and the same run killed with SIGTERM after iteration 2 then resumed."""
+    script, cwd = request.param, tmp_path_factory.mktemp("resume")
+    run_script(script, *RUN, "--exp-name", "whole", cwd=cwd)
+    exit_code, killed_output = train_killed_at(script, 2, cwd)
+    (checkpoint,) = glob.glob(os.path.join(cwd, "runs", "*__killed__*", "checkpoint.pt"))
+    resumed = run_script(script, "--resume", os.path.relpath(checkpoint, cwd), cwd=cwd)
+    whole, killed = (read_scalars(glob.glob(os.path.join(cwd, "runs", f"*__{name}__*"))[0]) for name in ("whole", "killed"))
+    return {
+        "cwd": cwd,
+        "exit": exit_code,
+        "killed": killed_output,
+        "resumed": resumed.stdout,
+        "whole_scalars": whole,
+        "scalars": killed,
+    }
+
+
+def test_sigterm_writes_a_checkpoint_exits_0_and_says_how_to_resume(kill_and_resume):
+    assert kill_and_resume["exit"] == 0, kill_and_resume["killed"]
+    assert re.search(r"interrupted at step \d+; resume with: python \S+ --resume \S+checkpoint\.pt", kill_and_resume["killed"])
+    assert f"iter {ITERATIONS}/" not in kill_and_resume["killed"]  # it really stopped mid-way
+
+
+def test_resumed_run_reaches_exactly_total_timesteps_with_strictly_increasing_steps(kill_and_resume):
+    assert re.search(r"resumed from \S+ at iteration [2-5], step \d+", kill_and_resume["resumed"])
+    for tag, points in kill_and_resume["scalars"].items():
+        steps = [step for step, _ in points]
+        assert steps == sorted(set(steps)), f"{tag} logged a step twice or out of order: {steps}"
+    losses = kill_and_resume["scalars"]["losses/value_loss"]
+    assert [step for step, _ in losses] == [128 * i for i in range(1, ITERATIONS + 1)]
+
+
+def test_the_resumed_run_continues_in_the_killed_runs_directory(kill_and_resume):
+    names = sorted(os.path.basename(path).split("__")[1] for path in run_dirs(kill_and_resume["cwd"]))
+    assert names == ["killed", "whole"]
+
+
+def test_losses_after_the_resume_equal_the_uninterrupted_runs(kill_and_resume):
+    whole, resumed = kill_and_resume["whole_scalars"], kill_and_resume["scalars"]
+    for tag in ("losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/approx_kl", "charts/learning_rate"):
+        assert resumed[tag] == whole[tag], tag  # exact: same weights, optimiser, RNGs and emulator states
+    assert resumed.get("charts/episodic_return") == whole.get("charts/episodic_return")
+
+
+@pytest.fixture(scope="module")
+def ppo_checkpoint(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("checkpoint")
+    run_script("ppo_atari.py", *TINY_RUN, "--total-timesteps", 128, "--checkpoint-every", 1, "--save-model", cwd=cwd)
+    (run_dir,) = run_dirs(cwd)
+    return {
+        "cwd": cwd,
+        "checkpoint": os.path.join(run_dir, "checkpoint.pt"),
+        "model": glob.glob(f"{run_dir}/*.cleanrl_model")[0],
+    }
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    banner = ("A.L.E: Arcade Learning Environment", "[Powered by Stella]")  # ale-py's, once an emulator starts
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith(banner)]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_checkpoint_holds_the_full_training_state_and_loads_with_weights_only(ppo_checkpoint):
+    checkpoint = torch.load(ppo_checkpoint["checkpoint"], weights_only=True)
+    assert checkpoint["script"] == "ppo_atari.py"
+    assert (checkpoint["iteration"], checkpoint["global_step"]) == (1, 128)
+    assert {"agent", "optimizer", "rng", "envs", "args", "next_obs"} <= set(checkpoint)
+    assert set(checkpoint["rng"]) >= {"python", "numpy", "torch"}
+    assert len(checkpoint["envs"]) == 2 and checkpoint["args"]["num_envs"] == 2
+    assert not glob.glob(os.path.dirname(ppo_checkpoint["checkpoint"]) + "/*.tmp")  # written via rename
+
+
+def test_a_ppo_checkpoint_given_to_sprig_is_one_clear_line(ppo_checkpoint):
+    result = run_script("sprig_ppo_atari.py", "--resume", ppo_checkpoint["checkpoint"], cwd=ppo_checkpoint["cwd"], check=False)
+    assert_one_line_error(result, "is a checkpoint of ppo_atari.py, not of sprig_ppo_atari.py")
+
+
+def test_a_truncated_checkpoint_is_one_clear_line_and_is_left_as_it_was(ppo_checkpoint, tmp_path):
+    truncated = tmp_path / "checkpoint.pt"
+    data = open(ppo_checkpoint["checkpoint"], "rb").read()
+    truncated.write_bytes(data[: len(data) // 2])
+    result = run_script("ppo_atari.py", "--resume", truncated, cwd=tmp_path, check=False)
+    assert_one_line_error(result, "--resume: cannot read", "truncated")
+    assert truncated.read_bytes() == data[: len(data) // 2]
+    assert not os.path.exists(tmp_path / "runs")  # nothing started
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--learning-rate", "1e-3"], "--learning-rate (checkpoint 0.00025, now 0.001)"),
+        (["--num-envs", "4", "--seed", "2"], "--seed (checkpoint 1, now 2)"),
+    ],
+)
+def test_resuming_with_flags_that_change_the_algorithm_names_them(ppo_checkpoint, flags, named):
+    result = run_script(
+        "ppo_atari.py", "--resume", ppo_checkpoint["checkpoint"], *flags, cwd=ppo_checkpoint["cwd"], check=False
+    )
+    assert_one_line_error(result, "differ from the checkpoint", named)
+
+
+def test_a_missing_or_foreign_file_is_one_clear_line(ppo_checkpoint, tmp_path):
+    result = run_script("ppo_atari.py", "--resume", tmp_path / "nope.pt", cwd=tmp_path, check=False)
+    assert_one_line_error(result, "no such file")
+    result = run_script("ppo_atari.py", "--resume", ppo_checkpoint["model"], cwd=tmp_path, check=False)
+    assert_one_line_error(result, "is not a training checkpoint")
+    foreign = tmp_path / "notes.pt"
+    foreign.write_text("hello")
+    result = run_script("ppo_atari.py", "--eval-checkpoint", foreign, "--eval-episodes", 1, cwd=tmp_path, check=False)
+    assert_one_line_error(result, "--eval-checkpoint: cannot read")
+
+
+@pytest.mark.parametrize("script, parameter", [("ppo_atari.py", "network.0.weight"), ("sprig_ppo_atari.py", "perception")])
+def test_an_injected_nan_stops_the_run_naming_iteration_and_quantity_and_keeps_the_last_checkpoint(
+    script, parameter, tmp_path
+):
+    result = run_script(
+        script,
+        *TINY_RUN,
+        "--total-timesteps",
+        384,
+        "--checkpoint-every",
+        1,
+        "--debug-inject-nan-at-iteration",
+        2,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert_one_line_error(result, "divergence at iteration 2: parameter", parameter, "is nan", "checkpoint.pt")
+    assert "iter 2/" not in result.stdout  # nothing of the diverged iteration is logged
+    (run_dir,) = run_dirs(tmp_path)
+    checkpoint = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=True)
+    assert checkpoint["iteration"] == 1
+    assert all(torch.isfinite(value).all() for value in checkpoint["agent"].values())
+    assert [step for step, _ in read_scalars(run_dir)["losses/value_loss"]] == [128]
+
+
+def test_eval_only_plays_the_requested_number_of_games_and_logs_their_scores(ppo_checkpoint, tmp_path):
+    result = run_script(
+        "ppo_atari.py", "--eval-checkpoint", ppo_checkpoint["model"], "--eval-episodes", 2, "--no-cuda", cwd=tmp_path
+    )
+    (run_dir,) = run_dirs(tmp_path)
+    scalars = read_scalars(run_dir)
+    returns = [value for _, value in scalars["eval/episodic_return"]]
+    assert [step for step, _ in scalars["eval/episodic_return"]] == [0, 1]
+    assert "losses/value_loss" not in scalars  # no training
+    assert f"eval: {np.mean(returns):.1f} ± {np.std(returns):.1f} over 2 episodes" in result.stdout
+
+
+def test_evaluation_games_last_until_game_over_and_report_the_raw_score(monkeypatch):
+    """Each evaluated episode is a whole game: it ends with no lives left, not at the first life lost."""
+    import ppo_atari
+
+    finished_episodes, lives_at_end = ppo_atari.finished_episodes, []
+
+    def spy(infos):
+        ended = finished_episodes(infos)
+        lives_at_end.extend(infos["final_info"]["lives"][i] for i, _, _ in ended)
+        return ended
+
+    monkeypatch.setattr(ppo_atari, "finished_episodes", spy)
+    torch.manual_seed(0)
+    returns = ppo_atari.evaluate(ppo_atari.Agent(9), ppo_atari.Args(), torch.device("cpu"), 1)
+    assert len(returns) == 1 and lives_at_end == [0]
