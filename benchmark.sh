@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run the PPO-vs-SPRIG benchmark: every (method x env x seed) combination, resumable, then plot the results.
 # See `./benchmark.sh --help`. Each run gets its own directory $OUT/$PRESET/$ENV/$METHOD/seed$SEED/ (with --sweep,
-# $METHOD is sprig_FLAG=VALUE) holding the training script's runs/ (TensorBoard), log.txt, command.txt and, once it
-# exited 0, a `done` marker.
+# $METHOD is sprig_FLAG=VALUE) holding the training script's runs/ (TensorBoard and checkpoint.pt), log.txt,
+# command.txt, `started` (its flags) and, once it finished, a `done` marker.
 set -euo pipefail
 # Arrays that may be empty are expanded as ${array[@]+"${array[@]}"}: bash < 4.4 (still on some clusters) calls an
 # empty "${array[@]}" unbound under `set -u`.
@@ -16,8 +16,9 @@ usage: ./benchmark.sh [options] [-- flags passed to every run]
 
 Runs every (method x env x seed) combination of ppo_atari.py / sprig_ppo_atari.py, each in its own directory
 OUT/PRESET/ENV/METHOD/seedSEED/ (runs/, log.txt, command.txt, and a 'done' marker once it exited 0), then
-calls plot_results.py on OUT/PRESET (figure2.png, results.md). Rerunning skips finished runs and restarts
-unfinished ones from scratch; concurrent invocations never run the same combination twice.
+calls plot_results.py on OUT/PRESET (figure2.png, results.md). Rerunning skips finished runs and resumes
+unfinished ones from their last checkpoint (from scratch if they have none, or were started with other flags);
+concurrent invocations never run the same combination twice.
 
 options:
   --methods "ppo sprig"     methods to run: ppo (ppo_atari.py), sprig (sprig_ppo_atari.py) (default: both)
@@ -26,6 +27,9 @@ options:
   --total-timesteps N       env steps per run (default: 10000000)
   --workers N               runs in parallel (default: 1). On CPU each run uses about 2 cores; the cores are
                             split between the runs: OMP_NUM_THREADS = MKL_NUM_THREADS = max(1, cores / workers)
+  --checkpoint-every N      each run writes its checkpoint.pt every N iterations, for resuming it if it is
+                            killed (default: 25, about 26k steps; 0: never, killed runs restart from scratch).
+                            A run stopped with Ctrl-C or kill writes one on its way out in any case
   --out DIR                 results directory (default: benchmark_results; benchmark_results_quick with --quick)
   --preset NAME             cleanrl: the scripts' defaults (CleanRL's ppo_atari, default)
                             paper:   the paper's Table 1 for both methods (spec section 6):
@@ -139,7 +143,9 @@ clean_partial_run() { # run_dir: remove what a killed or failed run left (runs/,
 
 # run_one RUN_DIR THREADS SIGNATURE COMMAND...: run COMMAND in RUN_DIR unless it is done, and mark it done if it
 # exits 0. SIGNATURE (script and flags) is stored in `done`, so a finished run is only skipped by a rerun asking for
-# the same thing. Sets RUN_STATUS to ran, skipped, failed, locked or conflict; returns 0 unless failed/conflict.
+# the same thing. A run killed earlier resumes from its checkpoint if it was started (file `started`) with the same
+# SIGNATURE. Sets RUN_STATUS to ran, skipped, failed, interrupted, locked or conflict; returns 0 unless
+# failed/conflict.
 run_one() {
     local dir=$1 threads=$2 signature=$3 rc=0 start=$SECONDS checkpoint
     shift 3
@@ -165,21 +171,25 @@ run_one() {
         return 0
     fi
     local resume_flags=()
-    # RESUME HOOK (issue: --checkpoint-every / --resume): to continue a killed run from its last checkpoint
-    # instead of restarting it, replace the next line with: checkpoint=$(latest_checkpoint "$dir")
-    checkpoint=""
-    if [[ -n $checkpoint ]]; then
+    # A killed run continues from its last checkpoint, if it was started with the same flags (the script would
+    # refuse a resume with other flags anyway; here such a run is restarted instead).
+    checkpoint=$(latest_checkpoint "$dir")
+    if [[ -n $checkpoint && -e $dir/started && $(<"$dir/started") == "$signature" ]]; then
         resume_flags=(--resume "$checkpoint")
-        echo "$dir: resuming from $checkpoint"
+        echo "$dir: resuming the unfinished earlier run from $checkpoint"
     elif [[ -n $(ls -A "$dir" | grep -vx '\.lock' || true) ]]; then
-        echo "$dir: unfinished earlier run (no 'done' marker): removing its partial output and restarting it"
+        echo "$dir: unfinished earlier run (no 'done' marker, no checkpoint): removing its partial output and restarting it"
         clean_partial_run "$dir"
     fi
+    echo "$signature" >"$dir/started"
     echo "$dir: started (log: $dir/log.txt)"
     local command=(env "OMP_NUM_THREADS=$threads" "MKL_NUM_THREADS=$threads" "$@" ${resume_flags[@]+"${resume_flags[@]}"})
     printf 'cd %q && %s\n' "$dir" "$(printf '%q ' "${command[@]}" | sed 's/ $//')" >"$dir/command.txt"
+    local log_start=$(($(wc -c <"$dir/log.txt" 2>/dev/null || echo 0) + 1)) # a resumed run appends to the log
     (cd "$dir" && "${command[@]}") </dev/null >>"$dir/log.txt" 2>&1 || rc=$?
-    if ((rc == 0)); then
+    if ((rc == 0)) && tail -c "+$log_start" "$dir/log.txt" | grep -q "^interrupted at step"; then
+        RUN_STATUS=interrupted # stopped by a signal after writing its checkpoint: not done, resumed next time
+    elif ((rc == 0)); then
         echo "$signature" >"$dir/done"
         RUN_STATUS=ran
     else
@@ -206,6 +216,7 @@ PLOT=1
 SLURM=0
 SPS_MODE=0
 SPS_ITERATIONS=4
+CHECKPOINT_EVERY=25
 PARTITION=""
 TIME_LIMIT=24:00:00
 GPUS=1
@@ -225,7 +236,7 @@ while (($# > 0)); do
         exit 0
         ;;
     --methods | --env-ids | --seeds | --total-timesteps | --workers | --out | --preset | --partition | --time | \
-        --gpus | --cpus-per-task | --sweep)
+        --gpus | --cpus-per-task | --sweep | --checkpoint-every)
         (($# >= 2)) || die "$option needs a value (see --help)"
         case $option in
         --methods) METHODS=$2 ;;
@@ -240,6 +251,7 @@ while (($# > 0)); do
         --gpus) GPUS=$2 ;;
         --cpus-per-task) CPUS_PER_TASK=$2 ;;
         --sweep) SWEEP_SPECS+=("$2") ;;
+        --checkpoint-every) CHECKPOINT_EVERY=$2 ;;
         esac
         shift 2
         ;;
@@ -292,6 +304,7 @@ paper) PRESET_FLAGS=("${PRESET_FLAGS_PAPER[@]}") ;;
 *) die "unknown preset '$PRESET' (known: cleanrl, paper)" ;;
 esac
 is_count "$TOTAL_TIMESTEPS" || die "--total-timesteps must be a positive integer, got '$TOTAL_TIMESTEPS'"
+[[ $CHECKPOINT_EVERY =~ ^[0-9]+$ ]] || die "--checkpoint-every must be a non-negative integer, got '$CHECKPOINT_EVERY'"
 is_count "$WORKERS" || die "--workers must be a positive integer, got '$WORKERS'"
 [[ $GPUS =~ ^[0-9]+$ ]] || die "--gpus must be a non-negative integer, got '$GPUS'"
 is_count "$CPUS_PER_TASK" || die "--cpus-per-task must be a positive integer, got '$CPUS_PER_TASK'"
@@ -370,6 +383,10 @@ RUN_LABELS=() # "method env seed", method being sprig_FLAG=VALUE in a sweep
 RUN_DIRS=()
 RUN_COMMANDS=() # each a %q-quoted command line, without the thread variables
 RUN_SIGNATURES=()
+CHECKPOINT_FLAGS=(--checkpoint-every "$CHECKPOINT_EVERY")
+if [[ " ${EXTRA_FLAGS[*]+"${EXTRA_FLAGS[*]}"} " == *" --async-envs "* ]]; then
+    CHECKPOINT_FLAGS=() # the scripts cannot save envs that run in other processes: killed runs restart instead
+fi
 for seed in "${SEED_LIST[@]}"; do
     for env_id in "${ENV_LIST[@]}"; do
         for ((variant = 0; variant < ${#VARIANT_NAMES[@]}; variant++)); do
@@ -381,12 +398,14 @@ for seed in "${SEED_LIST[@]}"; do
             if ((SLURM && GPUS == 0)); then
                 flags+=(--no-cuda)
             fi
-            flags+=(${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
             script=$(script_of "$method")
             RUN_LABELS+=("${VARIANT_NAMES[variant]} $env_id $seed")
             RUN_DIRS+=("$RESULTS_DIR/$env_id/${VARIANT_NAMES[variant]}/seed$seed")
+            RUN_SIGNATURES+=("$(basename "$script") ${flags[*]} ${EXTRA_FLAGS[*]+"${EXTRA_FLAGS[*]}"}")
+            RUN_SIGNATURES[${#RUN_SIGNATURES[@]} - 1]=${RUN_SIGNATURES[${#RUN_SIGNATURES[@]} - 1]% } # no trailing space
+            # Not in the signature: how often a run saves itself does not change its results.
+            flags+=(${CHECKPOINT_FLAGS[@]+"${CHECKPOINT_FLAGS[@]}"} ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
             RUN_COMMANDS+=("$(printf '%q ' "$PYTHON" "$script" "${flags[@]}" | sed 's/ $//')")
-            RUN_SIGNATURES+=("$(basename "$script") ${flags[*]}")
         done
     done
 done
@@ -427,6 +446,9 @@ print_dry_run() {
             state="[done with other flags: conflict]"
         elif [[ -e ${RUN_DIRS[i]}/done ]]; then
             state="[done: skip]"
+        elif [[ -n $(latest_checkpoint "${RUN_DIRS[i]}") && -e ${RUN_DIRS[i]}/started &&
+            $(<"${RUN_DIRS[i]}/started") == "${RUN_SIGNATURES[i]}" ]]; then
+            state="[unfinished: resume from its checkpoint]"
         elif [[ -d ${RUN_DIRS[i]} ]]; then
             state="[unfinished: clean and rerun]"
         else
@@ -528,6 +550,7 @@ run_all() { # every combination, WORKERS at a time; then report and plot
             skipped) status="already done, skipped" ;;
             locked) status="running in another invocation, left to it" ;;
             conflict) status="NOT RUN: finished earlier with other flags" ;;
+            interrupted) status="interrupted after $((SECONDS - start)) s; checkpointed, a rerun resumes it" ;;
             *) status="FAILED after $((SECONDS - start)) s" ;;
             esac
             echo "[$((i + 1))/$NUM_RUNS] ${RUN_LABELS[i]}: $status"
@@ -542,6 +565,10 @@ run_all() { # every combination, WORKERS at a time; then report and plot
         ran) ran=$((ran + 1)) ;;
         skipped) skipped=$((skipped + 1)) ;;
         locked) locked=$((locked + 1)) ;;
+        interrupted)
+            failed=$((failed + 1))
+            echo "INTERRUPTED: ${RUN_LABELS[i]}: checkpointed in ${RUN_DIRS[i]}; run the same command again to resume" >&2
+            ;;
         conflict)
             failed=$((failed + 1))
             echo "NOT RUN: ${RUN_LABELS[i]}: ${RUN_DIRS[i]} finished earlier with other flags" >&2

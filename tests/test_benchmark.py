@@ -35,6 +35,7 @@ while (($# > 0)); do
     case $1 in
     --seed) seed=$2 ;;
     --env-id) env_id=$2 ;;
+    --resume) resume=$2 ;;
     esac
     shift
 done
@@ -47,9 +48,16 @@ if [[ "${script%.py}:$seed" == "${FAKE_FAIL:-}" ]]; then
     exit 3
 fi
 run_dir="runs/${env_id}__${script%.py}__${seed}__$(date +%s)"
+if [[ -n ${resume:-} ]]; then
+    run_dir=$(dirname "$resume")
+fi
 mkdir -p "$run_dir"
-echo fake >"$run_dir/events.out.tfevents.0.fake"
+echo fake >>"$run_dir/events.out.tfevents.0.fake"
 echo "iter 1/1 | step 64 | SPS 100"
+if [[ -n ${FAKE_INTERRUPT:-} ]]; then  # as a real run does on SIGTERM
+    echo checkpoint >"$run_dir/checkpoint.pt"
+    echo "interrupted at step 64; resume with: python $script --resume $run_dir/checkpoint.pt"
+fi
 """
 
 
@@ -313,7 +321,7 @@ def test_slurm_writes_a_job_array_with_one_task_per_combination(sandbox):
         assert f"#SBATCH {directive}\n" in text
     for method, seed in itertools.product(["ppo", "sprig"], [1, 2, 3]):
         script_name = "ppo_atari.py" if method == "ppo" else "sprig_ppo_atari.py"
-        assert f"{script_name} --env-id {ENV} --seed {seed} --total-timesteps 10000000)" in text
+        assert f"{script_name} --env-id {ENV} --seed {seed} --total-timesteps 10000000 --checkpoint-every 25)" in text
     assert "--no-cuda" not in text
     assert f"sbatch {script}" in result.stdout  # how to submit it, since sbatch is not on PATH
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
@@ -330,7 +338,7 @@ def test_slurm_without_gpus_runs_on_cpu_and_submits_with_sbatch_when_available(s
     script = sandbox / "work" / "out" / "sprig_benchmark.sbatch"
     text = script.read_text()
     assert "#SBATCH --array=0-0\n" in text and "#SBATCH --gpus" not in text
-    assert "--total-timesteps 10000000 --no-cuda)" in text
+    assert "--total-timesteps 10000000 --no-cuda --checkpoint-every 25)" in text
     assert (sandbox / "sbatch_args.txt").read_text().strip() == str(script)
     assert "Submitted batch job 42" in result.stdout
 
@@ -444,7 +452,7 @@ def test_sweep_dry_run_runs_sprig_once_per_value_and_seed_with_the_value_in_flag
     assert commands[1] == (
         f"cd {sweep_dir(sandbox, 'sprig_alpha-coop=0.3', 1)} && OMP_NUM_THREADS={len(os.sched_getaffinity(0))} "
         f"MKL_NUM_THREADS={len(os.sched_getaffinity(0))} {sandbox / 'bin' / 'python'} {sandbox / 'repo' / 'sprig_ppo_atari.py'} "
-        f"--env-id {ENV} --seed 1 --total-timesteps 10000000 --alpha-coop 0.3 --exp-name sprig_alpha-coop=0.3"
+        f"--env-id {ENV} --seed 1 --total-timesteps 10000000 --alpha-coop 0.3 --exp-name sprig_alpha-coop=0.3 --checkpoint-every 25"
     )
     plots = [line for line in lines if "plot_results.py" in line]
     assert plots[-1].endswith(f"plot_results.py tradeoff {sandbox / 'work' / 'out' / 'cleanrl'}")
@@ -494,3 +502,30 @@ def test_sweep_runs_each_value_in_its_own_dir_skips_finished_ones_and_plots_the_
         f"{sandbox / 'repo' / 'plot_results.py'} {results_dir}",
         f"{sandbox / 'repo' / 'plot_results.py'} tradeoff {results_dir}",
     ]
+
+
+def test_a_run_interrupted_after_checkpointing_is_not_done_and_the_rerun_resumes_it(sandbox):
+    flags = ["--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot", "--checkpoint-every", "7"]
+    result = run_benchmark(sandbox, *flags, FAKE_INTERRUPT="1")
+    directory = run_dir(sandbox, "ppo", 1)
+    assert "interrupted after" in result.stdout and "run the same command again to resume" in result.stderr
+    assert not (directory / "done").exists()
+    (checkpoint,) = (directory / "runs").glob("*/checkpoint.pt")
+    assert "resume from its checkpoint" in run_benchmark(sandbox, *flags, "--dry-run").stdout
+    result = run_benchmark(sandbox, *flags)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"resuming the unfinished earlier run from {checkpoint}" in result.stdout
+    first, second = [args for _, _, args in training_calls(sandbox)]
+    assert "--checkpoint-every 7" in first and "--resume" not in first
+    assert second.endswith(f"--checkpoint-every 7 --resume {checkpoint}")
+    assert (directory / "done").exists() and len(list((directory / "runs").iterdir())) == 1
+    assert (checkpoint.parent / "events.out.tfevents.0.fake").read_text() == "fake\nfake\n"  # one run, continued
+
+
+def test_a_checkpointed_run_asked_for_with_other_flags_is_restarted_not_resumed(sandbox):
+    flags = ["--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot"]
+    run_benchmark(sandbox, *flags, FAKE_INTERRUPT="1")
+    result = run_benchmark(sandbox, *flags, "--total-timesteps", "4096")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "removing its partial output and restarting it" in result.stdout
+    assert "--resume" not in training_calls(sandbox)[-1][2]
