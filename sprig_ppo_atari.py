@@ -727,7 +727,8 @@ def args_for_resume(checkpoint, resume):
 
 class GracefulStop:
     """SIGINT and SIGTERM set `requested` instead of killing the run. The loop checks it after each env step and at
-    the end of each iteration; it then writes a checkpoint of the last iteration boundary and exits cleanly."""
+    the end of each iteration; it then writes a checkpoint of the last iteration boundary and exits cleanly.
+    A second signal stops at once, without a checkpoint (the last one written stays intact)."""
 
     def __init__(self):
         self.requested = False
@@ -735,6 +736,8 @@ class GracefulStop:
             signal.signal(signum, self.request)
 
     def request(self, signum, frame):
+        if self.requested:
+            raise SystemExit("error: interrupted twice: stopped at once, without writing a checkpoint")
         self.requested = True
 
     def release(self):
@@ -756,7 +759,7 @@ if __name__ == "__main__":
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     if checkpoint is not None:  # the resumed run continues in its own directory
         run_name = os.path.basename(os.path.dirname(os.path.abspath(args.resume)))
-    run_dir = os.path.dirname(args.resume) if checkpoint is not None else f"runs/{run_name}"
+    run_dir = (os.path.dirname(args.resume) or ".") if checkpoint is not None else f"runs/{run_name}"
     checkpoint_path = f"{run_dir}/checkpoint.pt"
     agent_state = None if args.eval_checkpoint is None else load_agent_state(args.eval_checkpoint)
     if args.cuda and not torch.cuda.is_available():

@@ -3,6 +3,7 @@
 import glob
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -208,3 +209,10 @@ def test_evaluation_games_last_until_game_over_and_report_the_raw_score(monkeypa
     torch.manual_seed(0)
     returns = ppo_atari.evaluate(ppo_atari.Agent(9), ppo_atari.Args(), torch.device("cpu"), 1)
     assert len(returns) == 1 and lives_at_end == [0]
+
+
+def test_a_checkpoint_resumed_from_its_own_directory_writes_there(ppo_checkpoint, tmp_path):
+    shutil.copy(ppo_checkpoint["checkpoint"], tmp_path / "checkpoint.pt")  # a finished run: nothing left to train
+    result = run_script("ppo_atari.py", "--resume", "checkpoint.pt", "--save-model", cwd=tmp_path)
+    assert "model saved to ./ppo_atari.cleanrl_model" in result.stdout
+    assert (tmp_path / "ppo_atari.cleanrl_model").exists() and not (tmp_path / "runs").exists()
