@@ -13,13 +13,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_RUN = ["--num-envs", "2", "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "2", "--no-cuda"]
 
 
+def script_environment():
+    """The environment the scripts run in: torch's thread count fixed (2 unless OMP_NUM_THREADS says otherwise), since
+    float sums, and so bit-for-bit comparisons between runs, depend on it."""
+    return dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+
+
 def run_script(script, *flags, cwd, check=True, timeout=600):
     """Run a top-level script of the repo from `cwd`, the way a user runs it; return the CompletedProcess."""
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     result = subprocess.run(
         [sys.executable, os.path.join(REPO, script), *map(str, flags)],
         cwd=cwd,
-        env=env,
+        env=script_environment(),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, TINY_RUN, read_scalars, run_dirs, run_script
+from helpers import REPO, TINY_RUN, read_scalars, run_dirs, run_script, script_environment
 
 SCRIPTS = ["ppo_atari.py", "sprig_ppo_atari.py"]
 ITERATIONS = 6
@@ -24,7 +24,7 @@ def train_killed_at(script, iteration, cwd):
     process = subprocess.Popen(
         [sys.executable, os.path.join(REPO, script), *map(str, RUN), "--exp-name", "killed"],
         cwd=cwd,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        env=script_environment(),  # as the uninterrupted run's and the resume's: same threads, same float sums
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
