@@ -20,7 +20,7 @@ import random
 import signal
 import time
 from collections import deque
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import ale_py
 import gymnasium as gym
@@ -619,9 +619,7 @@ def evaluate(agent, args, device, episodes):
     make_env's chain as in training: EpisodicLife ends the learner's episode at each life lost, but only a real game
     over (or --max-episode-steps) reports episode statistics, and RecordEpisodeStatistics sees unclipped rewards.
     """
-    envs = gym.vector.SyncVectorEnv(
-        [make_env(args.env_id, 0, False, "eval", args.max_episode_steps)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
-    )
+    envs = make_envs(replace(args, num_envs=1, async_envs=False, capture_video=False), "eval")
     if envs.single_action_space.n != agent.actor.out_features:
         raise SystemExit(
             f"error: the model has {agent.actor.out_features} actions, {args.env_id} {envs.single_action_space.n}"
@@ -730,9 +728,9 @@ class GracefulStop:
     the end of each iteration; it then writes a checkpoint of the last iteration boundary and exits cleanly.
     A second signal stops at once, without a checkpoint (the last one written stays intact)."""
 
-    def __init__(self):
+    def __init__(self, install=True):
         self.requested = False
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM) if install else ():
             signal.signal(signum, self.request)
 
     def request(self, signum, frame):
@@ -757,9 +755,10 @@ if __name__ == "__main__":
     args.minibatch_size = int(args.batch_size // args.num_minibatches)
     args.num_iterations = args.total_timesteps // args.batch_size
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = f"runs/{run_name}"
     if checkpoint is not None:  # the resumed run continues in its own directory
-        run_name = os.path.basename(os.path.dirname(os.path.abspath(args.resume)))
-    run_dir = (os.path.dirname(args.resume) or ".") if checkpoint is not None else f"runs/{run_name}"
+        run_dir = os.path.dirname(args.resume) or "."
+        run_name = os.path.basename(os.path.abspath(run_dir))
     checkpoint_path = f"{run_dir}/checkpoint.pt"
     agent_state = None if args.eval_checkpoint is None else load_agent_state(args.eval_checkpoint)
     if args.cuda and not torch.cuda.is_available():
@@ -840,7 +839,7 @@ if __name__ == "__main__":
         start_iteration = checkpoint["iteration"] + 1
         print(f"resumed from {args.resume} at iteration {checkpoint['iteration']}, step {global_step}", flush=True)
     start_step = global_step
-    stop = GracefulStop() if not args.async_envs else None  # --async-envs: a signal stops the run, no checkpoint
+    stop = GracefulStop(install=not args.async_envs)  # --async-envs: a signal stops the run, no checkpoint
 
     def boundary_state(iteration):
         """What a checkpoint holds besides agent and optimiser, at the end of `iteration`. A signal during a rollout
@@ -906,9 +905,9 @@ if __name__ == "__main__":
                 recent_returns = (recent_returns + [episodic_return])[-20:]
                 writer.add_scalar("charts/episodic_return", episodic_return, global_step)
                 writer.add_scalar("charts/episodic_length", episodic_length, global_step)
-            if stop is not None and stop.requested:
+            if stop.requested:
                 break
-        if stop is not None and stop.requested:  # the partial rollout is discarded; `boundary` is its start
+        if stop.requested:  # the partial rollout is discarded; `boundary` is its start
             break
 
         # bootstrap value if not done
@@ -1000,17 +999,16 @@ if __name__ == "__main__":
         boundary = boundary_state(iteration)
         if args.checkpoint_every > 0 and iteration % args.checkpoint_every == 0:
             write_checkpoint(boundary)
-        if stop is not None and stop.requested:
+        if stop.requested:
             break
 
-    if stop is not None and stop.requested:
+    if stop.requested:
         write_checkpoint(boundary)
         envs.close()
         writer.close()
         print(f"interrupted at step {boundary['global_step']}; resume with: python {SCRIPT} --resume {checkpoint_path}")
         raise SystemExit(0)
-    if stop is not None:
-        stop.release()
+    stop.release()
     envs.close()
     if args.save_model:
         model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
