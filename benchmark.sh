@@ -137,6 +137,13 @@ latest_checkpoint() { # run_dir -> path of the newest runs/*/checkpoint.pt, if a
     echo "$checkpoint"
 }
 
+resumable_checkpoint() { # run_dir signature -> its newest checkpoint, if the run there was started with SIGNATURE
+    if [[ -e $1/started && $(<"$1/started") == "$2" ]]; then
+        latest_checkpoint "$1"
+    fi
+    return 0 # nothing to resume is not an error (set -e)
+}
+
 clean_partial_run() { # run_dir: remove what a killed or failed run left (runs/, log.txt, ...), keep the lock
     find "$1" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
 }
@@ -173,8 +180,8 @@ run_one() {
     local resume_flags=()
     # A killed run continues from its last checkpoint, if it was started with the same flags (the script would
     # refuse a resume with other flags anyway; here such a run is restarted instead).
-    checkpoint=$(latest_checkpoint "$dir")
-    if [[ -n $checkpoint && -e $dir/started && $(<"$dir/started") == "$signature" ]]; then
+    checkpoint=$(resumable_checkpoint "$dir" "$signature")
+    if [[ -n $checkpoint ]]; then
         resume_flags=(--resume "$checkpoint")
         echo "$dir: resuming the unfinished earlier run from $checkpoint"
     elif [[ -n $(ls -A "$dir" | grep -vx '\.lock' || true) ]]; then
@@ -401,9 +408,9 @@ for seed in "${SEED_LIST[@]}"; do
             script=$(script_of "$method")
             RUN_LABELS+=("${VARIANT_NAMES[variant]} $env_id $seed")
             RUN_DIRS+=("$RESULTS_DIR/$env_id/${VARIANT_NAMES[variant]}/seed$seed")
-            RUN_SIGNATURES+=("$(basename "$script") ${flags[*]} ${EXTRA_FLAGS[*]+"${EXTRA_FLAGS[*]}"}")
-            RUN_SIGNATURES[${#RUN_SIGNATURES[@]} - 1]=${RUN_SIGNATURES[${#RUN_SIGNATURES[@]} - 1]% } # no trailing space
-            # Not in the signature: how often a run saves itself does not change its results.
+            # The checkpoint flags are not in the signature: how often a run saves itself does not change its results.
+            signature_flags=("${flags[@]}" ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
+            RUN_SIGNATURES+=("$(basename "$script") ${signature_flags[*]}")
             flags+=(${CHECKPOINT_FLAGS[@]+"${CHECKPOINT_FLAGS[@]}"} ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
             RUN_COMMANDS+=("$(printf '%q ' "$PYTHON" "$script" "${flags[@]}" | sed 's/ $//')")
         done
@@ -446,8 +453,7 @@ print_dry_run() {
             state="[done with other flags: conflict]"
         elif [[ -e ${RUN_DIRS[i]}/done ]]; then
             state="[done: skip]"
-        elif [[ -n $(latest_checkpoint "${RUN_DIRS[i]}") && -e ${RUN_DIRS[i]}/started &&
-            $(<"${RUN_DIRS[i]}/started") == "${RUN_SIGNATURES[i]}" ]]; then
+        elif [[ -n $(resumable_checkpoint "${RUN_DIRS[i]}" "${RUN_SIGNATURES[i]}") ]]; then
             state="[unfinished: resume from its checkpoint]"
         elif [[ -d ${RUN_DIRS[i]} ]]; then
             state="[unfinished: clean and rerun]"
@@ -487,7 +493,7 @@ slurm_script() { # the sbatch job array, on stdout
     echo "set -euo pipefail"
     echo "# Load modules / activate the Python environment here if the job needs it."
     echo
-    declare -f lock_is_stale acquire_lock release_lock latest_checkpoint clean_partial_run run_one
+    declare -f lock_is_stale acquire_lock release_lock latest_checkpoint resumable_checkpoint clean_partial_run run_one
     echo
     echo "case \${SLURM_ARRAY_TASK_ID:?run this script with sbatch} in"
     for ((i = 0; i < NUM_RUNS; i++)); do
