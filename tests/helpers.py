@@ -19,10 +19,15 @@ def script_environment():
     return dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
 
 
+def script_command(script, *flags):
+    """The command line that runs a top-level script of the repo with this python."""
+    return [sys.executable, os.path.join(REPO, script), *map(str, flags)]
+
+
 def run_script(script, *flags, cwd, check=True, timeout=600):
     """Run a top-level script of the repo from `cwd`, the way a user runs it; return the CompletedProcess."""
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, script), *map(str, flags)],
+        script_command(script, *flags),
         cwd=cwd,
         env=script_environment(),
         capture_output=True,

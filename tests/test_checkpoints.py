@@ -6,13 +6,11 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, TINY_RUN, read_scalars, run_dirs, run_script, script_environment
+from helpers import TINY_RUN, read_scalars, run_dirs, run_script, script_command, script_environment
 
 SCRIPTS = ["ppo_atari.py", "sprig_ppo_atari.py"]
 ITERATIONS = 6
@@ -22,7 +20,7 @@ RUN = TINY_RUN + ["--total-timesteps", 128 * ITERATIONS, "--checkpoint-every", 1
 def train_killed_at(script, iteration, cwd):
     """Start a run, send SIGTERM once it has printed `iteration`, and return the finished process and its output."""
     process = subprocess.Popen(
-        [sys.executable, os.path.join(REPO, script), *map(str, RUN), "--exp-name", "killed"],
+        script_command(script, *RUN, "--exp-name", "killed"),
         cwd=cwd,
         env=script_environment(),  # as the uninterrupted run's and the resume's: same threads, same float sums
         stdout=subprocess.PIPE,
