@@ -540,11 +540,21 @@ def load_torch_file(path, flag):
         ) from None
 
 
+def fits_agent(state):
+    """Whether state is a state_dict of this script's Agent: the same tensor names and shapes, for any action count."""
+    if not isinstance(state, dict) or not isinstance(state.get("actor.weight"), torch.Tensor):
+        return False
+    expected = Agent(state["actor.weight"].shape[0]).state_dict()
+    return set(state) == set(expected) and all(state[name].shape == tensor.shape for name, tensor in expected.items())
+
+
 def check_checkpoint(checkpoint, path, flag):
     if not isinstance(checkpoint, dict) or "script" not in checkpoint:
         raise SystemExit(f"error: {flag}: {path} is not a training checkpoint (a checkpoint.pt of --checkpoint-every)")
     if checkpoint["script"] != SCRIPT:
         raise SystemExit(f"error: {flag}: {path} is a checkpoint of {checkpoint['script']}, not of {SCRIPT}")
+    if not fits_agent(checkpoint.get("agent")):
+        raise SystemExit(f"error: {flag}: {path} holds a network of another shape (written by another version of {SCRIPT}?)")
     return checkpoint
 
 
@@ -553,8 +563,8 @@ def load_agent_state(path):
     loaded = load_torch_file(path, "--eval-checkpoint")
     if isinstance(loaded, dict) and "script" in loaded:
         return check_checkpoint(loaded, path, "--eval-checkpoint")["agent"]
-    if not isinstance(loaded, dict) or set(loaded) != set(Agent(1).state_dict()):
-        raise SystemExit(f"error: --eval-checkpoint: {path} is not a model of {SCRIPT} (not this script's Agent)")
+    if not fits_agent(loaded):
+        raise SystemExit(f"error: --eval-checkpoint: {path} is not a model of this version of {SCRIPT} (not its Agent)")
     return loaded
 
 

@@ -155,6 +155,21 @@ def test_a_missing_or_foreign_file_is_one_clear_line(ppo_checkpoint, tmp_path):
     assert_one_line_error(result, "--eval-checkpoint: cannot read")
 
 
+def test_a_network_of_another_shape_is_one_clear_line(ppo_checkpoint, tmp_path):
+    """A file of an older version whose tensors have other shapes (SPRIG's 1x1 convolutions became nn.Linear)."""
+    checkpoint = torch.load(ppo_checkpoint["checkpoint"], weights_only=True)
+    checkpoint["agent"]["critic.weight"] = checkpoint["agent"]["critic.weight"][:, :, None, None]
+    torch.save(checkpoint, tmp_path / "checkpoint.pt")
+    torch.save(checkpoint["agent"], tmp_path / "old.cleanrl_model")
+    result = run_script("ppo_atari.py", "--resume", tmp_path / "checkpoint.pt", cwd=tmp_path, check=False)
+    assert_one_line_error(result, "--resume:", "holds a network of another shape")
+    result = run_script(
+        "ppo_atari.py", "--eval-checkpoint", tmp_path / "old.cleanrl_model", "--eval-episodes", 1, cwd=tmp_path, check=False
+    )
+    assert_one_line_error(result, "--eval-checkpoint:", "is not a model of this version of ppo_atari.py")
+    assert not os.path.exists(tmp_path / "runs")
+
+
 @pytest.mark.parametrize("script, parameter", [("ppo_atari.py", "network.0.weight"), ("sprig_ppo_atari.py", "perception")])
 def test_an_injected_nan_stops_the_run_naming_iteration_and_quantity_and_keeps_the_last_checkpoint(
     script, parameter, tmp_path

@@ -9,7 +9,9 @@ import ppo_atari
 import pytest
 import sprig_ppo_atari
 import torch
+from test_sprig_model import conv1x1
 from torch.distributions.categorical import Categorical
+from torch.profiler import profile
 
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 
@@ -47,17 +49,18 @@ def test_channels_last_agent_matches_the_plain_nchw_network_in_outputs_losses_an
 def plain_gated_attention(module, x):
     """The paper's formula with explicit tensors: y = x + m * (v softmax(q^T k / sqrt(C/8))^T)."""
     batch, channels, height, width = x.shape
-    q, k, v = module.query(x).flatten(2), module.key(x).flatten(2), module.value(x).flatten(2)
+    q, k, v = (conv1x1(layer, x).flatten(2) for layer in (module.query, module.key, module.value))
     attention = torch.softmax(q.transpose(1, 2) @ k / math.sqrt(q.shape[1]), dim=-1)
     context = (v @ attention.transpose(1, 2)).view(batch, channels, height, width)
-    return x + torch.sigmoid(module.mask(x)) * context
+    return x + torch.sigmoid(conv1x1(module.mask, x)) * context
 
 
-def test_fused_attention_matches_the_written_out_formula_in_outputs_and_gradients():
+@pytest.mark.parametrize("channels, size", [(32, 20), (64, 9), (64, 7)])  # the three blocks: 400, 81 and 49 positions
+def test_fused_attention_matches_the_written_out_formula_in_outputs_and_gradients(channels, size):
     torch.manual_seed(1)
-    fused = sprig_ppo_atari.GatedSelfAttention(32)
+    fused = sprig_ppo_atari.GatedSelfAttention(channels)
     plain = copy.deepcopy(fused)
-    x = torch.randn(8, 32, 20, 20)  # block 1's size: 400 positions
+    x = torch.randn(8, channels, size, size)
     y, _ = fused(x)
     y_plain = plain_gated_attention(plain, x)
     assert torch.allclose(y, y_plain, **TOLERANCE)
@@ -66,6 +69,22 @@ def test_fused_attention_matches_the_written_out_formula_in_outputs_and_gradient
     (y_plain * weights).sum().backward()
     for (name, p), q in zip(fused.named_parameters(), plain.parameters(), strict=True):
         assert torch.allclose(p.grad, q.grad, rtol=1e-3, atol=1e-4), name
+
+
+def test_attention_runs_in_the_fused_kernel_in_training_and_in_rollouts():
+    """The speed of SPRIG on CPU rests on scaled_dot_product_attention choosing its flash kernel, which it does only
+    for inputs of one width with unit stride along it; otherwise it silently falls back to building the N x N map."""
+    attention = sprig_ppo_atari.GatedSelfAttention(32)
+    x = torch.randn(4, 32, 20, 20)
+    with profile() as training:
+        attention(x)[0].sum().backward()
+    with torch.inference_mode(), profile() as rollout:
+        attention(x)
+    for profiled in (training, rollout):
+        names = {event.key for event in profiled.key_averages()}
+        assert "aten::_scaled_dot_product_flash_attention_for_cpu" in names
+        assert "aten::_scaled_dot_product_attention_math" not in names
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu_backward" in {e.key for e in training.key_averages()}
 
 
 @pytest.mark.parametrize("module, encoder", [(ppo_atari, "network"), (sprig_ppo_atari, "perception")])

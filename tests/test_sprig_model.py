@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from sprig_ppo_atari import Agent, GatedSelfAttention, Perception, attention_cost
 
 
@@ -31,8 +32,8 @@ def test_perception_blocks_and_features_have_the_spec_shapes():
 
 def test_query_and_key_have_c_over_8_channels_and_the_mask_bias_starts_at_zero():
     attention = GatedSelfAttention(64)
-    assert attention.query.out_channels == attention.key.out_channels == 8
-    assert attention.value.out_channels == 64 and attention.mask.out_channels == 1
+    assert attention.query.out_features == attention.key.out_features == 8
+    assert attention.value.out_features == 64 and attention.mask.out_features == 1
     assert torch.equal(attention.mask.bias, torch.zeros(1))
 
 
@@ -43,15 +44,21 @@ def test_masks_lie_strictly_between_zero_and_one():
         assert (mask > 0).all() and (mask < 1).all()
 
 
+def conv1x1(linear, x):
+    """The spec's 1x1 convolution with a linear layer's weights: (B, C, H, W) -> (B, out, H, W)."""
+    return F.conv2d(x, linear.weight[:, :, None, None], linear.bias)
+
+
 def test_gated_attention_equals_the_per_position_formula():
-    """y_i = x_i + m_i * sum_j softmax_j(q_i . k_j / sqrt(C/8)) v_j, written position by position."""
+    """y_i = x_i + m_i * sum_j softmax_j(q_i . k_j / sqrt(C/8)) v_j, written position by position, with q, k, v and
+    m from the spec's 1x1 convolutions."""
     torch.manual_seed(2)
     attention = GatedSelfAttention(16)
     x = torch.randn(2, 16, 3, 4, dtype=torch.float64)
     attention.double()
     y, mask = attention(x)
-    q, k, v = (layer(x).flatten(2) for layer in (attention.query, attention.key, attention.value))
-    m = torch.sigmoid(attention.mask(x)).flatten(2)
+    q, k, v = (conv1x1(layer, x).flatten(2) for layer in (attention.query, attention.key, attention.value))
+    m = torch.sigmoid(conv1x1(attention.mask, x)).flatten(2)
     expected = x.flatten(2).clone()
     for b in range(2):
         for i in range(12):
@@ -59,7 +66,7 @@ def test_gated_attention_equals_the_per_position_formula():
             weights = torch.softmax(scores, dim=0)
             expected[b, :, i] += m[b, 0, i] * sum(weights[j] * v[b, :, j] for j in range(12))
     assert torch.allclose(y.flatten(2), expected, atol=1e-12)
-    assert torch.equal(mask.flatten(2), m)
+    assert torch.allclose(mask.flatten(2), m, atol=1e-12)
 
 
 def test_attention_cost_is_lambda_times_the_sum_of_mean_masks():
