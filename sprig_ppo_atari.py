@@ -106,8 +106,6 @@ class Args:
     """if toggled, step the environments in subprocesses (gymnasium AsyncVectorEnv) instead of in this process"""
     max_episode_steps: int | None = None
     """truncate episodes after this many agent steps (4 emulator frames each); None keeps the env's own limit"""
-    compile: bool = False
-    """if toggled, compile the encoder with torch.compile: faster update steps, after compiling for ~30 s per batch shape"""
     alpha_coop: float = 0.7
     """SPRIG's cooperation weight: the leader maximises alpha * (-C_theta) + (1 - alpha) * u_policy"""
     attn_cost_coef: float = 1e-4
@@ -652,9 +650,8 @@ def log_evaluation(returns, writer):
 # uninterrupted one did next; it holds tensors and python values only, for torch.load(weights_only=True).
 SCRIPT = os.path.basename(__file__)
 # Flags that do not change what is learned: they may differ between a run and its resume.
-RESUME_FREE_FLAGS = {"track", "wandb_project_name", "wandb_entity", "capture_video", "cuda", "async_envs"}
-RESUME_FREE_FLAGS |= {"checkpoint_every", "save_model", "resume", "eval_episodes", "eval_checkpoint"}
-RESUME_FREE_FLAGS |= {"debug_inject_nan_at_iteration", "compile"}
+RESUME_FREE_FLAGS = {"track", "wandb_project_name", "wandb_entity", "capture_video", "cuda", "async_envs", "resume"}
+RESUME_FREE_FLAGS |= {"checkpoint_every", "save_model", "eval_episodes", "eval_checkpoint", "debug_inject_nan_at_iteration"}
 
 
 def get_rng_state():
@@ -819,9 +816,6 @@ if __name__ == "__main__":
     assert isinstance(envs.single_action_space, gym.spaces.Discrete), "only discrete action space is supported"
 
     agent = Agent(envs.single_action_space.n).to(device)
-    if args.compile:
-        # In place (nn.Module.compile), so parameter names in checkpoints and saved models stay the plain ones.
-        agent.perception.compile()
     # Two players, two optimisers over disjoint parameter sets: theta (perception) and phi (policy and value).
     leader_optimizer = optim.Adam(agent.leader_parameters(), lr=args.learning_rate, eps=1e-5)
     follower_optimizer = optim.Adam(agent.follower_parameters(), lr=args.learning_rate, eps=1e-5)
