@@ -21,7 +21,9 @@ unfinished ones from their last checkpoint (from scratch if they have none, or w
 concurrent invocations never run the same combination twice.
 
 options:
-  --methods "ppo sprig"     methods to run: ppo (ppo_atari.py), sprig (sprig_ppo_atari.py) (default: both)
+  --methods "ppo sprig"     methods to run (default: ppo sprig): ppo (ppo_atari.py), sprig (sprig_ppo_atari.py,
+                            its default leader utility) and sprig-pg (sprig_ppo_atari.py --leader-utility pg:
+                            Algorithm 1's printed policy term, in OUT/PRESET/ENV/sprig-pg/)
   --env-ids "IDS"           env ids (default: BeamRiderNoFrameskip-v4)
   --seeds "1 2 3 4 5"       seeds (default: 1 2 3 4 5)
   --total-timesteps N       env steps per run (default: 10000000)
@@ -83,10 +85,16 @@ PRESET_FLAGS_CLEANRL=()
 PRESET_FLAGS_PAPER=(--num-envs 8 --num-steps 256 --num-minibatches 32 --learning-rate 1e-4 --clip-coef 0.2
     --max-episode-steps 10000)
 
-script_of() { # method -> the training script
+script_of() { # method -> the training script; nothing for an unknown method
     case $1 in
     ppo) echo "$REPO_DIR/ppo_atari.py" ;;
-    sprig) echo "$REPO_DIR/sprig_ppo_atari.py" ;;
+    sprig | sprig-pg) echo "$REPO_DIR/sprig_ppo_atari.py" ;;
+    esac
+}
+
+method_flags() { # method -> the flags that make it, besides its script (its --exp-name names its directory and curve)
+    case $1 in
+    sprig-pg) echo "--leader-utility pg --exp-name sprig-pg" ;;
     esac
 }
 
@@ -298,7 +306,7 @@ read -r -a ENV_LIST <<<"$ENV_IDS"
 read -r -a SEED_LIST <<<"$SEEDS"
 ((${#METHOD_LIST[@]} > 0)) || die "--methods is empty"
 for method in "${METHOD_LIST[@]}"; do
-    [[ $method == ppo || $method == sprig ]] || die "unknown method '$method' (known: ppo, sprig)"
+    [[ -n $(script_of "$method") ]] || die "unknown method '$method' (known: ppo, sprig, sprig-pg)"
 done
 ((${#ENV_LIST[@]} > 0)) || die "--env-ids is empty"
 ((${#SEED_LIST[@]} > 0)) || die "--seeds is empty"
@@ -373,7 +381,7 @@ else
     for method in "${METHOD_LIST[@]}"; do
         VARIANT_METHODS+=("$method")
         VARIANT_NAMES+=("$method")
-        VARIANT_FLAGS+=("")
+        VARIANT_FLAGS+=("$(method_flags "$method")")
     done
 fi
 
@@ -606,7 +614,7 @@ run_all() { # every combination, WORKERS at a time; then report and plot
 }
 
 measure_sps() { # each method in turn, alone on the machine, for SPS_ITERATIONS iterations; then the speed table
-    local dir=$OUT/sps/$(date +%Y%m%d-%H%M%S) method flags num_envs=8 num_steps=128 i
+    local dir=$OUT/sps/$(date +%Y%m%d-%H%M%S) method flags method_flags num_envs=8 num_steps=128 i
     flags=(--env-id "${ENV_LIST[0]}" --seed "${SEED_LIST[0]}" ${PRESET_FLAGS[@]+"${PRESET_FLAGS[@]}"})
     flags+=(${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
     for ((i = 0; i < ${#flags[@]} - 1; i++)); do # the batch size the runs will use, so each does whole iterations
@@ -616,9 +624,11 @@ measure_sps() { # each method in turn, alone on the machine, for SPS_ITERATIONS 
     flags+=(--total-timesteps $((num_envs * num_steps * SPS_ITERATIONS)))
     for method in "${METHOD_LIST[@]}"; do
         mkdir -p "$dir/$method"
+        read -r -a method_flags <<<"$(method_flags "$method")"
         echo "sps: $method, $SPS_ITERATIONS iterations (the first is warm-up), $NUM_CORES threads, log in $dir/$method/log.txt"
         (cd "$dir/$method" && OMP_NUM_THREADS=$NUM_CORES MKL_NUM_THREADS=$NUM_CORES \
-            "$PYTHON" "$(script_of "$method")" "${flags[@]}" >log.txt 2>&1) || die "$method failed; see $dir/$method/log.txt"
+            "$PYTHON" "$(script_of "$method")" ${method_flags[@]+"${method_flags[@]}"} "${flags[@]}" >log.txt 2>&1) ||
+            die "$method failed; see $dir/$method/log.txt"
     done
     "$PYTHON" "$REPO_DIR/plot_results.py" sps "$dir"
 }

@@ -28,10 +28,15 @@ import tyro
 LAST_EPISODES = 100
 """final score of a seed = mean of its last 100 episodic returns; the curves use the same trailing window"""
 
-METHOD_NAMES = {"ppo_atari": "PPO", "sprig_ppo_atari": "SPRIG"}
-"""exp_name (the training script's file stem by default) -> the method name shown in plots and tables"""
+METHOD_NAMES = {"ppo_atari": "PPO", "sprig_ppo_atari": "SPRIG", "sprig-pg": "SPRIG-pg"}
+"""exp_name (the training script's file stem by default; benchmark.sh's sprig-pg) -> the method shown in plots and tables"""
 
-METHOD_COLORS = {"PPO": "tab:blue", "SPRIG": "tab:orange"}
+METHOD_COLORS = {"PPO": "tab:blue", "SPRIG": "tab:orange", "SPRIG-pg": "tab:red"}
+
+COLLAPSED_ENTROPY = 0.05
+"""a seed whose last logged losses/entropy is below this has a collapsed policy: 0.05 nats is a policy that plays one
+action about 99% of the time (uniform over BeamRider's 9 actions is 2.20), so it no longer explores; PPO's seeds
+stay above 1 through 10M steps"""
 
 # Random-play and human scores used for human normalisation, as in the DQN line of papers (Mnih et al., 2015;
 # van Hasselt et al., 2016; Badia et al., 2020, Agent57 appendix). Keyed by game name without version suffix.
@@ -81,6 +86,14 @@ class Run:
     """the last charts/SPS value"""
     wall_time: float = 0.0
     """seconds from the first to the last scalar event"""
+    last_entropy: float = math.nan
+    """the last losses/entropy value (the policy's entropy on the last minibatch); NaN if none was logged"""
+    collapse_step: int | None = None
+    """the first step at which losses/entropy fell below COLLAPSED_ENTROPY, None if it never did"""
+
+    @property
+    def collapsed(self) -> bool:
+        return self.last_entropy < COLLAPSED_ENTROPY
 
 
 @dataclass
@@ -109,6 +122,8 @@ class Result:
     """population std over seeds (numpy's default ddof=0)"""
     human_normalised: float | None = None
     """(mean - random) / (human - random) * 100, None for games missing from RANDOM_AND_HUMAN_SCORES"""
+    runs: list["Run"] = field(default_factory=list)
+    """the seeds' runs, in seed order: their policy health (entropy, collapse) goes into the table"""
     steps_reached: float = 0.0
     sps: float = math.nan
     wall_time: float = 0.0
@@ -167,6 +182,8 @@ def load_run(path: str) -> Run | None:
 
     episode_steps, episode_returns, _ = scalars("charts/episodic_return")
     _, sps, _ = scalars("charts/SPS")
+    entropy_steps, entropies, _ = scalars("losses/entropy")
+    below = np.flatnonzero(entropies < COLLAPSED_ENTROPY)
     all_steps, all_wall_times = [], []
     for tag in scalar_tags:
         steps, _, wall_times = scalars(tag)
@@ -185,6 +202,8 @@ def load_run(path: str) -> Run | None:
         last_step=int(all_steps.max()) if len(all_steps) else 0,
         last_sps=float(sps[-1]) if len(sps) else math.nan,
         wall_time=float(all_wall_times.max() - all_wall_times.min()) if len(all_wall_times) else 0.0,
+        last_entropy=float(entropies[-1]) if len(entropies) else math.nan,
+        collapse_step=int(entropy_steps[below[0]]) if len(below) else None,
     )
 
 
@@ -287,9 +306,31 @@ def final_scores(runs: list[Run]) -> list[Result]:
                 steps_reached=float(np.mean([run.last_step for run in group])),
                 sps=float(np.mean(sps_values)) if sps_values else math.nan,
                 wall_time=float(np.mean([run.wall_time for run in group])),
+                runs=group,
             )
         )
     return results
+
+
+def seed_health(run: Run) -> str:
+    """`seed 2: 1.95` for a healthy policy, `seed 1: COLLAPSED 0.00 (< 0.05 from step 15,360)`, `seed 3: n/a`."""
+    if math.isnan(run.last_entropy):
+        return f"seed {run.seed}: n/a"
+    if not run.collapsed:
+        return f"seed {run.seed}: {run.last_entropy:.2f}"
+    return f"seed {run.seed}: COLLAPSED {run.last_entropy:.2f} (< {COLLAPSED_ENTROPY} from step {run.collapse_step:,})"
+
+
+def collapse_summary(results: list[Result]) -> str:
+    """One line: which seeds of which (env, method) end with a collapsed policy, or that none does."""
+    collapsed = [
+        f"{result.method} on {result.env_id} seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}"
+        for result in results
+        if (seeds := [str(run.seed) for run in result.runs if run.collapsed])
+    ]
+    if not collapsed:
+        return f"collapsed policies (last losses/entropy < {COLLAPSED_ENTROPY}): none"
+    return f"collapsed policies (last losses/entropy < {COLLAPSED_ENTROPY}): {'; '.join(collapsed)}"
 
 
 def format_seconds(seconds: float) -> str:
@@ -303,8 +344,9 @@ def write_results(results: list[Result], out_dir: str) -> tuple[str, str]:
     lines = [
         f"| env | method | seeds | final score (mean ± std over seeds, population std ddof=0; per seed: mean of "
         f"last {LAST_EPISODES} episodic returns) | per-seed final scores | human-normalised (%) | steps reached "
-        "(mean) | SPS (mean) | wall time (mean, h:mm:ss) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"(mean) | SPS (mean) | wall time (mean, h:mm:ss) | policy health per seed (last losses/entropy; COLLAPSED "
+        f"below {COLLAPSED_ENTROPY}) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for result in results:
         normalised = "" if result.human_normalised is None else f"{result.human_normalised:.1f}"
@@ -312,7 +354,7 @@ def write_results(results: list[Result], out_dir: str) -> tuple[str, str]:
         lines.append(
             f"| {result.env_id} | {result.method} | {len(result.seeds)} | {result.mean:.1f} ± {result.std:.1f} | "
             f"{', '.join(f'{score:.1f}' for score in result.seed_scores)} | {normalised} | {result.steps_reached:,.0f} | "
-            f"{sps} | {format_seconds(result.wall_time)} |"
+            f"{sps} | {format_seconds(result.wall_time)} | {'; '.join(seed_health(run) for run in result.runs)} |"
         )
     with open(markdown_path, "w") as file:
         file.write("\n".join(lines) + "\n")
@@ -331,6 +373,8 @@ def write_results(results: list[Result], out_dir: str) -> tuple[str, str]:
                 "steps_reached_mean",
                 "sps_mean",
                 "wall_time_seconds_mean",
+                "seed_last_entropies",
+                "seed_collapsed",
             ]
         )
         for result in results:
@@ -347,6 +391,8 @@ def write_results(results: list[Result], out_dir: str) -> tuple[str, str]:
                     repr(result.steps_reached),
                     "" if math.isnan(result.sps) else repr(result.sps),
                     repr(result.wall_time),
+                    " ".join(repr(run.last_entropy) for run in result.runs),
+                    " ".join(str(int(run.collapsed)) for run in result.runs),
                 ]
             )
     return markdown_path, csv_path
@@ -416,6 +462,7 @@ def plot_results(args: Args) -> int:
     results = final_scores(runs)
     table_paths = write_results(results, out_dir)
     print(f"{len(runs)} runs in {len(results)} (env, method) groups")
+    print(collapse_summary(results))
     for path in figure_paths + table_paths:
         print(f"wrote {path}")
     return 0

@@ -394,13 +394,12 @@ class Agent(nn.Module):
         return action, probs.log_prob(action), probs.entropy(), self.critic(hidden)
 
 
-def ppo_step(agent, optimizer, mb, args):
-    """One PPO minibatch step: clipped surrogate, (clipped) value loss and entropy bonus, one optimiser step.
+def ppo_loss(newlogprob, entropy, newvalue, mb, args):
+    """PPO's loss on one minibatch: -clipped surrogate + vf_coef * (clipped) value loss - ent_coef * entropy.
 
-    mb holds the minibatch's obs, actions, logprobs, advantages (already normalised under --norm-adv), returns and
-    values. Returns the losses and diagnostics that are logged.
+    newlogprob, entropy, newvalue: the current network's output on mb, which holds the minibatch's obs, actions,
+    logprobs, advantages (already normalised under --norm-adv), returns and values. Returns (loss, the logged stats).
     """
-    _, newlogprob, entropy, newvalue = agent.get_action_and_value(mb["obs"], mb["actions"])
     logratio = newlogprob - mb["logprobs"]
     ratio = logratio.exp()
 
@@ -428,20 +427,27 @@ def ppo_step(agent, optimizer, mb, args):
 
     entropy_loss = entropy.mean()
     loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
-
-    optimizer.zero_grad()
-    loss.backward()
-    grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
-    optimizer.step()
-    return {
+    stats = {
         "policy_loss": pg_loss.detach(),
         "value_loss": v_loss.detach(),
         "entropy": entropy_loss.detach(),
         "old_approx_kl": old_approx_kl,
         "approx_kl": approx_kl,
         "clipfrac": clipfrac,
-        "grad_norm": grad_norm,
     }
+    return loss, stats
+
+
+def ppo_step(agent, optimizer, mb, args):
+    """One PPO minibatch step: the loss of ppo_loss, one optimiser step. Returns the logged stats and the grad norm."""
+    _, newlogprob, entropy, newvalue = agent.get_action_and_value(mb["obs"], mb["actions"])
+    loss, stats = ppo_loss(newlogprob, entropy, newvalue, mb, args)
+
+    optimizer.zero_grad()
+    loss.backward()
+    grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+    optimizer.step()
+    return stats | {"grad_norm": grad_norm}
 
 
 def format_seconds(seconds):

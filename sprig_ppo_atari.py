@@ -21,6 +21,7 @@ import signal
 import time
 from collections import deque
 from dataclasses import dataclass, fields, replace
+from typing import Literal
 
 import ale_py
 import gymnasium as gym
@@ -107,7 +108,9 @@ class Args:
     max_episode_steps: int | None = None
     """truncate episodes after this many agent steps (4 emulator frames each); None keeps the env's own limit"""
     alpha_coop: float = 0.7
-    """SPRIG's cooperation weight: the leader maximises alpha * (-C_theta) + (1 - alpha) * u_policy"""
+    """SPRIG's cooperation weight: the leader maximises alpha * (-C_theta) + (1 - alpha) * u_F"""
+    leader_utility: Literal["follower", "pg"] = "follower"
+    """SPRIG's u_F in the leader's utility: the follower's PPO objective (follower), or Algorithm 1's printed u_policy (pg)"""
     attn_cost_coef: float = 1e-4
     """SPRIG's lambda_c, the weight of the attention cost C_theta"""
     log_attention_every: int = 0
@@ -478,39 +481,12 @@ class Agent(nn.Module):
         return self.follow(self.perception(x / 255.0)[0], action)
 
 
-def leader_step(agent, leader_optimizer, mb, args):
-    """Algorithm 1, Leader (Perception) Stage: theta moves first, against the current follower phi.
+def ppo_loss(newlogprob, entropy, newvalue, mb, args):
+    """PPO's loss on one minibatch: -clipped surrogate + vf_coef * (clipped) value loss - ent_coef * entropy.
 
-    u_L = alpha_coop * (-C_theta) + (1 - alpha_coop) * u_policy, with u_policy = mean(log pi_phi(a | f_theta) * A):
-    the cooperative value of Eq. 8 in Algorithm 1's order. The policy term is unclipped, as the paper writes it.
-    Returns the leader's statistics for logging.
+    newlogprob, entropy, newvalue: the current network's output on mb, which holds the minibatch's obs, actions,
+    logprobs, advantages (already normalised under --norm-adv), returns and values. Returns (loss, the logged stats).
     """
-    features, masks = agent.perception(mb["obs"] / 255.0)  # f_theta(s), m_k(s)
-    cost = attention_cost(masks, args.attn_cost_coef)  # C_theta(s)
-    _, logprob, _, _ = agent.follow(features, mb["actions"])  # log pi_phi(a | f_theta)
-    u_policy = (logprob * mb["advantages"]).mean()
-    leader_utility = args.alpha_coop * -cost + (1 - args.alpha_coop) * u_policy
-    leader_params = agent.leader_parameters()
-    leader_optimizer.zero_grad()
-    (-leader_utility).backward(inputs=leader_params)  # gradients into theta only: phi is held fixed
-    grad_norm = nn.utils.clip_grad_norm_(leader_params, args.max_grad_norm)
-    leader_optimizer.step()
-    stats = {"attention_cost": cost, "u_policy": u_policy, "leader_utility": leader_utility, "leader_grad_norm": grad_norm}
-    stats.update({f"mask_mean_block{k}": mask.mean() for k, mask in enumerate(masks, start=1)})
-    return {name: value.item() for name, value in stats.items()}
-
-
-def follower_step(agent, follower_optimizer, mb, args):
-    """Algorithm 1, Follower (Policy) Stage: phi best-responds to the leader's features with one PPO step.
-
-    mb holds the minibatch's obs, actions, logprobs, advantages (already normalised under --norm-adv), returns and
-    values. Returns the losses and diagnostics that are logged.
-    """
-    # The features are recomputed with the just-updated theta and carry no gradient back to it.
-    with torch.no_grad():
-        features, masks = agent.perception(mb["obs"] / 255.0)
-        cost = attention_cost(masks, args.attn_cost_coef)
-    _, newlogprob, entropy, newvalue = agent.follow(features, mb["actions"])
     logratio = newlogprob - mb["logprobs"]
     ratio = logratio.exp()
 
@@ -537,22 +513,68 @@ def follower_step(agent, follower_optimizer, mb, args):
         v_loss = 0.5 * ((newvalue - mb["returns"]) ** 2).mean()
 
     entropy_loss = entropy.mean()
-    # Eq. 11 with the usual PPO sign (entropy is a bonus); C_theta is a constant for phi, reported only.
-    loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef + cost
-
-    follower_optimizer.zero_grad()
-    loss.backward()
-    grad_norm = nn.utils.clip_grad_norm_(agent.follower_parameters(), args.max_grad_norm)
-    follower_optimizer.step()
-    return {
+    loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
+    stats = {
         "policy_loss": pg_loss.detach(),
         "value_loss": v_loss.detach(),
         "entropy": entropy_loss.detach(),
         "old_approx_kl": old_approx_kl,
         "approx_kl": approx_kl,
         "clipfrac": clipfrac,
-        "grad_norm": grad_norm,
     }
+    return loss, stats
+
+
+def leader_step(agent, leader_optimizer, mb, args):
+    """Algorithm 1, Leader (Perception) Stage: theta moves first, against the current follower phi.
+
+    u_L = alpha_coop * (-C_theta) + (1 - alpha_coop) * u_F, the cooperative value of Eq. 8 in Algorithm 1's order,
+    with u_F the follower's utility (--leader-utility): `follower` is the follower's own PPO objective on the leader's
+    new features, -ppo_loss (clipped surrogate, value loss, entropy bonus; phi fixed); `pg` is Algorithm 1's printed
+    u_policy = mean(log pi_phi(a | f_theta) * A), an unclipped policy gradient. Returns the leader's statistics.
+    """
+    features, masks = agent.perception(mb["obs"] / 255.0)  # f_theta(s), m_k(s)
+    cost = attention_cost(masks, args.attn_cost_coef)  # C_theta(s)
+    _, logprob, entropy, value = agent.follow(features, mb["actions"])  # pi_phi and V_phi on f_theta
+    u_policy = (logprob * mb["advantages"]).mean()
+    if args.leader_utility == "follower":
+        # The same function the follower stage minimises, so the two stages cannot drift apart. Its ratio against
+        # the rollout's log-probabilities is clipped: the leader too moves the policy only inside PPO's trust region.
+        follower_loss, _ = ppo_loss(logprob, entropy, value, mb, args)
+        u_follower = -follower_loss
+    else:
+        u_follower = u_policy
+    leader_utility = args.alpha_coop * -cost + (1 - args.alpha_coop) * u_follower
+    leader_params = agent.leader_parameters()
+    leader_optimizer.zero_grad()
+    (-leader_utility).backward(inputs=leader_params)  # gradients into theta only: phi is held fixed
+    grad_norm = nn.utils.clip_grad_norm_(leader_params, args.max_grad_norm)
+    leader_optimizer.step()
+    stats = {"attention_cost": cost, "u_policy": u_policy, "u_follower": u_follower, "leader_utility": leader_utility}
+    stats["leader_grad_norm"] = grad_norm
+    stats.update({f"mask_mean_block{k}": mask.mean() for k, mask in enumerate(masks, start=1)})
+    return {name: value.item() for name, value in stats.items()}
+
+
+def follower_step(agent, follower_optimizer, mb, args):
+    """Algorithm 1, Follower (Policy) Stage: phi best-responds to the leader's features with one PPO step.
+
+    The loss of ppo_loss plus C_theta, a constant for phi that is reported, not optimised (Eq. 11 with the usual
+    PPO sign: entropy is a bonus). Returns the logged stats and the grad norm.
+    """
+    # The features are recomputed with the just-updated theta and carry no gradient back to it.
+    with torch.no_grad():
+        features, masks = agent.perception(mb["obs"] / 255.0)
+        cost = attention_cost(masks, args.attn_cost_coef)
+    _, newlogprob, entropy, newvalue = agent.follow(features, mb["actions"])
+    loss, stats = ppo_loss(newlogprob, entropy, newvalue, mb, args)
+    loss = loss + cost
+
+    follower_optimizer.zero_grad()
+    loss.backward()
+    grad_norm = nn.utils.clip_grad_norm_(agent.follower_parameters(), args.max_grad_norm)
+    follower_optimizer.step()
+    return stats | {"grad_norm": grad_norm}
 
 
 def attention_overlays(frames, masks):
@@ -725,6 +747,7 @@ def args_for_resume(checkpoint, resume):
     was; flags given must agree with the checkpoint, except those that do not change what is learned."""
     saved = {name: value for name, value in checkpoint["args"].items() if name in {field.name for field in fields(Args)}}
     saved.update(resume=resume, eval_checkpoint=None, debug_inject_nan_at_iteration=None)
+    saved.setdefault("leader_utility", "pg")  # checkpoints from before --leader-utility trained with the printed form
     args = tyro.cli(Args, default=Args(**saved))
     differ = [
         f"--{name.replace('_', '-')} (checkpoint {saved[name]}, now {getattr(args, name)})"

@@ -140,6 +140,17 @@ def test_dry_run_of_the_cleanrl_preset_adds_no_hyperparameter_flags_and_passes_e
         assert command.endswith("--seed 1 --total-timesteps 10000000 --async-envs --track")
 
 
+def test_sprig_pg_is_a_method_of_its_own_running_the_printed_leader_utility_in_its_own_dir(sandbox):
+    result = run_benchmark(sandbox, "--methods", "ppo sprig sprig-pg", "--seeds", "1", "--out", "out", "--no-plot")
+    assert result.returncode == 0, result.stderr
+    calls = {os.path.relpath(cwd, sandbox / "work" / "out" / "cleanrl" / ENV): args for cwd, _, args in fake_calls(sandbox)}
+    assert set(calls) == {"ppo/seed1", "sprig/seed1", "sprig-pg/seed1"}
+    assert calls["sprig-pg/seed1"].split()[0].endswith("/repo/sprig_ppo_atari.py")
+    assert "--leader-utility pg --exp-name sprig-pg" in calls["sprig-pg/seed1"]
+    assert "--leader-utility" not in calls["sprig/seed1"] and "--exp-name" not in calls["sprig/seed1"]
+    assert (run_dir(sandbox, "sprig-pg", 1) / "done").exists()
+
+
 def test_quick_runs_two_seeds_of_50000_steps_on_two_workers_with_cores_split(sandbox):
     result = run_benchmark(sandbox, "--quick", "--dry-run")
     assert result.returncode == 0, result.stderr
@@ -366,7 +377,7 @@ def test_slurm_array_task_runs_the_combination_of_its_index(sandbox):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--methods", "ppo dqn"], "error: unknown method 'dqn' (known: ppo, sprig)"),
+        (["--methods", "ppo dqn"], "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg)"),
         (["--preset", "fast"], "error: unknown preset 'fast' (known: cleanrl, paper)"),
         (["--frobnicate"], "error: unknown option '--frobnicate' (see --help)"),
         (["--workers", "two"], "error: --workers must be a positive integer, got 'two'"),

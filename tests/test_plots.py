@@ -22,15 +22,16 @@ BEAMRIDER = "BeamRiderNoFrameskip-v4"
 START_WALL_TIME = 1_700_000_000.0
 
 
-def write_run(root, env_id, exp_name, seed, returns, steps, sps=(), wall_seconds=100.0):
-    """One run as the scripts log it: charts/episodic_return at each episode's end step, charts/SPS as (step, value)
-    pairs; event wall times spread evenly over `wall_seconds`."""
+def write_run(root, env_id, exp_name, seed, returns, steps, sps=(), wall_seconds=100.0, entropy=()):
+    """One run as the scripts log it: charts/episodic_return at each episode's end step, charts/SPS and losses/entropy
+    as (step, value) pairs; event wall times spread evenly over `wall_seconds`."""
     method_dir = {"ppo_atari": "ppo", "sprig_ppo_atari": "sprig"}.get(exp_name, exp_name)
     run_dir = root / env_id / method_dir / f"seed{seed}" / "runs" / f"{env_id}__{exp_name}__{seed}__{1_700_000_000 + seed}"
     writer = SummaryWriter(str(run_dir))
     events = sorted(
         [(step, "charts/episodic_return", value) for step, value in zip(steps, returns)]
         + [(s, "charts/SPS", v) for s, v in sps]
+        + [(s, "losses/entropy", v) for s, v in entropy]
     )
     for index, (step, tag, value) in enumerate(events):
         wall_time = START_WALL_TIME + wall_seconds * index / (len(events) - 1)
@@ -177,6 +178,37 @@ def test_cli_writes_figure_png_pdf_results_md_and_csv_with_paper_reference(resul
     )
     assert rows[("MyGameNoFrameskip-v4", "my_variant")]["human_normalised_percent"] == ""
     assert rows[(BEAMRIDER, "PPO")]["num_seeds"] == "3"
+
+
+def test_a_seed_whose_last_entropy_is_below_the_threshold_is_flagged_collapsed_in_the_table_and_one_line(tmp_path):
+    steps = [1000, 2000, 3000, 4000]
+    returns = [300.0, 400.0, 10.0, 0.0]
+    write_run(
+        tmp_path, BEAMRIDER, "sprig-pg", 1, returns, steps, entropy=[(1024, 2.1), (2048, 0.04), (3072, 0.2), (4096, 0.01)]
+    )
+    write_run(tmp_path, BEAMRIDER, "sprig-pg", 2, returns, steps, entropy=[(1024, 2.1), (2048, 0.049), (4096, 0.05)])
+    write_run(tmp_path, BEAMRIDER, "sprig-pg", 3, returns, steps, entropy=[(1024, 2.1), (4096, 0.0)])
+    write_run(tmp_path, BEAMRIDER, "ppo_atari", 1, returns, steps, entropy=[(1024, 2.1), (4096, 1.9)])
+    write_run(tmp_path, BEAMRIDER, "sprig_ppo_atari", 1, returns, steps)  # logged no entropy
+    result = run_cli(tmp_path)
+    assert result.returncode == 0, result.stderr
+    # Seed 1 dipped at 2048 and recovered, then fell again: it counts from the first dip. Seed 2 ends at exactly 0.05.
+    assert "collapsed policies (last losses/entropy < 0.05): SPRIG-pg on BeamRiderNoFrameskip-v4 seeds 1, 3" in result.stdout
+    rows = {line.split(" | ")[1]: line for line in (tmp_path / "results.md").read_text().splitlines()[2:]}
+    assert rows["SPRIG-pg"].endswith(
+        "| seed 1: COLLAPSED 0.01 (< 0.05 from step 2,048); seed 2: 0.05; seed 3: COLLAPSED 0.00 (< 0.05 from step 4,096) |"
+    )
+    assert rows["PPO"].endswith("| seed 1: 1.90 |") and rows["SPRIG"].endswith("| seed 1: n/a |")
+    with open(tmp_path / "results.csv") as file:
+        csv_rows = {row["method"]: row for row in csv.DictReader(file)}
+    assert csv_rows["SPRIG-pg"]["seed_collapsed"] == "1 0 1"
+    assert [float(value) for value in csv_rows["SPRIG-pg"]["seed_last_entropies"].split()] == pytest.approx([0.01, 0.05, 0.0])
+
+
+def test_with_no_collapsed_seed_the_line_says_none(tmp_path):
+    write_run(tmp_path, BEAMRIDER, "ppo_atari", 1, [1.0, 2.0], [1000, 2000], entropy=[(2048, 1.5)])
+    result = run_cli(tmp_path)
+    assert "collapsed policies (last losses/entropy < 0.05): none" in result.stdout
 
 
 def test_cli_writes_next_to_the_runs_by_default(tmp_path):

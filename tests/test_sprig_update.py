@@ -51,9 +51,11 @@ def test_every_parameter_belongs_to_exactly_one_player():
     assert follower == {id(p) for p in [*agent.actor.parameters(), *agent.critic.parameters()]}
 
 
+@pytest.mark.parametrize("leader_utility", ["follower", "pg"])
 @pytest.mark.parametrize("stage", ["leader", "follower"])
-def test_each_stage_changes_its_own_player_and_leaves_the_other_bit_identical(setup, stage):
+def test_each_stage_changes_its_own_player_and_leaves_the_other_bit_identical(setup, stage, leader_utility):
     agent, args, leader_optimizer, follower_optimizer, mb = setup
+    args = dataclasses.replace(args, leader_utility=leader_utility)
     theta, phi = agent.leader_parameters(), agent.follower_parameters()
     own, other = (theta, phi) if stage == "leader" else (phi, theta)
     own_before, other_before = snapshot(own), snapshot(other)
@@ -93,8 +95,9 @@ def test_with_zero_cooperation_weight_the_cost_does_not_move_theta(setup):
     assert not unchanged(results[0], agent.leader_parameters())
 
 
-def test_leader_utility_combines_cost_and_policy_term_as_algorithm_1(setup):
+def test_leader_utility_pg_combines_cost_and_policy_term_as_algorithm_1(setup):
     agent, args, leader_optimizer, _, mb = setup
+    args = dataclasses.replace(args, leader_utility="pg")
     with torch.no_grad():
         features, masks = agent.perception(mb["obs"] / 255.0)
         _, logprob, _, _ = agent.follow(features, mb["actions"])
@@ -104,3 +107,58 @@ def test_leader_utility_combines_cost_and_policy_term_as_algorithm_1(setup):
     assert stats["u_policy"] == pytest.approx(u_policy, rel=1e-5)
     assert stats["attention_cost"] == pytest.approx(cost, rel=1e-5)
     assert stats["leader_utility"] == pytest.approx(0.7 * -cost + 0.3 * u_policy, rel=1e-5)
+
+
+def written_leader_utility(agent, mb, args):
+    """u_L as spec section 4 writes it, term by term, independently of the script's ppo_loss."""
+    features, masks = agent.perception(mb["obs"] / 255.0)
+    cost = args.attn_cost_coef * sum(mask.flatten(1).sum(1) / mask[0].numel() for mask in masks).mean()
+    logits = agent.actor(features)
+    log_pi = torch.log_softmax(logits, dim=-1)
+    logprob = log_pi.gather(1, mb["actions"][:, None])[:, 0]
+    if args.leader_utility == "pg":
+        u_follower = (logprob * mb["advantages"]).mean()
+    else:
+        ratio = torch.exp(logprob - mb["logprobs"])
+        clipped_ratio = ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)
+        l_clip = torch.minimum(ratio * mb["advantages"], clipped_ratio * mb["advantages"]).mean()
+        value = agent.critic(features)[:, 0]
+        value_clipped = mb["values"] + (value - mb["values"]).clamp(-args.clip_coef, args.clip_coef)
+        l_value = 0.5 * torch.maximum((value - mb["returns"]) ** 2, (value_clipped - mb["returns"]) ** 2).mean()
+        entropy = -(log_pi.exp() * log_pi).sum(-1).mean()
+        u_follower = l_clip - args.vf_coef * l_value + args.ent_coef * entropy
+    return args.alpha_coop * -cost + (1 - args.alpha_coop) * u_follower
+
+
+@pytest.mark.parametrize("leader_utility", ["follower", "pg"])
+def test_leader_gradient_is_autograd_of_the_written_utility_and_reaches_theta_only(setup, leader_utility):
+    agent, args, leader_optimizer, _, mb = setup
+    # No gradient clipping, so the gradient left in .grad is the raw one; an old policy and old values away from the
+    # current ones, so the ratio and value clipping are both active on part of the minibatch.
+    args = dataclasses.replace(args, leader_utility=leader_utility, max_grad_norm=1e9, attn_cost_coef=0.1)
+    generator = torch.Generator().manual_seed(1)
+    mb = mb | {"logprobs": mb["logprobs"] + 0.3 * torch.randn(len(mb["logprobs"]), generator=generator)}
+    mb = mb | {"values": mb["values"] + 0.2 * torch.randn(len(mb["values"]), generator=generator)}
+    reference = copy.deepcopy(agent)
+    expected = torch.autograd.grad(written_leader_utility(reference, mb, args), reference.leader_parameters())
+    with torch.no_grad():
+        ratio = torch.exp(reference.get_action_and_value(mb["obs"], mb["actions"])[1] - mb["logprobs"])
+    assert 0 < ((ratio - 1).abs() > args.clip_coef).float().mean() < 1  # the clip is active on part of the batch
+
+    stats = leader_step(agent, leader_optimizer, mb, args)
+    for parameter, gradient in zip(agent.leader_parameters(), expected, strict=True):
+        torch.testing.assert_close(parameter.grad, -gradient, rtol=1e-4, atol=1e-7)  # the step descends -u_L
+    assert all(p.grad is None for p in agent.follower_parameters())
+    assert stats["leader_utility"] == pytest.approx(written_leader_utility(reference, mb, args).item(), rel=1e-5)
+
+
+def test_the_two_leader_utilities_move_theta_differently(setup):
+    agent, args, _, _, mb = setup
+    moved = {}
+    for leader_utility in ("follower", "pg"):
+        copy_agent = copy.deepcopy(agent)
+        optimizer = torch.optim.Adam(copy_agent.leader_parameters(), lr=args.learning_rate, eps=1e-5)
+        stats = leader_step(copy_agent, optimizer, mb, dataclasses.replace(args, leader_utility=leader_utility))
+        moved[leader_utility] = snapshot(copy_agent.leader_parameters())
+    assert not unchanged(moved["follower"], moved["pg"])
+    assert stats["u_follower"] == stats["u_policy"]  # pg, the last one: u_F is u_policy
