@@ -34,9 +34,10 @@ METHOD_NAMES = {"ppo_atari": "PPO", "sprig_ppo_atari": "SPRIG", "sprig-pg": "SPR
 METHOD_COLORS = {"PPO": "tab:blue", "SPRIG": "tab:orange", "SPRIG-pg": "tab:red"}
 
 COLLAPSED_ENTROPY = 0.05
-"""a seed whose last logged losses/entropy is below this has a collapsed policy: 0.05 nats is a policy that plays one
-action about 99% of the time (uniform over BeamRider's 9 actions is 2.20), so it no longer explores; PPO's seeds
-stay above 1 through 10M steps"""
+"""a seed whose losses/entropy ever fell below this has a collapsed policy: below 0.05 nats a policy plays one action
+about 99% of the time (uniform over BeamRider's 9 actions is 2.20) and no longer explores. It stays flagged if the
+entropy later rises again: what it learned next came from a near-deterministic policy (SPRIG-pg seed 1 fell to 0.001
+at 29k steps, then crept back to 0.14 scoring about a third of random play); PPO's seeds stay above 1"""
 
 # Random-play and human scores used for human normalisation, as in the DQN line of papers (Mnih et al., 2015;
 # van Hasselt et al., 2016; Badia et al., 2020, Agent57 appendix). Keyed by game name without version suffix.
@@ -87,13 +88,13 @@ class Run:
     wall_time: float = 0.0
     """seconds from the first to the last scalar event"""
     last_entropy: float = math.nan
-    """the last losses/entropy value (the policy's entropy on the last minibatch); NaN if none was logged"""
+    """the last losses/entropy value (the policy's entropy on an iteration's last minibatch); NaN if none was logged"""
     collapse_step: int | None = None
     """the first step at which losses/entropy fell below COLLAPSED_ENTROPY, None if it never did"""
 
     @property
     def collapsed(self) -> bool:
-        return self.last_entropy < COLLAPSED_ENTROPY
+        return self.collapse_step is not None
 
 
 @dataclass
@@ -313,12 +314,13 @@ def final_scores(runs: list[Run]) -> list[Result]:
 
 
 def seed_health(run: Run) -> str:
-    """`seed 2: 1.95` for a healthy policy, `seed 1: COLLAPSED 0.00 (< 0.05 from step 15,360)`, `seed 3: n/a`."""
+    """`seed 2: 1.95` (its last entropy) for a healthy policy, `seed 1: COLLAPSED at step 15,360, now 0.00`, or
+    `seed 3: n/a` for a run that logged no entropy."""
     if math.isnan(run.last_entropy):
         return f"seed {run.seed}: n/a"
     if not run.collapsed:
         return f"seed {run.seed}: {run.last_entropy:.2f}"
-    return f"seed {run.seed}: COLLAPSED {run.last_entropy:.2f} (< {COLLAPSED_ENTROPY} from step {run.collapse_step:,})"
+    return f"seed {run.seed}: COLLAPSED at step {run.collapse_step:,}, now {run.last_entropy:.2f}"
 
 
 def collapse_summary(results: list[Result]) -> str:
@@ -329,8 +331,8 @@ def collapse_summary(results: list[Result]) -> str:
         if (seeds := [str(run.seed) for run in result.runs if run.collapsed])
     ]
     if not collapsed:
-        return f"collapsed policies (last losses/entropy < {COLLAPSED_ENTROPY}): none"
-    return f"collapsed policies (last losses/entropy < {COLLAPSED_ENTROPY}): {'; '.join(collapsed)}"
+        return f"collapsed policies (losses/entropy fell below {COLLAPSED_ENTROPY}): none"
+    return f"collapsed policies (losses/entropy fell below {COLLAPSED_ENTROPY}): {'; '.join(collapsed)}"
 
 
 def format_seconds(seconds: float) -> str:
@@ -345,7 +347,7 @@ def write_results(results: list[Result], out_dir: str) -> tuple[str, str]:
         f"| env | method | seeds | final score (mean ± std over seeds, population std ddof=0; per seed: mean of "
         f"last {LAST_EPISODES} episodic returns) | per-seed final scores | human-normalised (%) | steps reached "
         f"(mean) | SPS (mean) | wall time (mean, h:mm:ss) | policy health per seed (last losses/entropy; COLLAPSED "
-        f"below {COLLAPSED_ENTROPY}) |",
+        f"once it fell below {COLLAPSED_ENTROPY}) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for result in results:
