@@ -309,6 +309,10 @@ for method in "${METHOD_LIST[@]}"; do
     [[ -n $(script_of "$method") ]] || die "unknown method '$method' (known: ppo, sprig, sprig-pg)"
 done
 ((${#ENV_LIST[@]} > 0)) || die "--env-ids is empty"
+for env_id in "${ENV_LIST[@]}"; do # the id shapes ale-py registers; the scripts check the rest (a typo, say) themselves
+    [[ $env_id =~ ^ALE/[A-Za-z]+-v5$ || $env_id =~ ^[A-Z][A-Za-z]*(NoFrameskip|Deterministic)?-v[04]$ ]] ||
+        die "--env-ids: '$env_id' is not an Atari game id (GameNoFrameskip-v4 or ALE/Game-v5, e.g. ALE/BeamRider-v5)"
+done
 ((${#SEED_LIST[@]} > 0)) || die "--seeds is empty"
 for seed in "${SEED_LIST[@]}"; do
     [[ $seed =~ ^[0-9]+$ ]] || die "seed '$seed' is not a non-negative integer"
@@ -399,9 +403,6 @@ RUN_DIRS=()
 RUN_COMMANDS=() # each a %q-quoted command line, without the thread variables
 RUN_SIGNATURES=()
 CHECKPOINT_FLAGS=(--checkpoint-every "$CHECKPOINT_EVERY")
-if [[ " ${EXTRA_FLAGS[*]+"${EXTRA_FLAGS[*]}"} " == *" --async-envs "* ]]; then
-    CHECKPOINT_FLAGS=() # the scripts cannot save envs that run in other processes: killed runs restart instead
-fi
 for seed in "${SEED_LIST[@]}"; do
     for env_id in "${ENV_LIST[@]}"; do
         for ((variant = 0; variant < ${#VARIANT_NAMES[@]}; variant++)); do

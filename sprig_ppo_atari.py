@@ -15,6 +15,7 @@ Logs: TensorBoard events in runs/{run_name} (`tensorboard --logdir runs`), video
 import difflib
 import itertools
 import math
+import multiprocessing
 import os
 import random
 import signal
@@ -35,6 +36,10 @@ from torch.distributions.categorical import Categorical
 from torch.utils.tensorboard import SummaryWriter
 
 gym.register_envs(ale_py)
+
+# The cores this run may use: OMP_NUM_THREADS where it is set (benchmark.sh --workers splits the machine that way),
+# else every core this process may run on. It decides whether the envs step in subprocesses by default.
+CORES = int(os.environ["OMP_NUM_THREADS"]) if os.environ.get("OMP_NUM_THREADS", "").isdigit() else len(os.sched_getaffinity(0))
 
 
 @dataclass
@@ -103,8 +108,10 @@ class Args:
     """the maximum norm for the gradient clipping"""
     target_kl: float | None = None
     """the target KL divergence threshold"""
-    async_envs: bool = False
-    """if toggled, step the environments in subprocesses (gymnasium AsyncVectorEnv) instead of in this process"""
+    async_envs: bool = CORES >= 8
+    """step the envs in subprocesses (gymnasium AsyncVectorEnv); on by default where the run has a core per env (8)"""
+    repeat_action_probability: float | None = None
+    """ALE's sticky actions: the chance the emulator repeats the last action; None keeps the env id's (v5 0.25, v4 0)"""
     max_episode_steps: int | None = None
     """truncate episodes after this many agent steps (4 emulator frames each); None keeps the env's own limit"""
     alpha_coop: float = 0.7
@@ -134,6 +141,10 @@ def check_args(args: Args) -> None:
     if args.env_id not in gym.envs.registry:
         close = difflib.get_close_matches(args.env_id, list(gym.envs.registry), n=3, cutoff=0.6)
         fail(f"unknown --env-id {args.env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    if gym.spec(args.env_id).entry_point != "ale_py.env:AtariEnv":
+        fail(f"--env-id {args.env_id} is not an Atari game: this script trains on ale-py's, e.g. ALE/BeamRider-v5")
+    if args.repeat_action_probability is not None and not 0 <= args.repeat_action_probability <= 1:
+        fail(f"--repeat-action-probability must be in [0, 1], got {args.repeat_action_probability}")
     for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
         if getattr(args, name) <= 0:
             fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -167,11 +178,6 @@ def check_args(args: Args) -> None:
     for name in ("checkpoint_every", "eval_episodes"):
         if getattr(args, name) < 0:
             fail(f"--{name.replace('_', '-')} must be non-negative, got {getattr(args, name)}")
-    if args.async_envs and (args.checkpoint_every > 0 or args.resume is not None):
-        fail(
-            "--checkpoint-every and --resume need the default synchronous envs: --async-envs runs its envs in other "
-            "processes, whose emulator state is not saved"
-        )
     if args.eval_checkpoint is not None and args.eval_episodes == 0:
         fail("--eval-checkpoint needs --eval-episodes N (N > 0 games to play)")
     if args.eval_checkpoint is not None and args.resume is not None:
@@ -239,12 +245,22 @@ class FireReset(gym.Wrapper):
         return obs, info
 
 
-def make_env(env_id, idx, capture_video, run_name, max_episode_steps=None):
+def make_env(env_id, idx, capture_video, run_name, max_episode_steps=None, repeat_action_probability=None):
     """One Atari env with CleanRL's wrapper chain, built from gymnasium's own wrappers where they exist."""
 
     def thunk():
-        # The time limit counts emulator frames; our agent acts every 4 of them.
-        kwargs = {} if max_episode_steps is None else {"max_episode_steps": 4 * max_episode_steps}
+        if multiprocessing.parent_process() is not None:
+            # A subprocess of --async-envs, in a process group of its own: Ctrl-C (SIGINT to the terminal's group) and
+            # benchmark.sh's stop (SIGTERM to a run's group) reach only the training process, which checkpoints and
+            # then closes this env itself.
+            os.setpgid(0, 0)
+        # frameskip=1: AtariPreprocessing skips frames and max-pools them, for v5 ids (which skip 4 frames
+        # themselves) as for NoFrameskip-v4 ones. The time limit counts emulator frames; the agent acts every 4.
+        kwargs = {"frameskip": 1}
+        if max_episode_steps is not None:
+            kwargs["max_episode_steps"] = 4 * max_episode_steps
+        if repeat_action_probability is not None:
+            kwargs["repeat_action_probability"] = repeat_action_probability
         if capture_video and idx == 0:
             env = gym.make(env_id, render_mode="rgb_array", **kwargs)
             env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
@@ -259,7 +275,7 @@ def make_env(env_id, idx, capture_video, run_name, max_episode_steps=None):
             env = FireReset(env)
         env = gym.wrappers.ClipReward(env, -1, 1)  # sign of the reward, as the Nature DQN paper
         env = gym.wrappers.FrameStackObservation(env, 4)
-        return env
+        return EnvState(env)
 
     return thunk
 
@@ -269,7 +285,10 @@ def make_envs(args, run_name):
     transition pairs the last observation of one episode with the first of the next."""
     vector_env = gym.vector.AsyncVectorEnv if args.async_envs else gym.vector.SyncVectorEnv
     return vector_env(
-        [make_env(args.env_id, i, args.capture_video, run_name, args.max_episode_steps) for i in range(args.num_envs)],
+        [
+            make_env(args.env_id, i, args.capture_video, run_name, args.max_episode_steps, args.repeat_action_probability)
+            for i in range(args.num_envs)
+        ],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
 
@@ -300,58 +319,56 @@ def to_saveable(value):
         return torch.from_numpy(value.copy())
     if isinstance(value, (list, tuple, deque)):
         return [to_saveable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: to_saveable(item) for key, item in value.items()}
     if isinstance(value, np.generic):
         return value.item()
     return value
 
 
-def from_saveable(saved, current):
-    """The inverse of to_saveable; `current` is the attribute being replaced, for its type (a deque keeps its maxlen)."""
+def from_saveable(saved):
+    """The inverse of to_saveable: tensors back to numpy arrays."""
     if isinstance(saved, torch.Tensor):
         return saved.numpy().copy()
-    if isinstance(current, deque):
-        return deque([from_saveable(item, None) for item in saved], maxlen=current.maxlen)
     if isinstance(saved, list):
-        return [from_saveable(item, None) for item in saved]
+        return [from_saveable(item) for item in saved]
+    if isinstance(saved, dict):
+        return {key: from_saveable(item) for key, item in saved.items()}
     return saved
 
 
-def get_env_state(envs):
-    """Everything that decides what each sub-env does next, for a checkpoint; None for an AsyncVectorEnv.
+class EnvState(gym.Wrapper):
+    """The outermost wrapper, for checkpoints only: its `env_state` reads or restores everything that decides what the
+    env does next. The vector env reaches it with get_attr and set_attr, which run in the env's own process, so
+    checkpoints are exact whether the envs step here or in subprocesses (--async-envs).
 
-    Per sub-env: the emulator with its RNG (ALE's clone_state(include_rng=True), as bytes), the env's np_random (it
-    draws the no-op starts) and each wrapper's per-step state (WRAPPER_STATE), outermost first. An AsyncVectorEnv's
-    envs live in other processes, out of reach.
+    The state: the emulator with its RNG (ALE's clone_state(include_rng=True)), the env's np_random (it draws the no-op
+    starts) and each wrapper's per-step state (WRAPPER_STATE), outermost first.
     """
-    if not isinstance(envs, gym.vector.SyncVectorEnv):
-        return None
-    states = []
-    for env in envs.envs:
-        wrappers, layer = [], env
+
+    @property
+    def env_state(self):
+        wrappers, layer = [], self.env
         while isinstance(layer, gym.Wrapper):
-            wrappers.append({name: to_saveable(getattr(layer, name)) for name in WRAPPER_STATE.get(type(layer), [])})
+            wrappers.append({name: getattr(layer, name) for name in WRAPPER_STATE.get(type(layer), [])})
             layer = layer.env
-        emulator = env.unwrapped.clone_state(include_rng=True).__getstate__()  # bytes
-        states.append(
-            {
-                "wrappers": wrappers,
-                "emulator": torch.frombuffer(bytearray(emulator), dtype=torch.uint8),
-                "np_random": env.unwrapped.np_random.bit_generator.state,
-            }
-        )
-    return states
+        emulator = self.unwrapped.clone_state(include_rng=True).__getstate__()  # bytes
+        return {
+            "wrappers": wrappers,
+            "emulator": np.frombuffer(emulator, dtype=np.uint8),
+            "np_random": self.unwrapped.np_random.bit_generator.state,
+        }
 
-
-def set_env_state(envs, states):
-    """Put the sub-envs of a reset SyncVectorEnv, made with the same flags, back in the state get_env_state saw."""
-    for env, state in zip(envs.envs, states, strict=True):
-        layer = env
+    @env_state.setter
+    def env_state(self, state):
+        layer = self.env
         for saved in state["wrappers"]:
             for name, value in saved.items():
-                setattr(layer, name, from_saveable(value, getattr(layer, name)))
+                current = getattr(layer, name)  # a deque keeps its maxlen
+                setattr(layer, name, deque(value, maxlen=current.maxlen) if isinstance(current, deque) else value)
             layer = layer.env
-        env.unwrapped.restore_state(ale_py.ALEState(state["emulator"].numpy().tobytes()))
-        env.unwrapped.np_random.bit_generator.state = state["np_random"]
+        self.unwrapped.restore_state(ale_py.ALEState(state["emulator"].tobytes()))
+        self.unwrapped.np_random.bit_generator.state = state["np_random"]
 
 
 def compute_gae(rewards, values, dones, next_value, next_done, gamma, gae_lambda):
@@ -747,6 +764,7 @@ def args_for_resume(checkpoint, resume):
     was; flags given must agree with the checkpoint, except those that do not change what is learned."""
     saved = {name: value for name, value in checkpoint["args"].items() if name in {field.name for field in fields(Args)}}
     saved.update(resume=resume, eval_checkpoint=None, debug_inject_nan_at_iteration=None)
+    saved.pop("async_envs", None)  # how the envs step changes no result: this machine's default, unless given
     saved.setdefault("leader_utility", "pg")  # checkpoints from before --leader-utility trained with the printed form
     args = tyro.cli(Args, default=Args(**saved))
     differ = [
@@ -764,9 +782,9 @@ class GracefulStop:
     the end of each iteration; it then writes a checkpoint of the last iteration boundary and exits cleanly.
     A second signal stops at once, without a checkpoint (the last one written stays intact)."""
 
-    def __init__(self, install=True):
+    def __init__(self):
         self.requested = False
-        for signum in (signal.SIGINT, signal.SIGTERM) if install else ():
+        for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self.request)
 
     def request(self, signum, frame):
@@ -836,6 +854,8 @@ if __name__ == "__main__":
 
     # env setup
     envs = make_envs(args, run_name)
+    where, other = ("in subprocesses", "--no-async-envs") if args.async_envs else ("in this process", "--async-envs")
+    print(f"envs: {args.num_envs} x {args.env_id}, stepped {where} ({CORES} cores; {other} to change)", flush=True)
     assert isinstance(envs.single_action_space, gym.spaces.Discrete), "only discrete action space is supported"
 
     agent = Agent(envs.single_action_space.n).to(device)
@@ -865,14 +885,14 @@ if __name__ == "__main__":
         agent.load_state_dict(checkpoint["agent"])
         for name, optimizer_to_restore in optimizers.items():
             optimizer_to_restore.load_state_dict(checkpoint[name])
-        set_env_state(envs, checkpoint["envs"])
+        envs.set_attr("env_state", [from_saveable(state) for state in checkpoint["envs"]])
         set_rng_state(checkpoint["rng"])
         next_obs, next_done = checkpoint["next_obs"].to(device), checkpoint["next_done"].to(device)
         global_step, recent_returns = checkpoint["global_step"], checkpoint["recent_returns"]
         start_iteration = checkpoint["iteration"] + 1
         print(f"resumed from {args.resume} at iteration {checkpoint['iteration']}, step {global_step}", flush=True)
     start_step = global_step
-    stop = GracefulStop(install=not args.async_envs)  # --async-envs: a signal stops the run, no checkpoint
+    stop = GracefulStop()
 
     def boundary_state(iteration):
         """What a checkpoint holds besides agent and optimiser, at the end of `iteration`. A signal during a rollout
@@ -887,7 +907,7 @@ if __name__ == "__main__":
             "next_done": next_done.cpu().clone(),
             "recent_returns": list(recent_returns),
             "rng": get_rng_state(),
-            "envs": get_env_state(envs),
+            "envs": [to_saveable(state) for state in envs.get_attr("env_state")],
         }
 
     def write_checkpoint(boundary):

@@ -137,7 +137,7 @@ def test_dry_run_of_the_cleanrl_preset_adds_no_hyperparameter_flags_and_passes_e
     commands = [line for line in result.stdout.splitlines() if line.startswith("cd ")]
     assert len(commands) == 2
     for command in commands:
-        assert command.endswith("--seed 1 --total-timesteps 10000000 --async-envs --track")
+        assert command.endswith("--seed 1 --total-timesteps 10000000 --checkpoint-every 25 --async-envs --track")
 
 
 def test_sprig_pg_is_a_method_of_its_own_running_the_printed_leader_utility_in_its_own_dir(sandbox):
@@ -377,6 +377,7 @@ def test_slurm_array_task_runs_the_combination_of_its_index(sandbox):
 @pytest.mark.parametrize(
     "args, message",
     [
+        (["--env-ids", "BeamRiderNoFrameskip-v4 CartPole-v1"], "error: --env-ids: 'CartPole-v1' is not an Atari game id"),
         (["--methods", "ppo dqn"], "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg)"),
         (["--preset", "fast"], "error: unknown preset 'fast' (known: cleanrl, paper)"),
         (["--frobnicate"], "error: unknown option '--frobnicate' (see --help)"),
@@ -494,7 +495,9 @@ def test_two_sweeps_vary_one_flag_each_and_keep_preset_and_extra_flags(sandbox):
     for command, flag in zip(commands, swept):
         name = "sprig_" + flag[2:].replace(" ", "=")
         assert command.startswith(f"cd {sweep_dir(sandbox, name, 3, preset='paper')} && ")
-        assert command.endswith(f"--seed 3 --total-timesteps 10000000 {flag} --exp-name {name} {PAPER_FLAGS} --async-envs")
+        assert command.endswith(
+            f"--seed 3 --total-timesteps 10000000 {flag} --exp-name {name} {PAPER_FLAGS} --checkpoint-every 25 --async-envs"
+        )
 
 
 def test_sweep_runs_each_value_in_its_own_dir_skips_finished_ones_and_plots_the_tradeoff(sandbox):

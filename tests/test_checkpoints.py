@@ -17,34 +17,38 @@ ITERATIONS = 6
 RUN = TINY_RUN + ["--total-timesteps", 128 * ITERATIONS, "--checkpoint-every", 1]
 
 
-def train_killed_at(script, iteration, cwd):
-    """Start a run, send SIGTERM once it has printed `iteration`, and return the finished process and its output."""
+def train_killed_at(script, iteration, cwd, *flags, signum=signal.SIGTERM, whole_group=False):
+    """Start a run, send it `signum` once it has printed `iteration` (with whole_group, to its whole process group,
+    as Ctrl-C in a terminal does), and return the finished process's exit code and its output."""
     process = subprocess.Popen(
-        script_command(script, *RUN, "--exp-name", "killed"),
+        script_command(script, *RUN, "--exp-name", "killed", *flags),
         cwd=cwd,
         env=script_environment(),  # as the uninterrupted run's and the resume's: same threads, same float sums
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=whole_group,
     )
     lines = []
     for line in process.stdout:
         lines.append(line)
         if line.startswith(f"iter {iteration}/"):
-            process.send_signal(signal.SIGTERM)
+            os.killpg(process.pid, signum) if whole_group else process.send_signal(signum)
             break
     lines += process.stdout.readlines()
     return process.wait(timeout=300), "".join(lines)
 
 
-@pytest.fixture(scope="module", params=SCRIPTS)
+@pytest.fixture(scope="module", params=[(script, envs) for script in SCRIPTS for envs in ("sync", "async")], ids="-".join)
 def kill_and_resume(request, tmp_path_factory):
-    """An uninterrupted run, and the same run killed with SIGTERM after iteration 2 then resumed."""
-    script, cwd = request.param, tmp_path_factory.mktemp("resume")
-    run_script(script, *RUN, "--exp-name", "whole", cwd=cwd)
-    exit_code, killed_output = train_killed_at(script, 2, cwd)
+    """An uninterrupted run with the envs stepped in this process, and the same run killed with SIGTERM after
+    iteration 2 then resumed, its envs stepped here (sync) or in subprocesses (async)."""
+    (script, envs), cwd = request.param, tmp_path_factory.mktemp("resume")
+    envs_flag = "--async-envs" if envs == "async" else "--no-async-envs"
+    run_script(script, *RUN, "--exp-name", "whole", "--no-async-envs", cwd=cwd)
+    exit_code, killed_output = train_killed_at(script, 2, cwd, envs_flag)
     (checkpoint,) = glob.glob(os.path.join(cwd, "runs", "*__killed__*", "checkpoint.pt"))
-    resumed = run_script(script, "--resume", os.path.relpath(checkpoint, cwd), cwd=cwd)
+    resumed = run_script(script, "--resume", os.path.relpath(checkpoint, cwd), envs_flag, cwd=cwd)
     whole, killed = (read_scalars(glob.glob(os.path.join(cwd, "runs", f"*__{name}__*"))[0]) for name in ("whole", "killed"))
     return {
         "cwd": cwd,
@@ -60,6 +64,14 @@ def test_sigterm_writes_a_checkpoint_exits_0_and_says_how_to_resume(kill_and_res
     assert kill_and_resume["exit"] == 0, kill_and_resume["killed"]
     assert re.search(r"interrupted at step \d+; resume with: python \S+ --resume \S+checkpoint\.pt", kill_and_resume["killed"])
     assert f"iter {ITERATIONS}/" not in kill_and_resume["killed"]  # it really stopped mid-way
+
+
+def test_ctrl_c_to_the_whole_process_group_checkpoints_a_run_with_subprocess_envs(tmp_path):
+    """The env subprocesses sit in a group of their own: the terminal's SIGINT reaches only the training process."""
+    exit_code, output = train_killed_at("ppo_atari.py", 2, tmp_path, "--async-envs", signum=signal.SIGINT, whole_group=True)
+    assert exit_code == 0, output
+    assert "Traceback" not in output and "interrupted at step" in output
+    assert glob.glob(os.path.join(tmp_path, "runs", "*__killed__*", "checkpoint.pt"))
 
 
 def test_resumed_run_reaches_exactly_total_timesteps_with_strictly_increasing_steps(kill_and_resume):

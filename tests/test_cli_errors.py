@@ -28,7 +28,8 @@ BAD_INPUTS = [
     (["--checkpoint-every", "-1"], "--checkpoint-every must be non-negative, got -1"),
     (["--eval-episodes", "-2"], "--eval-episodes must be non-negative, got -2"),
     (["--eval-checkpoint", "model.pt"], "--eval-checkpoint needs --eval-episodes N"),
-    (["--async-envs", "--checkpoint-every", "5"], "--checkpoint-every and --resume need the default synchronous envs"),
+    (["--env-id", "CartPole-v1"], "--env-id CartPole-v1 is not an Atari game"),
+    (["--repeat-action-probability", "1.5"], "--repeat-action-probability must be in [0, 1], got 1.5"),
 ]
 
 

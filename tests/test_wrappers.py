@@ -32,6 +32,22 @@ def test_observation_is_four_stacked_84x84_uint8_frames():
     assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
 
 
+def test_v5_ids_train_through_the_same_preprocessing_and_keep_their_sticky_actions():
+    """A v5 env skips 4 frames itself; built with frameskip=1, AtariPreprocessing skips and max-pools as for v4."""
+    env = make_env("ALE/BeamRider-v5", 0, False, "test")()
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+    ale = env.unwrapped.ale
+    frames = ale.getEpisodeFrameNumber()
+    env.step(0)
+    assert ale.getEpisodeFrameNumber() - frames == 4  # one agent step, 4 emulator frames, not 16
+    assert ale.getFloat("repeat_action_probability") == 0.25  # Machado et al. (2018)'s protocol, as v5 defines it
+    v4 = make_env("BeamRiderNoFrameskip-v4", 0, False, "test")().unwrapped.ale
+    assert v4.getFloat("repeat_action_probability") == 0.0
+    no_sticky = make_env("ALE/BeamRider-v5", 0, False, "test", repeat_action_probability=0.0)().unwrapped.ale
+    assert no_sticky.getFloat("repeat_action_probability") == 0.0
+
+
 def test_fire_reset_presses_fire_then_right_on_breakout():
     env = ActionLog(gym.make("BreakoutNoFrameskip-v4"))
     env = FireReset(env)
