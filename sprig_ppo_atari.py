@@ -855,7 +855,9 @@ if __name__ == "__main__":
     # env setup
     envs = make_envs(args, run_name)
     where, other = ("in subprocesses", "--no-async-envs") if args.async_envs else ("in this process", "--async-envs")
-    print(f"envs: {args.num_envs} x {args.env_id}, stepped {where} ({CORES} cores; {other} to change)", flush=True)
+    print(
+        f"envs: {args.num_envs} x {args.env_id}, stepped {where} (cores for this run: {CORES}; {other} to change)", flush=True
+    )
     assert isinstance(envs.single_action_space, gym.spaces.Discrete), "only discrete action space is supported"
 
     agent = Agent(envs.single_action_space.n).to(device)
