@@ -10,6 +10,7 @@ Run:
 Logs: TensorBoard events in runs/{run_name} (`tensorboard --logdir runs`), videos in videos/{run_name}.
 """
 
+import contextlib
 import difflib
 import math
 import multiprocessing
@@ -19,7 +20,6 @@ import signal
 import time
 from collections import deque
 from dataclasses import dataclass, fields, replace
-
 import ale_py
 import gymnasium as gym
 import numpy as np
@@ -31,6 +31,7 @@ from torch.distributions.categorical import Categorical
 from torch.utils.tensorboard import SummaryWriter
 
 gym.register_envs(ale_py)
+
 
 # The cores this run may use: OMP_NUM_THREADS where it is set (benchmark.sh --workers splits the machine that way),
 # else every core this process may run on. It decides whether the envs step in subprocesses by default.
@@ -65,8 +66,6 @@ class Args:
     """after training, play this many full games (all lives) and log their scores as eval/episodic_return (0: none)"""
     eval_checkpoint: str | None = None
     """instead of training, evaluate this .cleanrl_model or checkpoint.pt of this script for --eval-episodes games"""
-    debug_inject_nan_at_iteration: int | None = None
-    """for tests only: set a parameter to NaN after this iteration's update, to trigger the divergence guard"""
 
     # Algorithm specific arguments
     env_id: str = "BeamRiderNoFrameskip-v4"
@@ -283,6 +282,285 @@ def finished_episodes(infos):
     return [(i, float(final_info["episode"]["r"][i]), int(final_info["episode"]["l"][i])) for i in ended]
 
 
+def layer_init(layer, std=np.sqrt(2), bias_const=0.0):
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class Agent(nn.Module):
+    def __init__(self, num_actions):
+        super().__init__()
+        self.network = nn.Sequential(
+            layer_init(nn.Conv2d(4, 32, 8, stride=4)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(32, 64, 4, stride=2)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(64, 64, 3, stride=1)),
+            nn.ReLU(),
+            nn.Flatten(),
+            layer_init(nn.Linear(64 * 7 * 7, 512)),
+            nn.ReLU(),
+        )
+        self.actor = layer_init(nn.Linear(512, num_actions), std=0.01)
+        self.critic = layer_init(nn.Linear(512, 1), std=1)
+        # Channels-last (NHWC) weights and inputs let oneDNN's convolutions skip layout conversions: the same
+        # function, a 1.25x faster training step on CPU (tests/test_speed_equivalence.py checks it matches NCHW).
+        self.to(memory_format=torch.channels_last)
+
+    def get_value(self, x):
+        return self.critic(self.network(x.contiguous(memory_format=torch.channels_last) / 255.0))
+
+    def get_action_and_value(self, x, action=None):
+        hidden = self.network(x.contiguous(memory_format=torch.channels_last) / 255.0)
+        logits = self.actor(hidden)
+        probs = Categorical(logits=logits)
+        if action is None:
+            action = probs.sample()
+        return action, probs.log_prob(action), probs.entropy(), self.critic(hidden)
+
+
+def compute_gae(rewards, values, dones, next_value, next_done, gamma, gae_lambda):
+    """Generalised advantage estimation (Schulman et al., 2016), CleanRL's loop.
+
+    rewards, values, dones: (num_steps, num_envs); dones[t] marks that obs[t] starts a new episode, so the value
+    of step t+1 is not bootstrapped into step t. Returns (advantages, returns).
+    """
+    num_steps = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)
+    lastgaelam = 0
+    for t in reversed(range(num_steps)):
+        if t == num_steps - 1:
+            nextnonterminal = 1.0 - next_done
+            nextvalues = next_value
+        else:
+            nextnonterminal = 1.0 - dones[t + 1]
+            nextvalues = values[t + 1]
+        delta = rewards[t] + gamma * nextvalues * nextnonterminal - values[t]
+        advantages[t] = lastgaelam = delta + gamma * gae_lambda * nextnonterminal * lastgaelam
+    return advantages, advantages + values
+
+
+def ppo_loss(newlogprob, entropy, newvalue, mb, args):
+    """PPO's loss on one minibatch: -clipped surrogate + vf_coef * (clipped) value loss - ent_coef * entropy.
+
+    newlogprob, entropy, newvalue: the current network's output on mb, which holds the minibatch's obs, actions,
+    logprobs, advantages (already normalised under --norm-adv), returns and values. Returns (loss, the logged stats).
+    """
+    logratio = newlogprob - mb["logprobs"]
+    ratio = logratio.exp()
+
+    with torch.no_grad():
+        # calculate approx_kl http://joschu.net/blog/kl-approx.html
+        old_approx_kl = (-logratio).mean()
+        approx_kl = ((ratio - 1) - logratio).mean()
+        clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean().item()
+
+    # Policy loss
+    pg_loss1 = -mb["advantages"] * ratio
+    pg_loss2 = -mb["advantages"] * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
+    pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+
+    # Value loss
+    newvalue = newvalue.view(-1)
+    if args.clip_vloss:
+        v_loss_unclipped = (newvalue - mb["returns"]) ** 2
+        v_clipped = mb["values"] + torch.clamp(newvalue - mb["values"], -args.clip_coef, args.clip_coef)
+        v_loss_clipped = (v_clipped - mb["returns"]) ** 2
+        v_loss_max = torch.max(v_loss_unclipped, v_loss_clipped)
+        v_loss = 0.5 * v_loss_max.mean()
+    else:
+        v_loss = 0.5 * ((newvalue - mb["returns"]) ** 2).mean()
+
+    entropy_loss = entropy.mean()
+    loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
+    stats = {
+        "policy_loss": pg_loss.detach(),
+        "value_loss": v_loss.detach(),
+        "entropy": entropy_loss.detach(),
+        "old_approx_kl": old_approx_kl,
+        "approx_kl": approx_kl,
+        "clipfrac": clipfrac,
+    }
+    return loss, stats
+
+
+def ppo_step(agent, optimizer, mb, args):
+    """One PPO minibatch step: the loss of ppo_loss, one optimiser step. Returns the logged stats and the grad norm."""
+    _, newlogprob, entropy, newvalue = agent.get_action_and_value(mb["obs"], mb["actions"])
+    loss, stats = ppo_loss(newlogprob, entropy, newvalue, mb, args)
+
+    optimizer.zero_grad()
+    loss.backward()
+    grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+    optimizer.step()
+    return stats | {"grad_norm": grad_norm}
+
+
+def main():
+    args, checkpoint = parse_args()  # tyro's Args; --resume reads the checkpoint's flags; one clear line per mistake
+    args.batch_size = int(args.num_envs * args.num_steps)
+    args.minibatch_size = int(args.batch_size // args.num_minibatches)
+    args.num_iterations = args.total_timesteps // args.batch_size
+    # The run machinery at the end of this file: run name and directory (a resumed run keeps its own), checkpoints,
+    # Ctrl-C, the divergence guard, timing, the progress line and evaluation, each reached by one call below.
+    run = RunControl(args, checkpoint)
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run.name,
+            monitor_gym=True,
+            save_code=True,
+        )
+    writer = SummaryWriter(run.dir, purge_step=run.purge_step)
+    if checkpoint is None:  # a resumed run has them already
+        writer.add_text(
+            "hyperparameters",
+            "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+        )
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.eval_checkpoint is not None:  # play a saved agent instead of training one
+        return run.evaluate_saved_agent(writer, device)
+
+    # env setup
+    envs = make_envs(args, run.name)
+    assert isinstance(envs.single_action_space, gym.spaces.Discrete), "only discrete action space is supported"
+
+    agent = Agent(envs.single_action_space.n).to(device)
+    optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    optimizers = {"optimizer": optimizer}  # as named in checkpoints
+
+    # ALGO Logic: Storage setup
+    # Observations stay uint8 (4x smaller) until a network divides them by 255.
+    obs = torch.zeros((args.num_steps, args.num_envs) + envs.single_observation_space.shape, dtype=torch.uint8).to(device)
+    actions = torch.zeros((args.num_steps, args.num_envs) + envs.single_action_space.shape).to(device)
+    logprobs = torch.zeros((args.num_steps, args.num_envs)).to(device)
+    rewards = torch.zeros((args.num_steps, args.num_envs)).to(device)
+    dones = torch.zeros((args.num_steps, args.num_envs)).to(device)
+    values = torch.zeros((args.num_steps, args.num_envs)).to(device)
+
+    # TRY NOT TO MODIFY: start the game
+    global_step = 0
+    next_obs, _ = envs.reset(seed=args.seed)
+    next_obs = torch.as_tensor(next_obs).to(device)
+    next_done = torch.zeros(args.num_envs).to(device)
+    # Under --resume: agent, optimisers, envs, RNGs and step as the checkpoint left them.
+    start_iteration, global_step, next_obs, next_done = run.begin(agent, optimizers, envs, writer, next_obs, next_done)
+    for iteration in range(start_iteration, args.num_iterations + 1):
+        # Annealing the rate if instructed to do so.
+        if args.anneal_lr:
+            frac = 1.0 - (iteration - 1.0) / args.num_iterations
+            lrnow = frac * args.learning_rate
+            optimizer.param_groups[0]["lr"] = lrnow
+
+        for step in range(0, args.num_steps):
+            global_step += args.num_envs
+            obs[step] = next_obs
+            dones[step] = next_done
+
+            # ALGO LOGIC: action logic
+            with run.timer("inference"), torch.inference_mode():
+                action, logprob, _, value = agent.get_action_and_value(next_obs)
+                values[step] = value.flatten()
+            actions[step] = action
+            logprobs[step] = logprob
+
+            # TRY NOT TO MODIFY: execute the game and log data.
+            with run.timer("env"):
+                next_obs, reward, terminations, truncations, infos = envs.step(action.cpu().numpy())
+            next_done = np.logical_or(terminations, truncations)
+            rewards[step] = torch.tensor(reward).to(device).view(-1)
+            # A truncated episode did not end in the MDP: bootstrap its last reward with the value of the final
+            # observation (same-step autoreset keeps it in infos["final_obs"]) instead of treating it as a death.
+            truncated_only = np.flatnonzero(truncations & ~terminations)
+            if len(truncated_only) > 0:
+                final_obs = torch.as_tensor(np.stack(infos["final_obs"][truncated_only])).to(device)
+                with torch.inference_mode():
+                    rewards[step, truncated_only] += args.gamma * agent.get_value(final_obs).flatten()
+            next_obs, next_done = torch.as_tensor(next_obs).to(device), torch.Tensor(next_done).to(device)
+
+            for _, episodic_return, episodic_length in finished_episodes(infos):
+                run.recent_returns.append(episodic_return)
+                writer.add_scalar("charts/episodic_return", episodic_return, global_step)
+                writer.add_scalar("charts/episodic_length", episodic_length, global_step)
+
+        # bootstrap value if not done
+        with torch.no_grad():
+            next_value = agent.get_value(next_obs).reshape(1, -1)
+            advantages, returns = compute_gae(rewards, values, dones, next_value, next_done, args.gamma, args.gae_lambda)
+
+        # flatten the batch
+        b_obs = obs.reshape((-1,) + envs.single_observation_space.shape)
+        b_logprobs = logprobs.reshape(-1)
+        b_actions = actions.reshape((-1,) + envs.single_action_space.shape)
+        b_advantages = advantages.reshape(-1)
+        b_returns = returns.reshape(-1)
+        b_values = values.reshape(-1)
+
+        # Optimizing the policy and value network
+        b_inds = np.arange(args.batch_size)
+        clipfracs = []
+        with run.timer("update"):
+            for epoch in range(args.update_epochs):
+                np.random.shuffle(b_inds)
+                for start in range(0, args.batch_size, args.minibatch_size):
+                    end = start + args.minibatch_size
+                    mb_inds = b_inds[start:end]
+                    mb_advantages = b_advantages[mb_inds]
+                    if args.norm_adv:
+                        mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+
+                    mb = {
+                        "obs": b_obs[mb_inds],
+                        "actions": b_actions.long()[mb_inds],
+                        "logprobs": b_logprobs[mb_inds],
+                        "advantages": mb_advantages,
+                        "returns": b_returns[mb_inds],
+                        "values": b_values[mb_inds],
+                    }
+                    stats = ppo_step(agent, optimizer, mb, args)
+                    clipfracs.append(stats["clipfrac"])
+
+                if args.target_kl is not None and stats["approx_kl"] > args.target_kl:
+                    break
+        run.check_divergence(iteration, stats)  # a NaN or inf stops the run here, before it is logged or saved
+
+        y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
+        var_y = np.var(y_true)
+        explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
+
+        # TRY NOT TO MODIFY: record rewards for plotting purposes
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        for name in ("value_loss", "policy_loss", "entropy", "old_approx_kl", "approx_kl"):  # the last minibatch's
+            writer.add_scalar(f"losses/{name}", stats[name].item(), global_step)
+        writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
+        writer.add_scalar("losses/explained_variance", explained_var, global_step)
+        writer.add_scalar("charts/SPS", run.sps(global_step), global_step)
+        # perf/* times, the progress line, --checkpoint-every; after Ctrl-C: a checkpoint, then exit
+        run.end_iteration(iteration, global_step, next_obs, next_done)
+
+    run.finish(device)  # --save-model, --eval-episodes, close envs and logs
+
+
+# =====================================================================================================================
+# Run machinery: everything below serves the run, not the algorithm, and a reader may skip it. Checkpoints (with the
+# envs' exact state) and --resume, Ctrl-C, the divergence guard, evaluation, timing and the progress line; main()
+# reaches it through the RunControl object at the end.
+# =====================================================================================================================
+
+
 # The per-step state of make_env's wrappers (gymnasium 1.x attribute names); the rest of them is settings.
 # FireReset and ClipReward keep none; RecordEpisodeStatistics' start time only feeds the info's wall-clock "t".
 WRAPPER_STATE = {
@@ -352,174 +630,12 @@ class EnvState(gym.Wrapper):
         self.unwrapped.np_random.bit_generator.state = state["np_random"]
 
 
-def compute_gae(rewards, values, dones, next_value, next_done, gamma, gae_lambda):
-    """Generalised advantage estimation (Schulman et al., 2016), CleanRL's loop.
-
-    rewards, values, dones: (num_steps, num_envs); dones[t] marks that obs[t] starts a new episode, so the value
-    of step t+1 is not bootstrapped into step t. Returns (advantages, returns).
-    """
-    num_steps = rewards.shape[0]
-    advantages = torch.zeros_like(rewards)
-    lastgaelam = 0
-    for t in reversed(range(num_steps)):
-        if t == num_steps - 1:
-            nextnonterminal = 1.0 - next_done
-            nextvalues = next_value
-        else:
-            nextnonterminal = 1.0 - dones[t + 1]
-            nextvalues = values[t + 1]
-        delta = rewards[t] + gamma * nextvalues * nextnonterminal - values[t]
-        advantages[t] = lastgaelam = delta + gamma * gae_lambda * nextnonterminal * lastgaelam
-    return advantages, advantages + values
-
-
-def layer_init(layer, std=np.sqrt(2), bias_const=0.0):
-    torch.nn.init.orthogonal_(layer.weight, std)
-    torch.nn.init.constant_(layer.bias, bias_const)
-    return layer
-
-
-class Agent(nn.Module):
-    def __init__(self, num_actions):
-        super().__init__()
-        self.network = nn.Sequential(
-            layer_init(nn.Conv2d(4, 32, 8, stride=4)),
-            nn.ReLU(),
-            layer_init(nn.Conv2d(32, 64, 4, stride=2)),
-            nn.ReLU(),
-            layer_init(nn.Conv2d(64, 64, 3, stride=1)),
-            nn.ReLU(),
-            nn.Flatten(),
-            layer_init(nn.Linear(64 * 7 * 7, 512)),
-            nn.ReLU(),
-        )
-        self.actor = layer_init(nn.Linear(512, num_actions), std=0.01)
-        self.critic = layer_init(nn.Linear(512, 1), std=1)
-        # Channels-last (NHWC) weights and inputs let oneDNN's convolutions skip layout conversions: the same
-        # function, a 1.25x faster training step on CPU (tests/test_speed_equivalence.py checks it matches NCHW).
-        self.to(memory_format=torch.channels_last)
-
-    def get_value(self, x):
-        return self.critic(self.network(x.contiguous(memory_format=torch.channels_last) / 255.0))
-
-    def get_action_and_value(self, x, action=None):
-        hidden = self.network(x.contiguous(memory_format=torch.channels_last) / 255.0)
-        logits = self.actor(hidden)
-        probs = Categorical(logits=logits)
-        if action is None:
-            action = probs.sample()
-        return action, probs.log_prob(action), probs.entropy(), self.critic(hidden)
-
-
-def ppo_loss(newlogprob, entropy, newvalue, mb, args):
-    """PPO's loss on one minibatch: -clipped surrogate + vf_coef * (clipped) value loss - ent_coef * entropy.
-
-    newlogprob, entropy, newvalue: the current network's output on mb, which holds the minibatch's obs, actions,
-    logprobs, advantages (already normalised under --norm-adv), returns and values. Returns (loss, the logged stats).
-    """
-    logratio = newlogprob - mb["logprobs"]
-    ratio = logratio.exp()
-
-    with torch.no_grad():
-        # calculate approx_kl http://joschu.net/blog/kl-approx.html
-        old_approx_kl = (-logratio).mean()
-        approx_kl = ((ratio - 1) - logratio).mean()
-        clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean().item()
-
-    # Policy loss
-    pg_loss1 = -mb["advantages"] * ratio
-    pg_loss2 = -mb["advantages"] * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
-    pg_loss = torch.max(pg_loss1, pg_loss2).mean()
-
-    # Value loss
-    newvalue = newvalue.view(-1)
-    if args.clip_vloss:
-        v_loss_unclipped = (newvalue - mb["returns"]) ** 2
-        v_clipped = mb["values"] + torch.clamp(newvalue - mb["values"], -args.clip_coef, args.clip_coef)
-        v_loss_clipped = (v_clipped - mb["returns"]) ** 2
-        v_loss_max = torch.max(v_loss_unclipped, v_loss_clipped)
-        v_loss = 0.5 * v_loss_max.mean()
-    else:
-        v_loss = 0.5 * ((newvalue - mb["returns"]) ** 2).mean()
-
-    entropy_loss = entropy.mean()
-    loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
-    stats = {
-        "policy_loss": pg_loss.detach(),
-        "value_loss": v_loss.detach(),
-        "entropy": entropy_loss.detach(),
-        "old_approx_kl": old_approx_kl,
-        "approx_kl": approx_kl,
-        "clipfrac": clipfrac,
-    }
-    return loss, stats
-
-
-def ppo_step(agent, optimizer, mb, args):
-    """One PPO minibatch step: the loss of ppo_loss, one optimiser step. Returns the logged stats and the grad norm."""
-    _, newlogprob, entropy, newvalue = agent.get_action_and_value(mb["obs"], mb["actions"])
-    loss, stats = ppo_loss(newlogprob, entropy, newvalue, mb, args)
-
-    optimizer.zero_grad()
-    loss.backward()
-    grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
-    optimizer.step()
-    return stats | {"grad_norm": grad_norm}
-
-
-def format_seconds(seconds):
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def find_divergence(stats, agent):
-    """The first NaN or inf among the iteration's last losses, its gradient norm and the parameters, named; else None."""
-    for name in ("policy_loss", "value_loss", "entropy", "approx_kl"):
-        if not math.isfinite(float(stats[name])):
-            return f"losses/{name} is {float(stats[name])}"
-    if not math.isfinite(float(stats["grad_norm"])):
-        return f"the gradient norm is {float(stats['grad_norm'])}"
-    for name, parameter in agent.named_parameters():
-        if not torch.isfinite(parameter).all():
-            return f"parameter {name} is {'nan' if parameter.isnan().any() else 'inf'}"
-    return None
-
-
-def evaluate(agent, args, device, episodes):
-    """The raw scores of `episodes` full games on one env seeded with args.seed, actions sampled as CleanRL's eval does.
-
-    make_env's chain as in training: EpisodicLife ends the learner's episode at each life lost, but only a real game
-    over (or --max-episode-steps) reports episode statistics, and RecordEpisodeStatistics sees unclipped rewards.
-    """
-    envs = make_envs(replace(args, num_envs=1, async_envs=False, capture_video=False), "eval")
-    if envs.single_action_space.n != agent.actor.out_features:
-        raise SystemExit(
-            f"error: the model has {agent.actor.out_features} actions, {args.env_id} {envs.single_action_space.n}"
-        )
-    torch.manual_seed(args.seed)
-    obs, _ = envs.reset(seed=args.seed)
-    returns = []
-    while len(returns) < episodes:
-        with torch.inference_mode():
-            action, _, _, _ = agent.get_action_and_value(torch.as_tensor(obs).to(device))
-        obs, _, _, _, infos = envs.step(action.cpu().numpy())
-        returns += [episodic_return for _, episodic_return, _ in finished_episodes(infos)]
-    envs.close()
-    return returns[:episodes]
-
-
-def log_evaluation(returns, writer):
-    for episode, episodic_return in enumerate(returns):
-        writer.add_scalar("eval/episodic_return", episodic_return, episode)
-    print(f"eval: {np.mean(returns):.1f} ± {np.std(returns):.1f} over {len(returns)} episodes", flush=True)
-
-
 # Checkpoints. A checkpoint is written only at an iteration boundary, so a resumed run redoes exactly what the
 # uninterrupted one did next; it holds tensors and python values only, for torch.load(weights_only=True).
 SCRIPT = os.path.basename(__file__)
 # Flags that do not change what is learned: they may differ between a run and its resume.
 RESUME_FREE_FLAGS = {"track", "wandb_project_name", "wandb_entity", "capture_video", "cuda", "async_envs", "resume"}
-RESUME_FREE_FLAGS |= {"checkpoint_every", "save_model", "eval_episodes", "eval_checkpoint", "debug_inject_nan_at_iteration"}
+RESUME_FREE_FLAGS |= {"checkpoint_every", "save_model", "eval_episodes", "eval_checkpoint"}
 
 
 def get_rng_state():
@@ -592,7 +708,7 @@ def args_for_resume(checkpoint, resume):
     """Parse the command line again with the checkpoint's flags as defaults: flags not given continue the run as it
     was; flags given must agree with the checkpoint, except those that do not change what is learned."""
     saved = {name: value for name, value in checkpoint["args"].items() if name in {field.name for field in fields(Args)}}
-    saved.update(resume=resume, eval_checkpoint=None, debug_inject_nan_at_iteration=None)
+    saved.update(resume=resume, eval_checkpoint=None)
     saved.pop("async_envs", None)  # how the envs step changes no result: this machine's default, unless given
     args = tyro.cli(Args, default=Args(**saved))
     differ = [
@@ -606,8 +722,8 @@ def args_for_resume(checkpoint, resume):
 
 
 class GracefulStop:
-    """SIGINT and SIGTERM set `requested` instead of killing the run. The loop checks it after each env step and at
-    the end of each iteration; it then writes a checkpoint of the last iteration boundary and exits cleanly.
+    """SIGINT and SIGTERM set `requested` instead of killing the run: the run finishes its iteration, writes a
+    checkpoint of that iteration's end and exits 0 (RunControl.end_iteration), so nothing is saved half-done.
     A second signal stops at once, without a checkpoint (the last one written stays intact)."""
 
     def __init__(self):
@@ -619,6 +735,7 @@ class GracefulStop:
         if self.requested:
             raise SystemExit("error: interrupted twice: stopped at once, without writing a checkpoint")
         self.requested = True
+        print("stopping: this iteration finishes, then a checkpoint is written (signal again to stop at once)", flush=True)
 
     def release(self):
         """Give the signals their usual meaning back: after training, Ctrl-C stops saving or evaluating at once."""
@@ -626,263 +743,193 @@ class GracefulStop:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-if __name__ == "__main__":
+def find_divergence(stats, agent):
+    """The first NaN or inf among the iteration's last losses, its gradient norm and the parameters, named; else None."""
+    for name in ("policy_loss", "value_loss", "entropy", "approx_kl"):
+        if not math.isfinite(float(stats[name])):
+            return f"losses/{name} is {float(stats[name])}"
+    if not math.isfinite(float(stats["grad_norm"])):
+        return f"the gradient norm is {float(stats['grad_norm'])}"
+    for name, parameter in agent.named_parameters():
+        if not torch.isfinite(parameter).all():
+            return f"parameter {name} is {'nan' if parameter.isnan().any() else 'inf'}"
+    return None
+
+
+def evaluate(agent, args, device, episodes):
+    """The raw scores of `episodes` full games on one env seeded with args.seed, actions sampled as CleanRL's eval does.
+
+    make_env's chain as in training: EpisodicLife ends the learner's episode at each life lost, but only a real game
+    over (or --max-episode-steps) reports episode statistics, and RecordEpisodeStatistics sees unclipped rewards.
+    """
+    envs = make_envs(replace(args, num_envs=1, async_envs=False, capture_video=False), "eval")
+    if envs.single_action_space.n != agent.actor.out_features:
+        raise SystemExit(
+            f"error: the model has {agent.actor.out_features} actions, {args.env_id} {envs.single_action_space.n}"
+        )
+    torch.manual_seed(args.seed)
+    obs, _ = envs.reset(seed=args.seed)
+    returns = []
+    while len(returns) < episodes:
+        with torch.inference_mode():
+            action, _, _, _ = agent.get_action_and_value(torch.as_tensor(obs).to(device))
+        obs, _, _, _, infos = envs.step(action.cpu().numpy())
+        returns += [episodic_return for _, episodic_return, _ in finished_episodes(infos)]
+    envs.close()
+    return returns[:episodes]
+
+
+def log_evaluation(returns, writer):
+    for episode, episodic_return in enumerate(returns):
+        writer.add_scalar("eval/episodic_return", episodic_return, episode)
+    print(f"eval: {np.mean(returns):.1f} ± {np.std(returns):.1f} over {len(returns)} episodes", flush=True)
+
+
+def format_seconds(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def parse_args():
+    """The command line as Args, checked; with --resume, the checkpoint's flags fill in those not given. Returns
+    (args, the checkpoint or None). Every mistake is one line, before anything is built or written."""
     args = tyro.cli(Args)
     checkpoint = None
-    if args.resume is not None:  # read and checked before anything is built or written
+    if args.resume is not None:
         checkpoint = check_checkpoint(load_torch_file(args.resume, "--resume"), args.resume, "--resume")
         args = args_for_resume(checkpoint, args.resume)
     check_args(args)
-    args.batch_size = int(args.num_envs * args.num_steps)
-    args.minibatch_size = int(args.batch_size // args.num_minibatches)
-    args.num_iterations = args.total_timesteps // args.batch_size
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = f"runs/{run_name}"
-    if checkpoint is not None:  # the resumed run continues in its own directory
-        run_dir = os.path.dirname(args.resume) or "."
-        run_name = os.path.basename(os.path.abspath(run_dir))
-    checkpoint_path = f"{run_dir}/checkpoint.pt"
-    agent_state = None if args.eval_checkpoint is None else load_agent_state(args.eval_checkpoint)
-    if args.cuda and not torch.cuda.is_available():
-        print("warning: --cuda was requested but CUDA is not available; running on the CPU")
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    return args, checkpoint
 
-    if args.track:
-        import wandb
 
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=run_name,
-            monitor_gym=True,
-            save_code=True,
-        )
-    # On resume, events the killed run logged after its checkpoint are dropped, so no step is logged twice.
-    writer = SummaryWriter(run_dir, purge_step=None if checkpoint is None else checkpoint["global_step"] + 1)
-    if checkpoint is None:
-        writer.add_text(
-            "hyperparameters",
-            "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
-        )
+class RunControl:
+    """What main() needs besides the algorithm, one call each: run directory, resume, signals, timing, divergence
+    guard, progress line, checkpoints, and the end of the run (saving, evaluation)."""
 
-    # TRY NOT TO MODIFY: seeding
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
+    def __init__(self, args, checkpoint):
+        self.args, self.checkpoint = args, checkpoint
+        self.name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        self.dir = f"runs/{self.name}"
+        if checkpoint is not None:  # the resumed run continues in its own directory
+            self.dir = os.path.dirname(args.resume) or "."
+            self.name = os.path.basename(os.path.abspath(self.dir))
+        self.checkpoint_path = f"{self.dir}/checkpoint.pt"
+        # On resume, events the killed run logged after its checkpoint are dropped, so no step is logged twice.
+        self.purge_step = None if checkpoint is None else checkpoint["global_step"] + 1
+        self.saved_agent = None if args.eval_checkpoint is None else load_agent_state(args.eval_checkpoint)
+        if args.cuda and not torch.cuda.is_available():
+            print("warning: --cuda was requested but CUDA is not available; running on the CPU")
+        self.recent_returns = deque(maxlen=20)  # for the progress line
+        self.seconds = {"env": 0.0, "inference": 0.0, "update": 0.0}  # where this iteration's time goes: perf/*
 
-    if agent_state is not None:  # eval-only: play the given agent, no training
-        agent = Agent(agent_state["actor.weight"].shape[0]).to(device)
-        agent.load_state_dict(agent_state)
-        log_evaluation(evaluate(agent, args, device, args.eval_episodes), writer)
+    def evaluate_saved_agent(self, writer, device):
+        """--eval-checkpoint: play --eval-episodes games with the saved agent, log them, and end the run."""
+        agent = Agent(self.saved_agent["actor.weight"].shape[0]).to(device)
+        agent.load_state_dict(self.saved_agent)
+        log_evaluation(evaluate(agent, self.args, device, self.args.eval_episodes), writer)
         writer.close()
-        raise SystemExit(0)
 
-    # env setup
-    envs = make_envs(args, run_name)
-    where, other = ("in subprocesses", "--no-async-envs") if args.async_envs else ("in this process", "--async-envs")
-    print(
-        f"envs: {args.num_envs} x {args.env_id}, stepped {where} (cores for this run: {CORES}; {other} to change)", flush=True
-    )
-    assert isinstance(envs.single_action_space, gym.spaces.Discrete), "only discrete action space is supported"
+    def begin(self, agent, optimizers, envs, writer, next_obs, next_done):
+        """Start training: catch Ctrl-C and SIGTERM, and under --resume put agent, optimisers (named as in the
+        checkpoint), envs and RNGs back as they were. Returns (first iteration, global_step, next_obs, next_done)."""
+        self.agent, self.optimizers, self.envs, self.writer = agent, optimizers, envs, writer
+        where, other = ("in subprocesses", "--no-async-envs") if self.args.async_envs else ("in this process", "--async-envs")
+        print(
+            f"envs: {self.args.num_envs} x {self.args.env_id}, stepped {where} (cores for this run: {CORES}; {other} to change)"
+        )
+        self.stop = GracefulStop()
+        self.start_time, self.start_step, start_iteration = time.time(), 0, 1
+        if self.checkpoint is not None:
+            checkpoint = self.checkpoint
+            agent.load_state_dict(checkpoint["agent"])
+            for name, optimizer in optimizers.items():
+                optimizer.load_state_dict(checkpoint[name])
+            envs.set_attr("env_state", [from_saveable(state) for state in checkpoint["envs"]])
+            set_rng_state(checkpoint["rng"])
+            next_obs, next_done = checkpoint["next_obs"].to(next_obs.device), checkpoint["next_done"].to(next_done.device)
+            self.recent_returns.extend(checkpoint["recent_returns"])
+            self.start_step, start_iteration = checkpoint["global_step"], checkpoint["iteration"] + 1
+            print(
+                f"resumed from {self.args.resume} at iteration {checkpoint['iteration']}, step {self.start_step}", flush=True
+            )
+        return start_iteration, self.start_step, next_obs, next_done
 
-    agent = Agent(envs.single_action_space.n).to(device)
-    optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
-    optimizers = {"optimizer": optimizer}  # as named in checkpoints
-
-    # ALGO Logic: Storage setup
-    # Observations stay uint8 (4x smaller) until a network divides them by 255.
-    obs = torch.zeros((args.num_steps, args.num_envs) + envs.single_observation_space.shape, dtype=torch.uint8).to(device)
-    actions = torch.zeros((args.num_steps, args.num_envs) + envs.single_action_space.shape).to(device)
-    logprobs = torch.zeros((args.num_steps, args.num_envs)).to(device)
-    rewards = torch.zeros((args.num_steps, args.num_envs)).to(device)
-    dones = torch.zeros((args.num_steps, args.num_envs)).to(device)
-    values = torch.zeros((args.num_steps, args.num_envs)).to(device)
-
-    # TRY NOT TO MODIFY: start the game
-    global_step = 0
-    start_time = time.time()
-    recent_returns = []
-    next_obs, _ = envs.reset(seed=args.seed)
-    next_obs = torch.as_tensor(next_obs).to(device)
-    next_done = torch.zeros(args.num_envs).to(device)
-    start_iteration = 1
-    if checkpoint is not None:
-        agent.load_state_dict(checkpoint["agent"])
-        for name, optimizer_to_restore in optimizers.items():
-            optimizer_to_restore.load_state_dict(checkpoint[name])
-        envs.set_attr("env_state", [from_saveable(state) for state in checkpoint["envs"]])
-        set_rng_state(checkpoint["rng"])
-        next_obs, next_done = checkpoint["next_obs"].to(device), checkpoint["next_done"].to(device)
-        global_step, recent_returns = checkpoint["global_step"], checkpoint["recent_returns"]
-        start_iteration = checkpoint["iteration"] + 1
-        print(f"resumed from {args.resume} at iteration {checkpoint['iteration']}, step {global_step}", flush=True)
-    start_step = global_step
-    stop = GracefulStop()
-
-    def boundary_state(iteration):
-        """What a checkpoint holds besides agent and optimiser, at the end of `iteration`. A signal during a rollout
-        discards it and saves this state instead (agent and optimiser do not change in a rollout), so the resumed
-        run redoes that rollout exactly as the uninterrupted run did."""
-        return {
-            "script": SCRIPT,
-            "args": dict(vars(args)),
-            "iteration": iteration,
-            "global_step": global_step,
-            "next_obs": next_obs.cpu().clone(),
-            "next_done": next_done.cpu().clone(),
-            "recent_returns": list(recent_returns),
-            "rng": get_rng_state(),
-            "envs": [to_saveable(state) for state in envs.get_attr("env_state")],
-        }
-
-    def write_checkpoint(boundary):
-        models = {"agent": agent.state_dict()} | {name: each.state_dict() for name, each in optimizers.items()}
-        save_checkpoint(checkpoint_path, boundary | models)
-
-    boundary = boundary_state(start_iteration - 1)
-    for iteration in range(start_iteration, args.num_iterations + 1):
-        seconds = {"env": 0.0, "inference": 0.0, "update": 0.0}  # where this iteration's time goes: perf/*
-        # Annealing the rate if instructed to do so.
-        if args.anneal_lr:
-            frac = 1.0 - (iteration - 1.0) / args.num_iterations
-            lrnow = frac * args.learning_rate
-            optimizer.param_groups[0]["lr"] = lrnow
-
-        for step in range(0, args.num_steps):
-            global_step += args.num_envs
-            obs[step] = next_obs
-            dones[step] = next_done
-
-            # ALGO LOGIC: action logic
-            tick = time.perf_counter()
-            with torch.inference_mode():
-                action, logprob, _, value = agent.get_action_and_value(next_obs)
-                values[step] = value.flatten()
-            actions[step] = action
-            logprobs[step] = logprob
-            action = action.cpu().numpy()
-            seconds["inference"] += time.perf_counter() - tick
-
-            # TRY NOT TO MODIFY: execute the game and log data.
-            tick = time.perf_counter()
-            next_obs, reward, terminations, truncations, infos = envs.step(action)
-            seconds["env"] += time.perf_counter() - tick
-            next_done = np.logical_or(terminations, truncations)
-            rewards[step] = torch.tensor(reward).to(device).view(-1)
-            # A truncated episode did not end in the MDP: bootstrap its last reward with the value of the final
-            # observation (same-step autoreset keeps it in infos["final_obs"]) instead of treating it as a death.
-            truncated_only = np.flatnonzero(truncations & ~terminations)
-            if len(truncated_only) > 0:
-                final_obs = torch.as_tensor(np.stack(infos["final_obs"][truncated_only])).to(device)
-                with torch.inference_mode():
-                    rewards[step, truncated_only] += args.gamma * agent.get_value(final_obs).flatten()
-            next_obs, next_done = torch.as_tensor(next_obs).to(device), torch.Tensor(next_done).to(device)
-
-            for _, episodic_return, episodic_length in finished_episodes(infos):
-                recent_returns = (recent_returns + [episodic_return])[-20:]
-                writer.add_scalar("charts/episodic_return", episodic_return, global_step)
-                writer.add_scalar("charts/episodic_length", episodic_length, global_step)
-            if stop.requested:
-                break
-        if stop.requested:  # the partial rollout is discarded; `boundary` is its start
-            break
-
-        # bootstrap value if not done
-        with torch.no_grad():
-            next_value = agent.get_value(next_obs).reshape(1, -1)
-            advantages, returns = compute_gae(rewards, values, dones, next_value, next_done, args.gamma, args.gae_lambda)
-
-        # flatten the batch
-        b_obs = obs.reshape((-1,) + envs.single_observation_space.shape)
-        b_logprobs = logprobs.reshape(-1)
-        b_actions = actions.reshape((-1,) + envs.single_action_space.shape)
-        b_advantages = advantages.reshape(-1)
-        b_returns = returns.reshape(-1)
-        b_values = values.reshape(-1)
-
-        # Optimizing the policy and value network
+    @contextlib.contextmanager
+    def timer(self, phase):
+        """Add the time spent inside the `with` block to this iteration's perf/{phase}_seconds."""
         tick = time.perf_counter()
-        b_inds = np.arange(args.batch_size)
-        clipfracs = []
-        for epoch in range(args.update_epochs):
-            np.random.shuffle(b_inds)
-            for start in range(0, args.batch_size, args.minibatch_size):
-                end = start + args.minibatch_size
-                mb_inds = b_inds[start:end]
-                mb_advantages = b_advantages[mb_inds]
-                if args.norm_adv:
-                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+        yield
+        self.seconds[phase] += time.perf_counter() - tick
 
-                mb = {
-                    "obs": b_obs[mb_inds],
-                    "actions": b_actions.long()[mb_inds],
-                    "logprobs": b_logprobs[mb_inds],
-                    "advantages": mb_advantages,
-                    "returns": b_returns[mb_inds],
-                    "values": b_values[mb_inds],
-                }
-                stats = ppo_step(agent, optimizer, mb, args)
-                clipfracs.append(stats["clipfrac"])
+    def sps(self, global_step):
+        """Env steps per second since this process started training (CleanRL's charts/SPS)."""
+        return int((global_step - self.start_step) / (time.time() - self.start_time))
 
-            if args.target_kl is not None and stats["approx_kl"] > args.target_kl:
-                break
-
-        seconds["update"] = time.perf_counter() - tick
-
-        if iteration == args.debug_inject_nan_at_iteration:
-            with torch.no_grad():
-                next(agent.parameters()).fill_(float("nan"))
-        divergence = find_divergence(stats, agent)
-        if divergence is not None:  # stop before logging or checkpointing a diverged state
-            envs.close()
-            writer.close()
-            last_good = checkpoint_path if os.path.exists(checkpoint_path) else "none (see --checkpoint-every)"
+    def check_divergence(self, iteration, stats):
+        """Stop the run with one line if the last minibatch's losses, its grad norm or a parameter is NaN or inf."""
+        divergence = find_divergence(stats, self.agent)
+        if divergence is not None:  # nothing of this iteration is logged or saved
+            self.close()
+            last_good = self.checkpoint_path if os.path.exists(self.checkpoint_path) else "none (see --checkpoint-every)"
             raise SystemExit(
                 f"error: divergence at iteration {iteration}: {divergence}; the last good checkpoint is {last_good}"
             )
 
-        y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
-        var_y = np.var(y_true)
-        explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
-
-        # TRY NOT TO MODIFY: record rewards for plotting purposes
-        sps = int((global_step - start_step) / (time.time() - start_time))
-        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-        for name in ("value_loss", "policy_loss", "entropy", "old_approx_kl", "approx_kl"):  # the last minibatch's
-            writer.add_scalar(f"losses/{name}", stats[name].item(), global_step)
-        writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
-        writer.add_scalar("losses/explained_variance", explained_var, global_step)
-        writer.add_scalar("charts/SPS", sps, global_step)
-        for name, value in seconds.items():
-            writer.add_scalar(f"perf/{name}_seconds", value, global_step)
-        eta = (args.num_iterations - iteration) * args.batch_size / max(sps, 1)
-        mean_return = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+    def end_iteration(self, iteration, global_step, next_obs, next_done):
+        """Log perf/*, print the progress line, write the checkpoint every --checkpoint-every iterations; after a
+        signal, write it now and exit 0, saying how to resume."""
+        for name, value in self.seconds.items():
+            self.writer.add_scalar(f"perf/{name}_seconds", value, global_step)
+            self.seconds[name] = 0.0
+        sps, returns = self.sps(global_step), self.recent_returns
+        eta = (self.args.num_iterations - iteration) * self.args.batch_size / max(sps, 1)
+        mean_return = f"{np.mean(returns):.1f}" if returns else "n/a"
         print(
-            f"iter {iteration}/{args.num_iterations} | step {global_step} | SPS {sps} | "
-            f"return (last {len(recent_returns)} episodes) {mean_return} | ETA {format_seconds(eta)}",
+            f"iter {iteration}/{self.args.num_iterations} | step {global_step} | SPS {sps} | "
+            f"return (last {len(returns)} episodes) {mean_return} | ETA {format_seconds(eta)}",
             flush=True,
         )
-        boundary = boundary_state(iteration)
-        if args.checkpoint_every > 0 and iteration % args.checkpoint_every == 0:
-            write_checkpoint(boundary)
-        if stop.requested:
-            break
+        every = self.args.checkpoint_every
+        if self.stop.requested or (every > 0 and iteration % every == 0):
+            self.write_checkpoint(iteration, global_step, next_obs, next_done)
+        if self.stop.requested:
+            self.close()
+            print(f"interrupted at step {global_step}; resume with: python {SCRIPT} --resume {self.checkpoint_path}")
+            raise SystemExit(0)
 
-    if stop.requested:
-        write_checkpoint(boundary)
-        envs.close()
-        writer.close()
-        print(f"interrupted at step {boundary['global_step']}; resume with: python {SCRIPT} --resume {checkpoint_path}")
-        raise SystemExit(0)
-    stop.release()
-    envs.close()
-    if args.save_model:
-        model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
-        torch.save(agent.state_dict(), model_path)
-        print(f"model saved to {model_path}")
-    if args.eval_episodes > 0:
-        log_evaluation(evaluate(agent, args, device, args.eval_episodes), writer)
-    writer.close()
+    def write_checkpoint(self, iteration, global_step, next_obs, next_done):
+        """Everything the next iteration depends on, at this iteration's end: a resumed run goes on exactly as this one."""
+        checkpoint = {
+            "script": SCRIPT,
+            "args": dict(vars(self.args)),
+            "iteration": iteration,
+            "global_step": global_step,
+            "next_obs": next_obs.cpu().clone(),
+            "next_done": next_done.cpu().clone(),
+            "recent_returns": list(self.recent_returns),
+            "rng": get_rng_state(),
+            "envs": [to_saveable(state) for state in self.envs.get_attr("env_state")],
+            "agent": self.agent.state_dict(),
+        }
+        save_checkpoint(self.checkpoint_path, checkpoint | {name: each.state_dict() for name, each in self.optimizers.items()})
+
+    def close(self):
+        self.stop.release()
+        self.envs.close()
+        self.writer.close()
+
+    def finish(self, device):
+        """The end of training: --save-model, --eval-episodes, then close envs and logs."""
+        self.stop.release()  # from here Ctrl-C stops at once
+        self.envs.close()
+        if self.args.save_model:
+            model_path = f"{self.dir}/{self.args.exp_name}.cleanrl_model"
+            torch.save(self.agent.state_dict(), model_path)
+            print(f"model saved to {model_path}")
+        if self.args.eval_episodes > 0:
+            log_evaluation(evaluate(self.agent, self.args, device, self.args.eval_episodes), self.writer)
+        self.writer.close()
+
+
+if __name__ == "__main__":
+    main()

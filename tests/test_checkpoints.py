@@ -1,11 +1,13 @@
 """Checkpoints, resume, the divergence guard and evaluation, in both scripts, run as a user runs them."""
 
 import glob
+import importlib
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -196,24 +198,36 @@ def test_a_network_of_another_shape_is_one_clear_line(ppo_checkpoint, tmp_path):
     assert not os.path.exists(tmp_path / "runs")
 
 
-@pytest.mark.parametrize("script, parameter", [("ppo_atari.py", "network.0.weight"), ("sprig_ppo_atari.py", "perception")])
+@pytest.mark.parametrize(
+    "module_name, step, parameter",
+    [("ppo_atari", "ppo_step", "network.0.weight"), ("sprig_ppo_atari", "follower_step", "perception.convs.0.weight")],
+)
 def test_an_injected_nan_stops_the_run_naming_iteration_and_quantity_and_keeps_the_last_checkpoint(
-    script, parameter, tmp_path
+    module_name, step, parameter, tmp_path, monkeypatch, capsys
 ):
-    result = run_script(
-        script,
-        *TINY_RUN,
-        "--total-timesteps",
-        384,
-        "--checkpoint-every",
-        1,
-        "--debug-inject-nan-at-iteration",
-        2,
-        cwd=tmp_path,
-        check=False,
+    """The script's main() in this process, its update step wrapped to poison a parameter at iteration 2's end."""
+    module = importlib.import_module(module_name)
+    real_step, calls = getattr(module, step), []
+
+    def step_then_poison_iteration_2(agent, *rest):
+        stats = real_step(agent, *rest)
+        calls.append(step)
+        if len(calls) == 2 * 4:  # TINY_RUN: 2 epochs x 2 minibatches per iteration
+            with torch.no_grad():
+                next(agent.parameters()).fill_(float("nan"))
+        return stats
+
+    monkeypatch.setattr(module, step, step_then_poison_iteration_2)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        sys, "argv", [f"{module_name}.py", *map(str, TINY_RUN), "--total-timesteps", "384", "--checkpoint-every", "1"]
     )
-    assert_one_line_error(result, "divergence at iteration 2: parameter", parameter, "is nan", "checkpoint.pt")
-    assert "iter 2/" not in result.stdout  # nothing of the diverged iteration is logged
+    with pytest.raises(SystemExit) as stopped:
+        module.main()
+    message = str(stopped.value.code)
+    assert message.startswith(f"error: divergence at iteration 2: parameter {parameter} is nan")
+    assert "the last good checkpoint is runs/" in message and message.endswith("checkpoint.pt")
+    assert "iter 2/" not in capsys.readouterr().out  # nothing of the diverged iteration is logged
     (run_dir,) = run_dirs(tmp_path)
     checkpoint = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=True)
     assert checkpoint["iteration"] == 1

@@ -23,6 +23,7 @@ CLEANRL_TAGS = {
 SPRIG_TAGS = {
     "sprig/attention_cost",
     "sprig/u_policy",
+    "sprig/u_follower",
     "sprig/leader_utility",
     "sprig/leader_grad_norm",
     "sprig/follower_grad_norm",
