@@ -146,52 +146,68 @@ def find_run_dirs(directory: str) -> list[str]:
     )
 
 
-def drop_rewound_points(steps: np.ndarray, values: np.ndarray, wall_times: np.ndarray):
+def drop_rewound_points(steps: np.ndarray, values: np.ndarray, wall_times: np.ndarray, files: np.ndarray | None = None):
     """The points in wall-time order, without those that a restarted run superseded.
 
-    A run resumed from a checkpoint logs its steps again from the checkpoint on; the points the killed run had
-    logged beyond that step are superseded, as TensorBoard's own purge would treat them.
+    A run resumed from a checkpoint logs its steps again from the checkpoint on, into a new event file; the points the
+    killed run had logged beyond that step are superseded, as TensorBoard's own purge would treat them. So a point
+    drops the points logged before it at a larger step and, when `files` (each point's event file) says they come from
+    another file, at the same step too. Equal steps within one file are all kept: several episodes can end at the
+    same global step.
     """
     order = np.argsort(wall_times, kind="stable")
     kept: list[int] = []
     for index in order:
-        while kept and steps[kept[-1]] > steps[index]:
+        while kept and (
+            steps[kept[-1]] > steps[index]
+            or (files is not None and steps[kept[-1]] == steps[index] and files[kept[-1]] != files[index])
+        ):
             kept.pop()
         kept.append(index)
     return steps[kept], values[kept], wall_times[kept]
 
 
+def read_scalars(path: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every scalar point of the event files directly in `path` (all of them, no sample), per tag: (steps, values,
+    wall times) in wall-time order, without the points that a resumed run superseded (see drop_rewound_points)."""
+    from tbparse import SummaryReader
+
+    # tbparse also reads the event files of subdirectories; those are runs of their own (find_run_dirs), so only the
+    # rows of the directory itself (dir_name "") are kept, as TensorBoard's EventAccumulator read them. file_name tells
+    # a resumed run's points (a new event file) from the killed run's at the same step.
+    reader = SummaryReader(path, extra_columns={"wall_time", "dir_name", "file_name"}, event_types={"scalars"})
+    frame = reader.scalars
+    if frame.empty:
+        return {}
+    frame = frame[frame["dir_name"] == ""]
+    return {
+        tag: drop_rewound_points(
+            points["step"].to_numpy(np.int64),
+            points["value"].to_numpy(np.float64),
+            points["wall_time"].to_numpy(np.float64),
+            points["file_name"].to_numpy(),
+        )
+        for tag, points in frame.groupby("tag", sort=True)
+    }
+
+
+NO_POINTS = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
+"""(steps, values, wall times) of a tag that a run never logged"""
+
+
 def load_run(path: str) -> Run | None:
     """Read all scalar points of one run directory (all its event files); None if its name is not a run name."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     parsed = parse_run_name(os.path.basename(os.path.normpath(path)))
     if parsed is None:
         return None
     env_id, method, seed, start_time = parsed
-    # 0 = keep every scalar point; the default would reservoir-sample 10000 of them per tag.
-    accumulator = EventAccumulator(path, size_guidance={"scalars": 0, "tensors": 1, "images": 1, "histograms": 1})
-    accumulator.Reload()
-    scalar_tags = accumulator.Tags()["scalars"]
-
-    def scalars(tag):
-        events = accumulator.Scalars(tag) if tag in scalar_tags else []
-        steps = np.array([event.step for event in events], dtype=np.int64)
-        values = np.array([event.value for event in events], dtype=np.float64)
-        wall_times = np.array([event.wall_time for event in events], dtype=np.float64)
-        return drop_rewound_points(steps, values, wall_times)
-
-    episode_steps, episode_returns, _ = scalars("charts/episodic_return")
-    _, sps, _ = scalars("charts/SPS")
-    entropy_steps, entropies, _ = scalars("losses/entropy")
+    scalars = read_scalars(path)
+    episode_steps, episode_returns, _ = scalars.get("charts/episodic_return", NO_POINTS)
+    _, sps, _ = scalars.get("charts/SPS", NO_POINTS)
+    entropy_steps, entropies, _ = scalars.get("losses/entropy", NO_POINTS)
     below = np.flatnonzero(entropies < COLLAPSED_ENTROPY)
-    all_steps, all_wall_times = [], []
-    for tag in scalar_tags:
-        steps, _, wall_times = scalars(tag)
-        all_steps.append(steps)
-        all_wall_times.append(wall_times)
-    all_steps = np.concatenate(all_steps) if all_steps else np.zeros(0)
-    all_wall_times = np.concatenate(all_wall_times) if all_wall_times else np.zeros(0)
+    all_steps = np.concatenate([steps for steps, _, _ in scalars.values()]) if scalars else np.zeros(0)
+    all_wall_times = np.concatenate([wall_times for _, _, wall_times in scalars.values()]) if scalars else np.zeros(0)
     return Run(
         path=path,
         env_id=env_id,
@@ -488,26 +504,20 @@ def speed_table(run_dir: str, warmup_iterations: int = 1) -> dict[str, float] | 
     SPS = env steps between the warm-up's last iteration and the run's last, over the wall time between them (the
     charts/SPS events' wall times); the split is the mean of the perf/* scalars over the same iterations.
     """
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0})
-    accumulator.Reload()
-    tags = accumulator.Tags()["scalars"]
-    if "charts/SPS" not in tags:
+    scalars = read_scalars(run_dir)
+    if "charts/SPS" not in scalars:
         return None
-    iterations = accumulator.Scalars("charts/SPS")
-    if len(iterations) <= warmup_iterations or warmup_iterations < 1:
+    steps, _, wall_times = scalars["charts/SPS"]
+    if len(steps) <= warmup_iterations or warmup_iterations < 1:
         return None
-    first, last = iterations[warmup_iterations - 1], iterations[-1]
+    first, last = warmup_iterations - 1, len(steps) - 1
     table = {
-        "SPS": (last.step - first.step) / (last.wall_time - first.wall_time),
-        "iterations": len(iterations) - warmup_iterations,
+        "SPS": float((steps[last] - steps[first]) / (wall_times[last] - wall_times[first])),
+        "iterations": len(steps) - warmup_iterations,
     }
     for name in ("env", "inference", "update"):
-        if f"perf/{name}_seconds" in tags:
-            table[f"{name} s/iter"] = float(
-                np.mean([e.value for e in accumulator.Scalars(f"perf/{name}_seconds")][warmup_iterations:])
-            )
+        if f"perf/{name}_seconds" in scalars:
+            table[f"{name} s/iter"] = float(np.mean(scalars[f"perf/{name}_seconds"][1][warmup_iterations:]))
     return table
 
 
@@ -704,18 +714,9 @@ class TradeoffPoint:
 
 def final_attention_cost(run_dir: str) -> float:
     """Mean of the run's sprig/attention_cost (one point per iteration) over its last 10% of iterations; NaN if none."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0})
-    accumulator.Reload()
-    if "sprig/attention_cost" not in accumulator.Tags()["scalars"]:
+    _, costs, _ = read_scalars(run_dir).get("sprig/attention_cost", NO_POINTS)
+    if len(costs) == 0:
         return math.nan
-    events = accumulator.Scalars("sprig/attention_cost")
-    _, costs, _ = drop_rewound_points(
-        np.array([event.step for event in events], dtype=np.int64),
-        np.array([event.value for event in events], dtype=np.float64),
-        np.array([event.wall_time for event in events], dtype=np.float64),
-    )
     count = max(1, -(-len(costs) * LAST_ITERATIONS_PERCENT // 100))  # integer ceil: 15 iterations -> the last 2
     return float(np.mean(costs[-count:]))
 

@@ -150,6 +150,47 @@ def test_points_a_restarted_run_logged_again_replace_the_old_ones():
     assert kept_values.tolist() == [0, 1, 2, 5, 6, 7]
 
 
+def test_equal_steps_are_kept_within_an_event_file_and_superseded_from_a_later_one():
+    # File a: two episodes end at step 200, then one at 300; file b (the resumed run) logs step 200 again.
+    steps, values = np.array([100, 200, 200, 300, 200]), np.arange(5.0)
+    kept_steps, kept_values, _ = plot_results.drop_rewound_points(steps, values, np.arange(5.0), np.array(list("aaaab")))
+    assert kept_steps.tolist() == [100, 200] and kept_values.tolist() == [0, 4]
+    kept_steps, kept_values, _ = plot_results.drop_rewound_points(
+        steps[:4], values[:4], np.arange(4.0), np.array(list("aaaa"))
+    )
+    assert kept_steps.tolist() == [100, 200, 200, 300]
+
+
+def test_a_resumed_runs_steps_are_read_once_with_the_values_it_logged_again(tmp_path):
+    # Logged steps 1..6, killed, resumed from a checkpoint at step 3 by a second writer in the same directory (a second
+    # event file, later wall times) that logs steps 4..8 again with other values.
+    run_dir = tmp_path / f"{BEAMRIDER}__ppo_atari__1__1700000001"
+    first = SummaryWriter(str(run_dir))
+    for step in range(1, 7):
+        first.add_scalar("charts/episodic_return", float(step), step, walltime=START_WALL_TIME + step)
+    first.close()
+    second = SummaryWriter(str(run_dir))
+    for step in range(4, 9):
+        second.add_scalar("charts/episodic_return", 100.0 + step, step, walltime=START_WALL_TIME + 100 + step)
+    second.close()
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2
+    steps, values, wall_times = plot_results.read_scalars(str(run_dir))["charts/episodic_return"]
+    assert steps.tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert values.tolist() == [1.0, 2.0, 3.0, 104.0, 105.0, 106.0, 107.0, 108.0]
+    assert wall_times.tolist() == [START_WALL_TIME + t for t in (1, 2, 3, 104, 105, 106, 107, 108)]
+    run = plot_results.load_run(str(run_dir))
+    assert run.episode_steps.tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert run.episode_returns.tolist() == [1.0, 2.0, 3.0, 104.0, 105.0, 106.0, 107.0, 108.0]
+    assert run.last_step == 8 and run.wall_time == pytest.approx(107.0)
+
+
+def test_speed_table_sps_is_the_steps_over_the_wall_time_after_the_warmup_iteration(tmp_path):
+    # charts/SPS at steps 1000, 2000, 4000, logged at 0, 50 and 100 s: after the first iteration, 3000 steps in 100 s.
+    run_dir = write_run(tmp_path, BEAMRIDER, "ppo_atari", 1, [], [], [(1000, 1.0), (2000, 2.0), (4000, 3.0)], 100.0)
+    assert plot_results.speed_table(str(run_dir)) == {"SPS": pytest.approx(30.0), "iterations": 2}
+    assert plot_results.speed_table(str(run_dir), warmup_iterations=3) is None
+
+
 def run_cli(*args):
     return subprocess.run(
         [sys.executable, os.path.join(REPO, "plot_results.py"), *map(str, args)], capture_output=True, text=True, timeout=120
