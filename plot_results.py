@@ -26,12 +26,10 @@ A run is a directory that holds TensorBoard event files (read with tbparse), nam
 """
 
 import csv
-import importlib.util
 import math
 import os
 import re
 import sys
-import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
@@ -346,21 +344,8 @@ def human_normalised(env_id: str, score: float) -> float | None:
     return (score - random_score) / (human_score - random_score) * 100
 
 
-def load_rliable() -> tuple[types.ModuleType, types.ModuleType]:
-    """rliable's `library` (interval estimates) and `metrics` (IQM, optimality gap, ...) modules, imported on first use.
-
-    rliable 1.2.0 needs arch<8, and arch 7's top-level package imports its GARCH models, which fail under pandas 3
-    (a TypeError from pandas.util._decorators.deprecate_kwarg, whose signature changed). rliable uses only
-    arch.bootstrap, which imports fine: if the top level fails so, `arch` is registered as a bare package so that
-    `import arch.bootstrap` runs without arch/__init__.py.
-    """
-    try:
-        import arch  # noqa: F401
-    except TypeError:
-        spec = importlib.util.find_spec("arch")
-        package = types.ModuleType("arch")
-        package.__path__ = list(spec.submodule_search_locations)
-        sys.modules["arch"] = package
+def load_rliable():
+    """rliable's `library` (interval estimates) and `metrics` (IQM, optimality gap, ...) modules, imported on first use."""
     from rliable import library, metrics
 
     return library, metrics
