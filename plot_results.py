@@ -1,15 +1,27 @@
-"""Learning curves and a results table from the TensorBoard logs of ppo_atari.py / sprig_ppo_atari.py runs.
+"""Learning curves and results tables from the TensorBoard logs of ppo_atari.py / sprig_ppo_atari.py runs.
 
 Reproduces the layout of Figure 2 of the SPRIG paper (mean episodic return against environment steps, one panel per
-game, mean ± std over seeds) and summarises every (env, method) group in a table.
+game, mean ± std over seeds) and summarises every (env, method) group in a table: each seed's final score (the mean of
+its last 100 episodic returns), their mean ± std, and their interquartile mean (IQM) with its 95% confidence interval,
+raw and human-normalised.
+
+Statistics, after Agarwal et al., "Deep Reinforcement Learning at the Edge of the Statistical Precipice" (NeurIPS
+2021), with their library rliable: over the games with human reference scores, each method's human-normalised IQM,
+mean and optimality gap, and P(method > PPO), each with a 95% stratified-bootstrap confidence interval (seeds resampled
+within each game, percentile method). With a handful of seeds, a mean ± std says little about how sure a comparison is.
 
 Run:
     python plot_results.py benchmark_results/cleanrl
     python plot_results.py runs --paper-reference --out-dir figures
+    python plot_results.py runs --band iqm      # curves: IQM over seeds and its 95% CI instead of mean ± std
     python plot_results.py --help
-Writes figure2.png, figure2.pdf, results.md and results.csv into --out-dir (default: the directory given).
+Writes into --out-dir (default: the directory given):
+    figure2.png, figure2.pdf   the learning curves, one panel per game
+    aggregate.png              the aggregate statistics with their CIs (if a game has reference scores)
+    results.md, results.csv    one row per (env, method); results.md ends with the aggregate table
+    results_aggregate.csv      one row per method: the aggregate statistics and their CIs
 
-A run is a directory that holds TensorBoard event files, named by the training scripts
+A run is a directory that holds TensorBoard event files (read with tbparse), named by the training scripts
 `{env_id}__{exp_name}__{seed}__{unix_time}`; the env id, method (from exp_name) and seed are read from that name.
 """
 
@@ -20,7 +32,7 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import tyro
@@ -38,6 +50,17 @@ COLLAPSED_ENTROPY = 0.05
 about 99% of the time (uniform over BeamRider's 9 actions is 2.20) and no longer explores. It stays flagged if the
 entropy later rises again: what it learned next came from a near-deterministic policy (SPRIG-pg seed 1 fell to 0.001
 at 29k steps, then crept back to 0.14 scoring about a third of random play); PPO's seeds stay above 1"""
+
+BOOTSTRAP_REPS = 2_000
+"""resamples behind every confidence interval. rliable's default is 50,000, but each resample is a Python-level call
+of the statistic (about 0.12 ms for an IQM, 0.5 ms for P(X > Y) on a busy 2-core machine): 2,000, a usual count for
+percentile intervals, spends about 3 s of bootstraps on 3 methods x 5 seeds of one game (50,000: over a minute)"""
+
+BOOTSTRAP_SEED = 0
+"""numpy's global RNG is seeded with this right before each interval estimate (see interval_estimate)"""
+
+CONFIDENCE = 0.95
+"""coverage of every confidence interval"""
 
 # Random-play and human scores used for human normalisation, as in the DQN line of papers (Mnih et al., 2015;
 # van Hasselt et al., 2016; Badia et al., 2020, Agent57 appendix). Keyed by game name without version suffix.
@@ -64,9 +87,12 @@ class Args:
     paper_reference: bool = False
     """if toggled, overlay the paper's Figure 2 points (read off the plot) on BeamRider panels"""
     out_dir: str | None = None
-    """where figure2.png/.pdf, results.md and results.csv go; None: into DIR itself"""
+    """where figure2.png/.pdf, aggregate.png, results.md/.csv and results_aggregate.csv go; None: into DIR itself"""
     grid_points: int = 200
     """number of points of the common step grid the seeds' curves are interpolated onto"""
+    band: Literal["std", "iqm"] = "std"
+    """the curves of figure2: std, the mean over seeds ± the std (the paper's); iqm, the IQM over seeds and its 95%
+    stratified-bootstrap CI at each step"""
 
 
 @dataclass
@@ -107,6 +133,17 @@ class Curve:
     mean: np.ndarray
     std: np.ndarray
     num_seeds: int
+    per_seed: np.ndarray
+    """the seeds' trailing-mean curves, (num_seeds, len(steps)), in seed order: the IQM band is computed from them"""
+
+
+@dataclass
+class Estimate:
+    """A point estimate and its 95% stratified-bootstrap confidence interval [low, high]."""
+
+    value: float
+    low: float
+    high: float
 
 
 @dataclass
@@ -123,6 +160,10 @@ class Result:
     """population std over seeds (numpy's default ddof=0)"""
     human_normalised: float | None = None
     """(mean - random) / (human - random) * 100, None for games missing from RANDOM_AND_HUMAN_SCORES"""
+    iqm: Estimate | None = None
+    """interquartile mean of seed_scores (25% trimmed from each end) with its 95% bootstrap CI over seeds"""
+    human_normalised_iqm: Estimate | None = None
+    """iqm in percent of human (as human_normalised), None for games missing from RANDOM_AND_HUMAN_SCORES"""
     runs: list["Run"] = field(default_factory=list)
     """the seeds' runs, in seed order: their policy health (entropy, collapse) goes into the table"""
     steps_reached: float = 0.0
@@ -146,52 +187,68 @@ def find_run_dirs(directory: str) -> list[str]:
     )
 
 
-def drop_rewound_points(steps: np.ndarray, values: np.ndarray, wall_times: np.ndarray):
+def drop_rewound_points(steps: np.ndarray, values: np.ndarray, wall_times: np.ndarray, files: np.ndarray | None = None):
     """The points in wall-time order, without those that a restarted run superseded.
 
-    A run resumed from a checkpoint logs its steps again from the checkpoint on; the points the killed run had
-    logged beyond that step are superseded, as TensorBoard's own purge would treat them.
+    A run resumed from a checkpoint logs its steps again from the checkpoint on, into a new event file; the points the
+    killed run had logged beyond that step are superseded, as TensorBoard's own purge would treat them. So a point
+    drops the points logged before it at a larger step and, when `files` (each point's event file) says they come from
+    another file, at the same step too. Equal steps within one file are all kept: several episodes can end at the
+    same global step.
     """
     order = np.argsort(wall_times, kind="stable")
     kept: list[int] = []
     for index in order:
-        while kept and steps[kept[-1]] > steps[index]:
+        while kept and (
+            steps[kept[-1]] > steps[index]
+            or (files is not None and steps[kept[-1]] == steps[index] and files[kept[-1]] != files[index])
+        ):
             kept.pop()
         kept.append(index)
     return steps[kept], values[kept], wall_times[kept]
 
 
+def read_scalars(path: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every scalar point of the event files directly in `path` (all of them, no sample), per tag: (steps, values,
+    wall times) in wall-time order, without the points that a resumed run superseded (see drop_rewound_points)."""
+    from tbparse import SummaryReader
+
+    # tbparse also reads the event files of subdirectories; those are runs of their own (find_run_dirs), so only the
+    # rows of the directory itself (dir_name "") are kept, as TensorBoard's EventAccumulator read them. file_name tells
+    # a resumed run's points (a new event file) from the killed run's at the same step.
+    reader = SummaryReader(path, extra_columns={"wall_time", "dir_name", "file_name"}, event_types={"scalars"})
+    frame = reader.scalars
+    if frame.empty:
+        return {}
+    frame = frame[frame["dir_name"] == ""]
+    return {
+        tag: drop_rewound_points(
+            points["step"].to_numpy(np.int64),
+            points["value"].to_numpy(np.float64),
+            points["wall_time"].to_numpy(np.float64),
+            points["file_name"].to_numpy(),
+        )
+        for tag, points in frame.groupby("tag", sort=True)
+    }
+
+
+NO_POINTS = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
+"""(steps, values, wall times) of a tag that a run never logged"""
+
+
 def load_run(path: str) -> Run | None:
     """Read all scalar points of one run directory (all its event files); None if its name is not a run name."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     parsed = parse_run_name(os.path.basename(os.path.normpath(path)))
     if parsed is None:
         return None
     env_id, method, seed, start_time = parsed
-    # 0 = keep every scalar point; the default would reservoir-sample 10000 of them per tag.
-    accumulator = EventAccumulator(path, size_guidance={"scalars": 0, "tensors": 1, "images": 1, "histograms": 1})
-    accumulator.Reload()
-    scalar_tags = accumulator.Tags()["scalars"]
-
-    def scalars(tag):
-        events = accumulator.Scalars(tag) if tag in scalar_tags else []
-        steps = np.array([event.step for event in events], dtype=np.int64)
-        values = np.array([event.value for event in events], dtype=np.float64)
-        wall_times = np.array([event.wall_time for event in events], dtype=np.float64)
-        return drop_rewound_points(steps, values, wall_times)
-
-    episode_steps, episode_returns, _ = scalars("charts/episodic_return")
-    _, sps, _ = scalars("charts/SPS")
-    entropy_steps, entropies, _ = scalars("losses/entropy")
+    scalars = read_scalars(path)
+    episode_steps, episode_returns, _ = scalars.get("charts/episodic_return", NO_POINTS)
+    _, sps, _ = scalars.get("charts/SPS", NO_POINTS)
+    entropy_steps, entropies, _ = scalars.get("losses/entropy", NO_POINTS)
     below = np.flatnonzero(entropies < COLLAPSED_ENTROPY)
-    all_steps, all_wall_times = [], []
-    for tag in scalar_tags:
-        steps, _, wall_times = scalars(tag)
-        all_steps.append(steps)
-        all_wall_times.append(wall_times)
-    all_steps = np.concatenate(all_steps) if all_steps else np.zeros(0)
-    all_wall_times = np.concatenate(all_wall_times) if all_wall_times else np.zeros(0)
+    all_steps = np.concatenate([steps for steps, _, _ in scalars.values()]) if scalars else np.zeros(0)
+    all_wall_times = np.concatenate([wall_times for _, _, wall_times in scalars.values()]) if scalars else np.zeros(0)
     return Run(
         path=path,
         env_id=env_id,
@@ -269,7 +326,7 @@ def aggregate(runs: list[Run], grid_points: int = 200) -> list[Curve]:
         end = min(run.episode_steps[-1] for run in group)
         grid = np.linspace(min(start, end), end, grid_points)
         per_seed = np.stack([trailing_mean(run.episode_steps, run.episode_returns, grid) for run in group])
-        curves.append(Curve(env_id, method, grid, per_seed.mean(axis=0), per_seed.std(axis=0), len(group)))
+        curves.append(Curve(env_id, method, grid, per_seed.mean(axis=0), per_seed.std(axis=0), len(group), per_seed))
     return curves
 
 
@@ -287,13 +344,66 @@ def human_normalised(env_id: str, score: float) -> float | None:
     return (score - random_score) / (human_score - random_score) * 100
 
 
+def load_rliable():
+    """rliable's `library` (interval estimates) and `metrics` (IQM, optimality gap, ...) modules, imported on first use."""
+    from rliable import library, metrics
+
+    return library, metrics
+
+
+def interval_estimate(
+    scores: np.ndarray | tuple[np.ndarray, np.ndarray], statistic: Callable[..., np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(point estimate, [low, high] of its 95% CI): rliable's stratified percentile bootstrap over seeds.
+
+    `scores`: a (num_seeds, num_tasks, ...) array whose seeds are resampled within each task (task_bootstrap=False),
+    or a (scores_x, scores_y) tuple for a statistic of two methods, each resampled independently. The CI has the
+    shape (2, *point estimate's shape). The only bootstrap of this file: tables, aggregates and IQM bands use it.
+    """
+    library, _ = load_rliable()
+    saved_state = np.random.get_state()
+    # rliable's StratifiedBootstrap draws its resampling indices with np.random.choice, numpy's global RNG, and never
+    # uses the random_state it is given: seeding the global RNG right before the call is what makes the same runs
+    # give the same intervals, whichever other intervals were computed before. The caller's RNG state is restored.
+    np.random.seed(BOOTSTRAP_SEED)
+    try:
+        points, intervals = library.get_interval_estimates(
+            {"scores": scores},
+            statistic,
+            method="percentile",
+            task_bootstrap=False,
+            reps=BOOTSTRAP_REPS,
+            confidence_interval_size=CONFIDENCE,
+        )
+    finally:
+        np.random.set_state(saved_state)
+    return np.asarray(points["scores"], dtype=np.float64), np.asarray(intervals["scores"], dtype=np.float64)
+
+
+def iqm_estimate(seed_scores: list[float]) -> Estimate:
+    """Interquartile mean of one (env, method)'s seed scores (25% trimmed from each end: with 8 seeds the mean of the
+    middle 4; with fewer than 4 seeds nothing is trimmed, the mean) and its 95% bootstrap CI over seeds."""
+    _, metrics = load_rliable()
+    value, (low, high) = interval_estimate(np.asarray(seed_scores, dtype=np.float64)[:, None], metrics.aggregate_iqm)
+    return Estimate(float(value), float(low[0]), float(high[0]))
+
+
 def final_scores(runs: list[Run]) -> list[Result]:
     """One Result per (env, method): the final score of each seed (mean of its last 100 episodic returns, fewer if
-    it has fewer), their mean and population std over seeds, and mean steps reached, SPS and wall time."""
+    it has fewer), their mean and population std over seeds, their IQM with its 95% bootstrap CI (also human-
+    normalised), and mean steps reached, SPS and wall time."""
     results = []
     for (env_id, method), group in group_runs(runs).items():
         seed_scores = [float(np.mean(run.episode_returns[-LAST_EPISODES:])) for run in group]
         mean = float(np.mean(seed_scores))
+        iqm = iqm_estimate(seed_scores)
+        # Human normalisation is affine with a positive slope, and both the trimmed mean and the percentile interval
+        # commute with such a map: normalising the estimate is normalising each seed's score before the bootstrap.
+        normalised_iqm = (
+            Estimate(*(human_normalised(env_id, value) for value in (iqm.value, iqm.low, iqm.high)))
+            if human_normalised(env_id, 0.0) is not None
+            else None
+        )
         sps_values = [run.last_sps for run in group if not math.isnan(run.last_sps)]
         results.append(
             Result(
@@ -304,6 +414,8 @@ def final_scores(runs: list[Run]) -> list[Result]:
                 mean=mean,
                 std=float(np.std(seed_scores)),
                 human_normalised=human_normalised(env_id, mean),
+                iqm=iqm,
+                human_normalised_iqm=normalised_iqm,
                 steps_reached=float(np.mean([run.last_step for run in group])),
                 sps=float(np.mean(sps_values)) if sps_values else math.nan,
                 wall_time=float(np.mean([run.wall_time for run in group])),
@@ -335,6 +447,93 @@ def collapse_summary(results: list[Result]) -> str:
     return f"collapsed policies (losses/entropy fell below {COLLAPSED_ENTROPY}): {'; '.join(collapsed)}"
 
 
+@dataclass
+class AggregateResult:
+    """One method's row of the aggregate table: over its seeds x the games with reference scores that it ran, the
+    human-normalised IQM, mean and optimality gap (in percent of human), each with its 95% stratified-bootstrap CI."""
+
+    method: str
+    env_ids: list[str]
+    num_seeds: int
+    """seeds per game in its score matrix: the first num_seeds (in seed order) of each game, the fewest it has"""
+    iqm: Estimate
+    mean: Estimate
+    optimality_gap: Estimate
+    """100 - the mean over seeds x games of min(score, 100): how far it stays below human play (rliable, gamma = 1)"""
+    improvement_over_ppo: Estimate | None = None
+    """P(method > PPO) over the games both ran; None for PPO itself, or where there is no PPO to compare with"""
+
+
+def aggregate_scores(results: list[Result]) -> tuple[list[AggregateResult], list[str]]:
+    """One AggregateResult per method that ran a game with reference scores, in method order, and the notes on what
+    the aggregates leave out (seeds beyond the fewest a method has on a game; games that not every method ran)."""
+    _, metrics = load_rliable()
+    per_game: dict[str, dict[str, list[float]]] = {}  # method -> env_id -> seeds' human-normalised scores, 1.0 = human
+    for result in results:
+        if human_normalised(result.env_id, 0.0) is not None:
+            per_game.setdefault(result.method, {})[result.env_id] = [
+                human_normalised(result.env_id, score) / 100 for score in result.seed_scores
+            ]
+    notes = []
+    matrices: dict[str, tuple[list[str], np.ndarray]] = {}  # method -> (its env ids, (num_seeds, num_games) scores)
+    for method in sorted(per_game, key=method_order):
+        env_ids = sorted(per_game[method])
+        counts = [len(per_game[method][env_id]) for env_id in env_ids]
+        if max(counts) > min(counts):  # rliable's score matrix has the same number of seeds for every game
+            notes.append(
+                f"note: {method} has {', '.join(f'{count} seeds on {env_id}' for env_id, count in zip(env_ids, counts))}; "
+                f"its aggregate uses the first {min(counts)} seeds (in seed order) of each game"
+            )
+        matrices[method] = (env_ids, np.array([per_game[method][env_id][: min(counts)] for env_id in env_ids]).T)
+    if len({tuple(env_ids) for env_ids, _ in matrices.values()}) > 1:
+        notes.append(
+            "note: the methods ran different games; each aggregate is over the method's own games, and P(method > PPO) "
+            "over the games both ran"
+        )
+
+    def statistics(scores):  # [IQM, mean, optimality gap] in percent of human, from scores where 1.0 = human
+        return 100 * np.array(
+            [metrics.aggregate_iqm(scores), metrics.aggregate_mean(scores), metrics.aggregate_optimality_gap(scores, gamma=1)]
+        )
+
+    aggregates = []
+    for method, (env_ids, scores) in matrices.items():
+        values, (lows, highs) = interval_estimate(scores, statistics)
+        iqm, mean, gap = (Estimate(float(value), float(low), float(high)) for value, low, high in zip(values, lows, highs))
+        aggregates.append(AggregateResult(method, env_ids, scores.shape[0], iqm, mean, gap))
+    if "PPO" in matrices:
+        ppo_env_ids, ppo_scores = matrices["PPO"]
+        for aggregate in aggregates:
+            if aggregate.method == "PPO":
+                continue
+            env_ids, scores = matrices[aggregate.method]
+            common = [env_id for env_id in env_ids if env_id in ppo_env_ids]
+            if not common:
+                notes.append(f"note: {aggregate.method} and PPO ran no game in common: no P({aggregate.method} > PPO)")
+                continue
+            value, (low, high) = interval_estimate(
+                (
+                    scores[:, [env_ids.index(env_id) for env_id in common]],
+                    ppo_scores[:, [ppo_env_ids.index(env_id) for env_id in common]],
+                ),
+                metrics.probability_of_improvement,
+            )
+            aggregate.improvement_over_ppo = Estimate(float(value), float(low[0]), float(high[0]))
+    return aggregates, notes
+
+
+def estimate_text(estimate: Estimate | None, decimals: int = 1) -> str:
+    """`12.3 [10.1, 15.0]` (the value and its 95% CI), or an empty cell for None."""
+    if estimate is None:
+        return ""
+    return f"{estimate.value:.{decimals}f} [{estimate.low:.{decimals}f}, {estimate.high:.{decimals}f}]"
+
+
+def estimate_fields(estimate: Estimate | None) -> list[str]:
+    """The value, low and high of an estimate as three CSV fields (repr, full precision), empty for None."""
+    return ["", "", ""] if estimate is None else [repr(estimate.value), repr(estimate.low), repr(estimate.high)]
+
+
 def format_seconds(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -345,19 +544,26 @@ def write_results(results: list[Result], out_dir: str) -> tuple[str, str]:
     markdown_path, csv_path = os.path.join(out_dir, "results.md"), os.path.join(out_dir, "results.csv")
     lines = [
         f"| env | method | seeds | final score (mean ± std over seeds, population std ddof=0; per seed: mean of "
-        f"last {LAST_EPISODES} episodic returns) | per-seed final scores | human-normalised (%) | steps reached "
-        f"(mean) | SPS (mean) | wall time (mean, h:mm:ss) | policy health per seed (last losses/entropy; COLLAPSED "
-        f"once it fell below {COLLAPSED_ENTROPY}) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"last {LAST_EPISODES} episodic returns) | final score IQM over seeds [95% CI] | per-seed final scores | "
+        f"human-normalised (%) | human-normalised IQM (%) [95% CI] | steps reached (mean) | SPS (mean) | wall time "
+        f"(mean, h:mm:ss) | policy health per seed (last losses/entropy; COLLAPSED once it fell below "
+        f"{COLLAPSED_ENTROPY}) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for result in results:
         normalised = "" if result.human_normalised is None else f"{result.human_normalised:.1f}"
         sps = "" if math.isnan(result.sps) else f"{result.sps:.0f}"
         lines.append(
             f"| {result.env_id} | {result.method} | {len(result.seeds)} | {result.mean:.1f} ± {result.std:.1f} | "
-            f"{', '.join(f'{score:.1f}' for score in result.seed_scores)} | {normalised} | {result.steps_reached:,.0f} | "
-            f"{sps} | {format_seconds(result.wall_time)} | {'; '.join(seed_health(run) for run in result.runs)} |"
+            f"{estimate_text(result.iqm)} | {', '.join(f'{score:.1f}' for score in result.seed_scores)} | {normalised} | "
+            f"{estimate_text(result.human_normalised_iqm)} | {result.steps_reached:,.0f} | {sps} | "
+            f"{format_seconds(result.wall_time)} | {'; '.join(seed_health(run) for run in result.runs)} |"
         )
+    lines.append(
+        f"\nIQM: the interquartile mean over seeds (25% trimmed from each end; with fewer than 4 seeds nothing is "
+        f"trimmed and it is the mean), with a 95% percentile-bootstrap CI over seeds ({BOOTSTRAP_REPS:,} resamples, "
+        f"rliable; Agarwal et al., NeurIPS 2021)."
+    )
     with open(markdown_path, "w") as file:
         file.write("\n".join(lines) + "\n")
     with open(csv_path, "w", newline="") as file:
@@ -377,6 +583,12 @@ def write_results(results: list[Result], out_dir: str) -> tuple[str, str]:
                 "wall_time_seconds_mean",
                 "seed_last_entropies",
                 "seed_collapsed",
+                "final_score_iqm",
+                "final_score_iqm_ci_low",
+                "final_score_iqm_ci_high",
+                "human_normalised_iqm_percent",
+                "human_normalised_iqm_ci_low",
+                "human_normalised_iqm_ci_high",
             ]
         )
         for result in results:
@@ -395,13 +607,118 @@ def write_results(results: list[Result], out_dir: str) -> tuple[str, str]:
                     repr(result.wall_time),
                     " ".join(repr(run.last_entropy) for run in result.runs),
                     " ".join(str(int(run.collapsed)) for run in result.runs),
+                    *estimate_fields(result.iqm),
+                    *estimate_fields(result.human_normalised_iqm),
                 ]
             )
     return markdown_path, csv_path
 
 
-def plot_curves(curves: list[Curve], out_dir: str, paper_reference: bool = False) -> tuple[str, str]:
-    """figure2.png and figure2.pdf: one panel per env, mean ± std band per method; returns their paths."""
+def write_aggregate_results(aggregates: list[AggregateResult], notes: list[str], out_dir: str) -> str:
+    """Appends the aggregate table and its notes to results.md (write_results writes it first) and writes
+    results_aggregate.csv; returns the CSV's path."""
+    with_improvement = any(aggregate.improvement_over_ppo is not None for aggregate in aggregates)
+    columns = ["method", "games", "seeds per game", "IQM (%) [95% CI]", "mean (%) [95% CI]", "optimality gap (%) [95% CI]"]
+    columns += ["P(method > PPO) [95% CI]"] if with_improvement else []
+    lines = [
+        "",
+        "## Aggregate over the games with human reference scores",
+        "",
+        f"Human-normalised final scores (0% = random play, 100% = human) over seeds x games: interquartile mean, mean "
+        f"and optimality gap (100 - mean of min(score, 100)), each with a 95% stratified-bootstrap CI (seeds resampled "
+        f"within each game, percentile method, {BOOTSTRAP_REPS:,} resamples; rliable, Agarwal et al., NeurIPS 2021)"
+        + (
+            "; P(method > PPO): the probability that a run of the method beats a run of PPO on the same game, averaged "
+            "over games (0.5: no difference)."
+            if with_improvement
+            else "."
+        ),
+        "",
+        "| " + " | ".join(columns) + " |",
+        "| " + " | ".join("---" for _ in columns) + " |",
+    ]
+    for aggregate in aggregates:
+        cells = [aggregate.method, ", ".join(aggregate.env_ids), str(aggregate.num_seeds)]
+        cells += [estimate_text(estimate) for estimate in (aggregate.iqm, aggregate.mean, aggregate.optimality_gap)]
+        cells += [estimate_text(aggregate.improvement_over_ppo, decimals=2)] if with_improvement else []
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [""] + notes if notes else []
+    with open(os.path.join(out_dir, "results.md"), "a") as file:
+        file.write("\n".join(lines) + "\n")
+    csv_path = os.path.join(out_dir, "results_aggregate.csv")
+    with open(csv_path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(
+            ["method", "env_ids", "num_games", "num_seeds_per_game"]
+            + [
+                f"{name}{suffix}"
+                for name in ("iqm_percent", "mean_percent", "optimality_gap_percent", "probability_of_improvement_over_ppo")
+                for suffix in ("", "_ci_low", "_ci_high")
+            ]
+        )
+        for aggregate in aggregates:
+            writer.writerow(
+                [aggregate.method, " ".join(aggregate.env_ids), len(aggregate.env_ids), aggregate.num_seeds]
+                + estimate_fields(aggregate.iqm)
+                + estimate_fields(aggregate.mean)
+                + estimate_fields(aggregate.optimality_gap)
+                + estimate_fields(aggregate.improvement_over_ppo)
+            )
+    return csv_path
+
+
+def plot_aggregates(aggregates: list[AggregateResult], out_dir: str) -> str:
+    """aggregate.png: per method, the human-normalised IQM, mean and optimality gap as 95% CI bars with a tick at the
+    point estimate, and P(method > PPO) where it was computed; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display needed
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("IQM", "human-normalised score (%)", [(a.method, a.iqm) for a in aggregates]),
+        ("Mean", "human-normalised score (%)", [(a.method, a.mean) for a in aggregates]),
+        ("Optimality gap", "100 - mean of min(score, 100) (%)", [(a.method, a.optimality_gap) for a in aggregates]),
+    ]
+    improvements = [(a.method, a.improvement_over_ppo) for a in aggregates if a.improvement_over_ppo is not None]
+    if improvements:
+        panels.append(("P(method > PPO)", "probability of improvement", improvements))
+    rows = max(len(entries) for _, _, entries in panels)
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 1.2 + 0.6 * rows), squeeze=False)
+    for axis, (title, xlabel, entries) in zip(axes[0], panels):
+        for row, (method, estimate) in enumerate(entries):
+            color = METHOD_COLORS.get(method, f"C{row}")
+            axis.barh(row, estimate.high - estimate.low, left=estimate.low, height=0.6, color=color, alpha=0.6)
+            axis.vlines(estimate.value, row - 0.3, row + 0.3, color="black", linewidth=2)
+        axis.set_yticks(range(len(entries)), [method for method, _ in entries])
+        axis.set_ylim(-0.6, len(entries) - 0.4)
+        axis.invert_yaxis()  # the first method (PPO) on top
+        if title.startswith("P("):
+            axis.axvline(0.5, color="gray", linestyle="--", linewidth=1)
+            axis.set_xlim(-0.05, 1.05)  # a tick at exactly 0 or 1 stays visible
+        axis.set_title(title)
+        axis.set_xlabel(xlabel)
+        axis.grid(axis="x", alpha=0.3)
+    figure.suptitle(f"95% stratified-bootstrap CIs over seeds ({BOOTSTRAP_REPS:,} resamples)", fontsize="medium")
+    figure.tight_layout()
+    path = os.path.join(out_dir, "aggregate.png")
+    figure.savefig(path, dpi=150)
+    plt.close(figure)
+    return path
+
+
+def iqm_band(per_seed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(IQM, CI low, CI high) at each grid step of a (num_seeds, num_points) array of curves: the IQM over seeds and
+    its 95% bootstrap CI, each grid step's seeds resampled on their own (a pointwise band)."""
+    from scipy import stats
+
+    value, (low, high) = interval_estimate(per_seed, lambda scores: stats.trim_mean(scores, 0.25, axis=0))
+    return value, low, high
+
+
+def plot_curves(curves: list[Curve], out_dir: str, paper_reference: bool = False, band: str = "std") -> tuple[str, str]:
+    """figure2.png and figure2.pdf: one panel per env, per method a line and band (mean ± std over seeds, or with
+    band "iqm" the IQM over seeds and its 95% bootstrap CI); returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: no display needed
@@ -416,8 +733,14 @@ def plot_curves(curves: list[Curve], out_dir: str, paper_reference: bool = False
             color = METHOD_COLORS.get(curve.method)
             seeds = f"{curve.num_seeds} seed" + ("s" if curve.num_seeds != 1 else "")
             x = curve.steps / 1e6
-            axis.plot(x, curve.mean, color=color, label=f"{curve.method} (mean ± std over {seeds})")
-            axis.fill_between(x, curve.mean - curve.std, curve.mean + curve.std, color=axis.lines[-1].get_color(), alpha=0.2)
+            if band == "iqm":
+                line, low, high = iqm_band(curve.per_seed)
+                label = f"{curve.method} (IQM, 95% bootstrap CI over {seeds})"
+            else:
+                line, low, high = curve.mean, curve.mean - curve.std, curve.mean + curve.std
+                label = f"{curve.method} (mean ± std over {seeds})"
+            axis.plot(x, line, color=color, label=label)
+            axis.fill_between(x, low, high, color=axis.lines[-1].get_color(), alpha=0.2)
         if paper_reference and game_name(env_id) == "BeamRider":
             for method, points in PAPER_FIGURE2_BEAMRIDER.items():
                 axis.plot(
@@ -445,7 +768,8 @@ def plot_curves(curves: list[Curve], out_dir: str, paper_reference: bool = False
 
 
 def plot_results(args: Args) -> int:
-    """The default command: figure2.png/.pdf and results.md/.csv for all runs under args.directory."""
+    """The default command: figure2.png/.pdf, aggregate.png, results.md/.csv and results_aggregate.csv for all runs
+    under args.directory."""
     if args.grid_points < 2:
         print(f"error: --grid-points must be at least 2, got {args.grid_points}", file=sys.stderr)
         return 2
@@ -460,11 +784,23 @@ def plot_results(args: Args) -> int:
     os.makedirs(out_dir, exist_ok=True)
     if args.paper_reference and not any(game_name(run.env_id) == "BeamRider" for run in runs):
         print("note: --paper-reference only marks BeamRider panels, and there is no BeamRider run", file=sys.stderr)
-    figure_paths = plot_curves(aggregate(runs, args.grid_points), out_dir, args.paper_reference)
+    figure_paths = plot_curves(aggregate(runs, args.grid_points), out_dir, args.paper_reference, args.band)
     results = final_scores(runs)
     table_paths = write_results(results, out_dir)
+    aggregates, notes = aggregate_scores(results)
+    if aggregates:
+        figure_paths += (plot_aggregates(aggregates, out_dir),)
+        table_paths += (write_aggregate_results(aggregates, notes, out_dir),)
+    else:
+        print(
+            "note: no game has human reference scores (RANDOM_AND_HUMAN_SCORES): no aggregate.png, no "
+            "results_aggregate.csv",
+            file=sys.stderr,
+        )
     print(f"{len(runs)} runs in {len(results)} (env, method) groups")
     print(collapse_summary(results))
+    for note in notes:
+        print(note)
     for path in figure_paths + table_paths:
         print(f"wrote {path}")
     return 0
@@ -488,26 +824,20 @@ def speed_table(run_dir: str, warmup_iterations: int = 1) -> dict[str, float] | 
     SPS = env steps between the warm-up's last iteration and the run's last, over the wall time between them (the
     charts/SPS events' wall times); the split is the mean of the perf/* scalars over the same iterations.
     """
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0})
-    accumulator.Reload()
-    tags = accumulator.Tags()["scalars"]
-    if "charts/SPS" not in tags:
+    scalars = read_scalars(run_dir)
+    if "charts/SPS" not in scalars:
         return None
-    iterations = accumulator.Scalars("charts/SPS")
-    if len(iterations) <= warmup_iterations or warmup_iterations < 1:
+    steps, _, wall_times = scalars["charts/SPS"]
+    if len(steps) <= warmup_iterations or warmup_iterations < 1:
         return None
-    first, last = iterations[warmup_iterations - 1], iterations[-1]
+    first, last = warmup_iterations - 1, len(steps) - 1
     table = {
-        "SPS": (last.step - first.step) / (last.wall_time - first.wall_time),
-        "iterations": len(iterations) - warmup_iterations,
+        "SPS": float((steps[last] - steps[first]) / (wall_times[last] - wall_times[first])),
+        "iterations": len(steps) - warmup_iterations,
     }
     for name in ("env", "inference", "update"):
-        if f"perf/{name}_seconds" in tags:
-            table[f"{name} s/iter"] = float(
-                np.mean([e.value for e in accumulator.Scalars(f"perf/{name}_seconds")][warmup_iterations:])
-            )
+        if f"perf/{name}_seconds" in scalars:
+            table[f"{name} s/iter"] = float(np.mean(scalars[f"perf/{name}_seconds"][1][warmup_iterations:]))
     return table
 
 
@@ -704,18 +1034,9 @@ class TradeoffPoint:
 
 def final_attention_cost(run_dir: str) -> float:
     """Mean of the run's sprig/attention_cost (one point per iteration) over its last 10% of iterations; NaN if none."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0})
-    accumulator.Reload()
-    if "sprig/attention_cost" not in accumulator.Tags()["scalars"]:
+    _, costs, _ = read_scalars(run_dir).get("sprig/attention_cost", NO_POINTS)
+    if len(costs) == 0:
         return math.nan
-    events = accumulator.Scalars("sprig/attention_cost")
-    _, costs, _ = drop_rewound_points(
-        np.array([event.step for event in events], dtype=np.int64),
-        np.array([event.value for event in events], dtype=np.float64),
-        np.array([event.wall_time for event in events], dtype=np.float64),
-    )
     count = max(1, -(-len(costs) * LAST_ITERATIONS_PERCENT // 100))  # integer ceil: 15 iterations -> the last 2
     return float(np.mean(costs[-count:]))
 

@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.stats
 from torch.utils.tensorboard import SummaryWriter
 
 import plot_results
@@ -150,6 +151,47 @@ def test_points_a_restarted_run_logged_again_replace_the_old_ones():
     assert kept_values.tolist() == [0, 1, 2, 5, 6, 7]
 
 
+def test_equal_steps_are_kept_within_an_event_file_and_superseded_from_a_later_one():
+    # File a: two episodes end at step 200, then one at 300; file b (the resumed run) logs step 200 again.
+    steps, values = np.array([100, 200, 200, 300, 200]), np.arange(5.0)
+    kept_steps, kept_values, _ = plot_results.drop_rewound_points(steps, values, np.arange(5.0), np.array(list("aaaab")))
+    assert kept_steps.tolist() == [100, 200] and kept_values.tolist() == [0, 4]
+    kept_steps, kept_values, _ = plot_results.drop_rewound_points(
+        steps[:4], values[:4], np.arange(4.0), np.array(list("aaaa"))
+    )
+    assert kept_steps.tolist() == [100, 200, 200, 300]
+
+
+def test_a_resumed_runs_steps_are_read_once_with_the_values_it_logged_again(tmp_path):
+    # Logged steps 1..6, killed, resumed from a checkpoint at step 3 by a second writer in the same directory (a second
+    # event file, later wall times) that logs steps 4..8 again with other values.
+    run_dir = tmp_path / f"{BEAMRIDER}__ppo_atari__1__1700000001"
+    first = SummaryWriter(str(run_dir))
+    for step in range(1, 7):
+        first.add_scalar("charts/episodic_return", float(step), step, walltime=START_WALL_TIME + step)
+    first.close()
+    second = SummaryWriter(str(run_dir))
+    for step in range(4, 9):
+        second.add_scalar("charts/episodic_return", 100.0 + step, step, walltime=START_WALL_TIME + 100 + step)
+    second.close()
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2
+    steps, values, wall_times = plot_results.read_scalars(str(run_dir))["charts/episodic_return"]
+    assert steps.tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert values.tolist() == [1.0, 2.0, 3.0, 104.0, 105.0, 106.0, 107.0, 108.0]
+    assert wall_times.tolist() == [START_WALL_TIME + t for t in (1, 2, 3, 104, 105, 106, 107, 108)]
+    run = plot_results.load_run(str(run_dir))
+    assert run.episode_steps.tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert run.episode_returns.tolist() == [1.0, 2.0, 3.0, 104.0, 105.0, 106.0, 107.0, 108.0]
+    assert run.last_step == 8 and run.wall_time == pytest.approx(107.0)
+
+
+def test_speed_table_sps_is_the_steps_over_the_wall_time_after_the_warmup_iteration(tmp_path):
+    # charts/SPS at steps 1000, 2000, 4000, logged at 0, 50 and 100 s: after the first iteration, 3000 steps in 100 s.
+    run_dir = write_run(tmp_path, BEAMRIDER, "ppo_atari", 1, [], [], [(1000, 1.0), (2000, 2.0), (4000, 3.0)], 100.0)
+    assert plot_results.speed_table(str(run_dir)) == {"SPS": pytest.approx(30.0), "iterations": 2}
+    assert plot_results.speed_table(str(run_dir), warmup_iterations=3) is None
+
+
 def run_cli(*args):
     return subprocess.run(
         [sys.executable, os.path.join(REPO, "plot_results.py"), *map(str, args)], capture_output=True, text=True, timeout=120
@@ -195,7 +237,8 @@ def test_a_seed_whose_entropy_fell_below_the_threshold_is_flagged_collapsed_in_t
     # Seed 1 fell below 0.05 at 2048 and rose again: still flagged. Seed 2 never went below exactly 0.05.
     line = "collapsed policies (losses/entropy fell below 0.05): SPRIG-pg on BeamRiderNoFrameskip-v4 seeds 1, 3"
     assert line in result.stdout
-    rows = {line.split(" | ")[1]: line for line in (tmp_path / "results.md").read_text().splitlines()[2:]}
+    lines = (tmp_path / "results.md").read_text().splitlines()
+    rows = {line.split(" | ")[1]: line for line in lines if line.startswith(f"| {BEAMRIDER} |")}  # not the aggregate
     assert rows["SPRIG-pg"].endswith(
         "| seed 1: COLLAPSED at step 2,048, now 0.30; seed 2: 0.06; seed 3: COLLAPSED at step 4,096, now 0.00 |"
     )
@@ -229,6 +272,172 @@ def test_a_directory_without_runs_is_one_clear_line_and_exit_code_1(tmp_path, ki
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
     assert str(directory) in result.stderr
     assert not (directory / "figure2.png").exists()
+
+
+def test_iqm_of_eight_seeds_is_the_mean_of_the_middle_four():
+    # Sorted: 1, 2 | 3, 5, 7, 8 | 10, 100: a quarter (2 seeds) is cut from each end, then (3 + 5 + 7 + 8) / 4.
+    estimate = plot_results.iqm_estimate([3.0, 10.0, 1.0, 7.0, 2.0, 8.0, 100.0, 5.0])
+    assert estimate.value == 5.75
+    assert estimate.low <= 5.75 <= estimate.high
+
+
+def test_with_fewer_than_four_seeds_the_iqm_trims_nothing_and_is_the_mean(results_dir):
+    results = results_by_method(results_dir)
+    assert results[(BEAMRIDER, "SPRIG")].iqm.value == pytest.approx(556.5)
+    assert results[(BEAMRIDER, "SPRIG")].human_normalised_iqm.value == pytest.approx((556.5 - 363.9) / (16926.5 - 363.9) * 100)
+    assert results[("MyGameNoFrameskip-v4", "my_variant")].human_normalised_iqm is None
+
+
+def numpy_stratified_bootstrap_interval(scores, statistic):
+    """The percentile CI of a stratified bootstrap written out with numpy: per resample, each task's (column's) seeds
+    drawn with replacement from numpy's global RNG seeded with BOOTSTRAP_SEED, as rliable's StratifiedBootstrap."""
+    np.random.seed(plot_results.BOOTSTRAP_SEED)
+    num_seeds, num_tasks = scores.shape
+    resampled = []
+    for _ in range(plot_results.BOOTSTRAP_REPS):
+        indices = np.random.choice(num_seeds, (num_seeds, num_tasks), replace=True)
+        resampled.append(statistic(scores[indices, np.arange(num_tasks)]))
+    return np.percentile(np.array(resampled), [2.5, 97.5], axis=0)
+
+
+# arch (under rliable) takes the percentile interval with np.percentile at 100 * (1 - 0.95) / 2 = 2.500000000000002,
+# not 2.5 (the upper one is 97.5 exactly): the lower bound's interpolation weight between two neighbouring resampled
+# statistics moves by 2e-17 * (reps - 1), about 2e-14 of their gap at 1000 reps. So the bounds agree to the last bits,
+# but not promised bit for bit (here they came out equal). arch draws nothing else from numpy's global RNG (checked:
+# after a call the RNG state is the one after exactly `reps` np.random.choice draws), so any difference in the
+# resampling would show far above this tolerance.
+BOOTSTRAP_TOLERANCE = 1e-9
+
+
+def test_iqm_interval_equals_a_numpy_stratified_bootstrap_with_the_same_seed(monkeypatch):
+    monkeypatch.setattr(plot_results, "BOOTSTRAP_REPS", 1000)  # fewer resamples for a faster test, the same bootstrap
+    seed_scores = [412.5, 380.25, 1020.0, 501.75, 99.5, 640.0, 733.125, 455.0]
+    estimate = plot_results.iqm_estimate(seed_scores)
+    low, high = numpy_stratified_bootstrap_interval(
+        np.array(seed_scores)[:, None], lambda scores: scipy.stats.trim_mean(scores, 0.25, axis=None)
+    )
+    assert (estimate.low, estimate.high) == (
+        pytest.approx(low, rel=BOOTSTRAP_TOLERANCE),
+        pytest.approx(high, rel=BOOTSTRAP_TOLERANCE),
+    )
+    assert estimate.low < estimate.value < estimate.high and estimate.low < estimate.high
+
+
+def test_aggregate_iqm_interval_resamples_seeds_within_each_game_as_a_numpy_stratified_bootstrap(monkeypatch):
+    monkeypatch.setattr(plot_results, "BOOTSTRAP_REPS", 1000)
+    scores = {
+        BEAMRIDER: [2020.0, 3676.0, 800.5, 9000.0, 5332.0, 1500.0],
+        "PongNoFrameskip-v4": [-20.0, -3.5, 14.0, 21.0, -10.25, 0.0],
+        "BreakoutNoFrameskip-v4": [2.0, 5.5, 40.0, 12.0, 3.0, 30.5],
+    }
+    results = [plot_results.Result(env_id, "SPRIG", seed_scores=s, seeds=[1, 2, 3, 4, 5, 6]) for env_id, s in scores.items()]
+    [aggregate], notes = plot_results.aggregate_scores(results)
+    assert notes == [] and aggregate.num_seeds == 6 and aggregate.env_ids == sorted(scores)
+    normalised = np.array(
+        [[plot_results.human_normalised(env_id, x) / 100 for x in scores[env_id]] for env_id in sorted(scores)]
+    ).T
+    low, high = numpy_stratified_bootstrap_interval(
+        normalised, lambda resampled: 100 * scipy.stats.trim_mean(resampled, 0.25, axis=None)
+    )
+    assert aggregate.iqm.low == pytest.approx(low, rel=BOOTSTRAP_TOLERANCE)
+    assert aggregate.iqm.high == pytest.approx(high, rel=BOOTSTRAP_TOLERANCE)
+    assert aggregate.iqm.value == pytest.approx(100 * scipy.stats.trim_mean(normalised, 0.25, axis=None))
+
+
+def test_iqm_band_is_the_iqm_over_seeds_at_each_step_with_a_numpy_stratified_bootstrap_interval(monkeypatch):
+    monkeypatch.setattr(plot_results, "BOOTSTRAP_REPS", 500)
+    # 4 seeds x 3 grid steps; with 4 seeds one is cut from each end: the IQM is the mean of the middle two.
+    per_seed = np.array([[1.0, 10.0, 5.0], [2.0, 20.0, 5.0], [3.0, 30.0, 5.0], [100.0, 40.0, 5.0]])
+    iqm, low, high = plot_results.iqm_band(per_seed)
+    assert iqm.tolist() == [2.5, 25.0, 5.0]
+    expected_low, expected_high = numpy_stratified_bootstrap_interval(
+        per_seed, lambda resampled: scipy.stats.trim_mean(resampled, 0.25, axis=0)
+    )
+    assert low == pytest.approx(expected_low, rel=BOOTSTRAP_TOLERANCE)
+    assert high == pytest.approx(expected_high, rel=BOOTSTRAP_TOLERANCE)
+    assert low[2] == high[2] == 5.0  # every seed equal at the last step
+
+
+def test_when_all_seeds_score_the_same_the_interval_collapses_to_that_score():
+    assert plot_results.iqm_estimate([42.5] * 5) == plot_results.Estimate(42.5, 42.5, 42.5)
+    results = [plot_results.Result(BEAMRIDER, "PPO", seed_scores=[363.9 + 16562.6 / 2] * 4, seeds=[1, 2, 3, 4])]
+    [aggregate], _ = plot_results.aggregate_scores(results)
+    for estimate in (aggregate.iqm, aggregate.mean):
+        assert (estimate.value, estimate.low, estimate.high) == pytest.approx((50.0, 50.0, 50.0))
+    assert (aggregate.optimality_gap.low, aggregate.optimality_gap.high) == pytest.approx((50.0, 50.0))
+
+
+def test_probability_of_improvement_is_one_when_every_seed_beats_every_ppo_seed_and_one_half_for_equal_scores(monkeypatch):
+    monkeypatch.setattr(plot_results, "BOOTSTRAP_REPS", 500)
+    ppo = plot_results.Result(BEAMRIDER, "PPO", seed_scores=[500.0, 600.0, 700.0], seeds=[1, 2, 3])
+    better = plot_results.Result(BEAMRIDER, "SPRIG", seed_scores=[800.0, 900.0, 1000.0, 1100.0], seeds=[1, 2, 3, 4])
+    same = plot_results.Result(BEAMRIDER, "SPRIG-pg", seed_scores=[500.0, 600.0, 700.0], seeds=[1, 2, 3])
+    aggregates, _ = plot_results.aggregate_scores([ppo, better, same])
+    by_method = {aggregate.method: aggregate for aggregate in aggregates}
+    assert by_method["PPO"].improvement_over_ppo is None
+    assert by_method["SPRIG"].improvement_over_ppo == plot_results.Estimate(1.0, 1.0, 1.0)  # so does every resample
+    assert by_method["SPRIG-pg"].improvement_over_ppo.value == 0.5
+    assert by_method["SPRIG-pg"].improvement_over_ppo.low < 0.5 < by_method["SPRIG-pg"].improvement_over_ppo.high
+    # Without PPO there is nothing to compare with.
+    [alone], _ = plot_results.aggregate_scores([better])
+    assert alone.improvement_over_ppo is None
+
+
+def test_aggregate_is_over_seeds_and_games_with_the_first_k_seeds_of_each_game_and_says_so():
+    # Human-normalised scores (1.0 = human): BeamRider 0.1, 0.2, 0.3; Pong 0.0, 0.5, 1.5 and a 4th seed at 10.0 that
+    # is left out (3 seeds on BeamRider). Mean: 2.6 / 6; IQM of 6 cuts one from each end: (0.1 + 0.2 + 0.3 + 0.5) / 4;
+    # optimality gap: 1 - (0.1 + 0.2 + 0.3 + 0.0 + 0.5 + 1.0) / 6 = 0.65. A game without reference scores is left out.
+    beamrider = [363.9 + 16562.6 * fraction for fraction in (0.1, 0.2, 0.3)]
+    pong = [-20.7 + 35.3 * fraction for fraction in (0.0, 0.5, 1.5, 10.0)]
+    results = [
+        plot_results.Result(BEAMRIDER, "SPRIG", seed_scores=beamrider, seeds=[1, 2, 3]),
+        plot_results.Result("PongNoFrameskip-v4", "SPRIG", seed_scores=pong, seeds=[1, 2, 3, 4]),
+        plot_results.Result("MyGameNoFrameskip-v4", "SPRIG", seed_scores=[1e9], seeds=[1]),
+    ]
+    [aggregate], notes = plot_results.aggregate_scores(results)
+    assert aggregate.env_ids == [BEAMRIDER, "PongNoFrameskip-v4"] and aggregate.num_seeds == 3
+    assert aggregate.mean.value == pytest.approx(260 / 6)
+    assert aggregate.iqm.value == pytest.approx(27.5)
+    assert aggregate.optimality_gap.value == pytest.approx(65.0)
+    assert notes == [
+        f"note: SPRIG has 3 seeds on {BEAMRIDER}, 4 seeds on PongNoFrameskip-v4; its aggregate uses the first 3 seeds "
+        f"(in seed order) of each game"
+    ]
+
+
+def test_cli_writes_aggregate_png_and_csv_and_appends_the_aggregate_table_with_p_of_improvement(results_dir, tmp_path):
+    result = run_cli(results_dir, "--out-dir", tmp_path, "--grid-points", "20", "--band", "iqm")
+    assert result.returncode == 0, result.stderr
+    for name in ["figure2.png", "aggregate.png", "results.md", "results.csv", "results_aggregate.csv"]:
+        assert f"wrote {tmp_path / name}" in result.stdout
+    assert (tmp_path / "aggregate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(tmp_path / "results_aggregate.csv") as file:
+        rows = {row["method"]: row for row in csv.DictReader(file)}
+    assert list(rows) == ["PPO", "SPRIG"]  # my_variant ran only a game without reference scores
+    # 3 seeds each: the IQM is the mean. Every SPRIG seed (569.5, 700, 400) beats every PPO seed (99.5, 195, 200).
+    assert float(rows["SPRIG"]["iqm_percent"]) == pytest.approx((556.5 - 363.9) / (16926.5 - 363.9) * 100)
+    assert rows["SPRIG"]["num_seeds_per_game"] == "3" and rows["SPRIG"]["env_ids"] == BEAMRIDER
+    assert [float(rows["SPRIG"][f"probability_of_improvement_over_ppo{s}"]) for s in ("", "_ci_low", "_ci_high")] == [1, 1, 1]
+    assert rows["PPO"]["probability_of_improvement_over_ppo"] == ""
+    markdown = (tmp_path / "results.md").read_text()
+    assert "## Aggregate over the games with human reference scores" in markdown
+    assert f"| SPRIG | {BEAMRIDER} | 3 | {(556.5 - 363.9) / (16926.5 - 363.9) * 100:.1f} [" in markdown
+    assert markdown.rstrip().splitlines()[-1].endswith("| 1.00 [1.00, 1.00] |")
+    with open(tmp_path / "results.csv") as file:
+        rows = {(row["env_id"], row["method"]): row for row in csv.DictReader(file)}
+    assert float(rows[(BEAMRIDER, "PPO")]["final_score_iqm"]) == pytest.approx((99.5 + 195.0 + 200.0) / 3)
+    low, high = (float(rows[(BEAMRIDER, "PPO")][f"final_score_iqm_ci_{end}"]) for end in ("low", "high"))
+    assert 99.5 <= low < high <= 200.0
+    assert rows[("MyGameNoFrameskip-v4", "my_variant")]["human_normalised_iqm_percent"] == ""
+
+
+def test_without_reference_scores_there_is_no_aggregate_and_a_note_says_so(tmp_path):
+    write_run(tmp_path, "MyGameNoFrameskip-v4", "my_variant", 1, [5.0, 7.0], [100, 200])
+    result = run_cli(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "note: no game has human reference scores" in result.stderr
+    assert not (tmp_path / "aggregate.png").exists() and not (tmp_path / "results_aggregate.csv").exists()
+    assert "Aggregate" not in (tmp_path / "results.md").read_text()
 
 
 # A sweep of alpha-coop (benchmark.sh --sweep "alpha-coop=0.0 0.5 1.0" --seeds "1 2"): 3 values x 2 seeds. Each run
