@@ -534,13 +534,10 @@ def estimate_fields(estimate: Estimate | None) -> list[str]:
     return ["", "", ""] if estimate is None else [repr(estimate.value), repr(estimate.low), repr(estimate.high)]
 
 
-def format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 def write_results(results: list[Result], out_dir: str) -> tuple[str, str]:
     """results.md (for people, and the README) and results.csv (for scripts); returns their paths."""
+    from sprig_ppo_atari import format_seconds  # the training scripts' own h:mm:ss
+
     markdown_path, csv_path = os.path.join(out_dir, "results.md"), os.path.join(out_dir, "results.csv")
     lines = [
         f"| env | method | seeds | final score (mean ± std over seeds, population std ddof=0; per seed: mean of "
@@ -876,34 +873,9 @@ class AttentionArgs:
     grid_steps: int = 6
     """how many evenly spaced steps of the episode the PNG grid shows"""
     max_steps: int = 5000
-    """stop the episode after this many agent steps"""
+    """cut the game after this many agent steps (the up-to-30 no-op frames at its start included)"""
     gif_every: int = 2
     """keep every k-th step in the GIF (a whole BeamRider episode is a few thousand steps)"""
-
-
-def load_sprig_agent(path: str, num_actions: int):
-    """The SPRIG agent in `path`, or a one-line error message (str) saying why not."""
-    import torch
-    import sprig_ppo_atari
-
-    if not os.path.isfile(path):
-        return f"no model file at {path}"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, not a torch file, or holding more than tensors
-        return f"cannot read {path} as a saved model ({type(error).__name__})"
-    if isinstance(state, dict) and isinstance(state.get("agent"), dict):  # a training checkpoint
-        state = state["agent"]
-    if not isinstance(state, dict) or not any(str(key).startswith("perception.") for key in state):
-        if isinstance(state, dict) and any(str(key).startswith("network.") for key in state):
-            return f"{path} is a ppo_atari.py model: PPO has no attention masks to draw"
-        return f"{path} is not a sprig_ppo_atari.py model"
-    agent = sprig_ppo_atari.Agent(num_actions)
-    try:
-        agent.load_state_dict(state)
-    except RuntimeError:
-        return f"{path} does not fit a SPRIG agent for a game with {num_actions} actions"
-    return agent.eval()
 
 
 def plot_attention(args: AttentionArgs) -> int:
@@ -914,31 +886,20 @@ def plot_attention(args: AttentionArgs) -> int:
 
     import sprig_ppo_atari
 
-    if args.env_id not in sprig_ppo_atari.gym.envs.registry:
-        print(f"error: unknown --env-id {args.env_id!r}", file=sys.stderr)
-        return 2
-    env = sprig_ppo_atari.make_env(args.env_id, 0, False, "attention")()
-    agent = load_sprig_agent(args.model, env.action_space.n)
-    if isinstance(agent, str):
-        print(f"error: {agent}", file=sys.stderr)
-        return 1
-    torch.manual_seed(args.seed)
-    frames, masks, episodic_return = [], [[], [], []], None
-    obs, _ = env.reset(seed=args.seed)
-    for _ in range(args.max_steps):
+    # The script's own agent loading and game loop (its --eval-episodes), watching each observation on the way.
+    agent = sprig_ppo_atari.load_agent(args.model, "--model").eval()
+    game = sprig_ppo_atari.Args(env_id=args.env_id, seed=args.seed, max_episode_steps=args.max_steps, cuda=False)
+    sprig_ppo_atari.check_args(game)
+    frames, masks = [], [[], [], []]
+
+    def watch(obs):
         with torch.no_grad():
-            features, step_masks = agent.perception(torch.as_tensor(obs)[None] / 255.0)
-            action = agent.follow(features)[0].item()
-        frames.append(obs[-1])
+            _, step_masks = agent.perception(obs / 255.0)
+        frames.append(obs[0, -1].numpy())
         for block, mask in zip(masks, step_masks):
             block.append(mask[0])
-        obs, _, terminated, truncated, info = env.step(action)
-        if terminated or truncated:
-            if "episode" in info:  # the real end of the game, not a lost life
-                episodic_return = float(info["episode"]["r"])
-                break
-            obs, _ = env.reset()  # a lost life: EpisodicLife continues the same game
-    env.close()
+
+    (episodic_return,) = sprig_ppo_atari.evaluate(agent, game, torch.device("cpu"), episodes=1, watch=watch)
     frames = np.stack(frames)  # (T, 84, 84)
     masks = [torch.stack(block) for block in masks]  # three (T, 1, h, w)
     os.makedirs(args.out_dir, exist_ok=True)
@@ -956,11 +917,11 @@ def plot_attention(args: AttentionArgs) -> int:
     pictures[0].save(gif_path, save_all=True, append_images=pictures[1:], duration=50, loop=0)
 
     means = [mask.mean().item() for mask in masks]
-    ending = "game over" if episodic_return is not None else f"stopped at --max-steps {args.max_steps}"
     summary = [
         f"# Attention of {os.path.basename(args.model)} on {args.env_id} (seed {args.seed})",
         "",
-        f"{len(frames)} agent steps ({ending}); return {episodic_return if episodic_return is not None else 'n/a'}.",
+        f"{len(frames)} agent steps, return {episodic_return} (one game; --max-steps {args.max_steps} cuts it, no-op starts "
+        "included).",
         "",
         "| block | map | mean mask over the episode |",
         "| --- | --- | --- |",

@@ -694,14 +694,22 @@ def check_checkpoint(checkpoint, path, flag):
     return checkpoint
 
 
-def load_agent_state(path):
+def load_agent_state(path, flag="--eval-checkpoint"):
     """The agent's state_dict from a .cleanrl_model or a checkpoint.pt of this script, or one clear error line."""
-    loaded = load_torch_file(path, "--eval-checkpoint")
+    loaded = load_torch_file(path, flag)
     if isinstance(loaded, dict) and "script" in loaded:
-        return check_checkpoint(loaded, path, "--eval-checkpoint")["agent"]
+        return check_checkpoint(loaded, path, flag)["agent"]
     if not fits_agent(loaded):
-        raise SystemExit(f"error: --eval-checkpoint: {path} is not a model of this version of {SCRIPT} (not its Agent)")
+        raise SystemExit(f"error: {flag}: {path} is not a model of this version of {SCRIPT} (not its Agent)")
     return loaded
+
+
+def load_agent(path, flag="--eval-checkpoint"):
+    """The Agent saved in a .cleanrl_model or a checkpoint.pt of this script (on the CPU), or one clear error line."""
+    state = load_agent_state(path, flag)
+    agent = Agent(state["actor.weight"].shape[0])
+    agent.load_state_dict(state)
+    return agent
 
 
 def args_for_resume(checkpoint, resume):
@@ -756,11 +764,12 @@ def find_divergence(stats, agent):
     return None
 
 
-def evaluate(agent, args, device, episodes):
+def evaluate(agent, args, device, episodes, watch=None):
     """The raw scores of `episodes` full games on one env seeded with args.seed, actions sampled as CleanRL's eval does.
 
     make_env's chain as in training: EpisodicLife ends the learner's episode at each life lost, but only a real game
     over (or --max-episode-steps) reports episode statistics, and RecordEpisodeStatistics sees unclipped rewards.
+    `watch(obs)`, if given, sees each observation (a (1, 4, 84, 84) uint8 tensor) before the agent acts on it.
     """
     envs = make_envs(replace(args, num_envs=1, async_envs=False, capture_video=False), "eval")
     if envs.single_action_space.n != agent.actor.out_features:
@@ -771,8 +780,11 @@ def evaluate(agent, args, device, episodes):
     obs, _ = envs.reset(seed=args.seed)
     returns = []
     while len(returns) < episodes:
+        obs = torch.as_tensor(obs).to(device)
+        if watch is not None:
+            watch(obs)
         with torch.inference_mode():
-            action, _, _, _ = agent.get_action_and_value(torch.as_tensor(obs).to(device))
+            action, _, _, _ = agent.get_action_and_value(obs)
         obs, _, _, _, infos = envs.step(action.cpu().numpy())
         returns += [episodic_return for _, episodic_return, _ in finished_episodes(infos)]
     envs.close()
@@ -786,7 +798,8 @@ def log_evaluation(returns, writer):
 
 
 def format_seconds(seconds):
-    seconds = int(seconds)
+    """h:mm:ss, rounded to the second."""
+    seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
@@ -816,7 +829,7 @@ class RunControl:
         self.checkpoint_path = f"{self.dir}/checkpoint.pt"
         # On resume, events the killed run logged after its checkpoint are dropped, so no step is logged twice.
         self.purge_step = None if checkpoint is None else checkpoint["global_step"] + 1
-        self.saved_agent = None if args.eval_checkpoint is None else load_agent_state(args.eval_checkpoint)
+        self.saved_agent = None if args.eval_checkpoint is None else load_agent(args.eval_checkpoint)
         if args.cuda and not torch.cuda.is_available():
             print("warning: --cuda was requested but CUDA is not available; running on the CPU")
         self.recent_returns = deque(maxlen=20)  # for the progress line
@@ -824,9 +837,7 @@ class RunControl:
 
     def evaluate_saved_agent(self, writer, device):
         """--eval-checkpoint: play --eval-episodes games with the saved agent, log them, and end the run."""
-        agent = Agent(self.saved_agent["actor.weight"].shape[0]).to(device)
-        agent.load_state_dict(self.saved_agent)
-        log_evaluation(evaluate(agent, self.args, device, self.args.eval_episodes), writer)
+        log_evaluation(evaluate(self.saved_agent.to(device), self.args, device, self.args.eval_episodes), writer)
         writer.close()
 
     def begin(self, agent, optimizers, envs, writer, next_obs, next_done):

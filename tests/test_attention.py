@@ -1,5 +1,7 @@
 """Seeing what perception attends to: the overlay renderer, the TensorBoard image, `plot_results.py attention`."""
 
+import re
+
 import matplotlib
 import numpy as np
 import ppo_atari
@@ -59,11 +61,12 @@ def test_attention_command_plays_an_episode_and_writes_grid_gif_and_summary(tmp_
     torch.save(sprig_ppo_atari.Agent(num_actions=9).state_dict(), model)
     flags = ["--model", model, "--out-dir", tmp_path / "out", "--max-steps", "30", "--grid-steps", "3"]
     result = run_script("plot_results.py", "attention", *flags, cwd=tmp_path)
-    assert "30 agent steps (stopped at --max-steps 30)" in result.stdout
+    steps = int(re.search(r"(\d+) agent steps, return", result.stdout)[1])
+    assert 30 - 8 <= steps <= 30  # the time limit counts the up-to-30 no-op frames at reset too (7.5 agent steps)
     grid = Image.open(tmp_path / "out" / "attention_grid.png")
     assert grid.size == (800, round(2.1 * 3 * 100))
     gif = Image.open(tmp_path / "out" / "attention.gif")
-    assert gif.n_frames == 15 and gif.size == (4 * 84, 84)  # every 2nd of 30 steps; frame | block 1 | 2 | 3
+    assert gif.n_frames == (steps + 1) // 2 and gif.size == (4 * 84, 84)  # every 2nd step; frame | block 1 | 2 | 3
     summary = (tmp_path / "out" / "attention_summary.md").read_text()
     assert summary.count("| (") == 3
 
@@ -74,9 +77,11 @@ def test_attention_command_refuses_a_ppo_model_and_a_missing_file(tmp_path):
     result = run_script("plot_results.py", "attention", "--model", model, cwd=tmp_path, check=False)
     assert result.returncode == 1
     assert (
-        result.stderr.strip().splitlines()[-1] == f"error: {model} is a ppo_atari.py model: PPO has no attention masks to draw"
+        result.stderr.strip().splitlines()[-1]
+        == f"error: --model: {model} is not a model of this version of sprig_ppo_atari.py (not its Agent)"
     )
     result = run_script("plot_results.py", "attention", "--model", tmp_path / "missing", cwd=tmp_path, check=False)
     assert (
-        result.returncode == 1 and result.stderr.strip().splitlines()[-1] == f"error: no model file at {tmp_path / 'missing'}"
+        result.returncode == 1
+        and result.stderr.strip().splitlines()[-1] == f"error: --model: no such file: {tmp_path / 'missing'}"
     )
