@@ -10,6 +10,9 @@ Run:
     python sprig_ppo_atari.py --env-id BeamRiderNoFrameskip-v4
     python sprig_ppo_atari.py --help
 Logs: TensorBoard events in runs/{run_name} (`tensorboard --logdir runs`), videos in videos/{run_name}.
+
+Read top to bottom: Args, the Atari wrappers, the network, the update, then main() with the training loop. The
+run machinery (checkpoints, resume, signals, evaluation, timing) is fenced off after main(): skip it at first.
 """
 
 import contextlib
