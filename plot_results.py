@@ -44,6 +44,14 @@ METHOD_NAMES = {"ppo_atari": "PPO", "sprig_ppo_atari": "SPRIG", "sprig-pg": "SPR
 """exp_name (the training script's file stem by default; benchmark.sh's sprig-pg) -> the method shown in plots and tables"""
 
 METHOD_COLORS = {"PPO": "tab:blue", "SPRIG": "tab:orange", "SPRIG-pg": "tab:red"}
+OTHER_COLORS = ["tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
+
+
+def method_colors(methods) -> dict[str, str]:
+    """A colour per method, the same in every figure: METHOD_COLORS' own, then OTHER_COLORS in order of first sight."""
+    others = iter(OTHER_COLORS * len(set(methods)))
+    return {method: METHOD_COLORS.get(method) or next(others) for method in dict.fromkeys(methods)}
+
 
 COLLAPSED_ENTROPY = 0.05
 """a seed whose losses/entropy ever fell below this has a collapsed policy: below 0.05 nats a policy plays one action
@@ -682,10 +690,10 @@ def plot_aggregates(aggregates: list[AggregateResult], out_dir: str) -> str:
         panels.append(("P(method > PPO)", "probability of improvement", improvements))
     rows = max(len(entries) for _, _, entries in panels)
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 1.2 + 0.6 * rows), squeeze=False)
+    colors = method_colors(sorted({a.method for a in aggregates}, key=method_order))
     for axis, (title, xlabel, entries) in zip(axes[0], panels):
         for row, (method, estimate) in enumerate(entries):
-            color = METHOD_COLORS.get(method, f"C{row}")
-            axis.barh(row, estimate.high - estimate.low, left=estimate.low, height=0.6, color=color, alpha=0.6)
+            axis.barh(row, estimate.high - estimate.low, left=estimate.low, height=0.6, color=colors[method], alpha=0.6)
             axis.vlines(estimate.value, row - 0.3, row + 0.3, color="black", linewidth=2)
         axis.set_yticks(range(len(entries)), [method for method, _ in entries])
         axis.set_ylim(-0.6, len(entries) - 0.4)
@@ -725,9 +733,10 @@ def plot_curves(curves: list[Curve], out_dir: str, paper_reference: bool = False
     columns = min(len(env_ids), 3)
     rows = math.ceil(len(env_ids) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4 * rows), squeeze=False)
+    colors = method_colors(sorted({curve.method for curve in curves}, key=method_order))
     for axis, env_id in zip(axes.flat, env_ids):
         for curve in (curve for curve in curves if curve.env_id == env_id):
-            color = METHOD_COLORS.get(curve.method)
+            color = colors[curve.method]
             seeds = f"{curve.num_seeds} seed" + ("s" if curve.num_seeds != 1 else "")
             x = curve.steps / 1e6
             if band == "iqm":

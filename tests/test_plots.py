@@ -530,3 +530,9 @@ def test_tradeoff_without_swept_runs_is_one_clear_line_and_exit_code_1(results_d
         f"{results_dir}"
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_method_keeps_one_colour_of_its_own_across_figures():
+    colors = plot_results.method_colors(["PPO", "SPRIG", "SPRIG-pg", "sprig_no-value-term", "my_variant"])
+    assert colors["PPO"] == "tab:blue" and colors["SPRIG"] == "tab:orange" and colors["SPRIG-pg"] == "tab:red"
+    assert len(set(colors.values())) == 5
