@@ -849,7 +849,9 @@ class RunControl:
         self.agent, self.optimizers, self.envs, self.writer = agent, optimizers, envs, writer
         where, other = ("in subprocesses", "--no-async-envs") if self.args.async_envs else ("in this process", "--async-envs")
         print(
-            f"envs: {self.args.num_envs} x {self.args.env_id}, stepped {where} (cores for this run: {CORES}; {other} to change)"
+            f"envs: {self.args.num_envs} x {self.args.env_id}, stepped {where} "
+            f"(cores for this run: {CORES}; {other} to change)",
+            flush=True,
         )
         self.stop = GracefulStop()
         self.start_time, self.start_step, start_iteration = time.time(), 0, 1
