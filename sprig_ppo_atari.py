@@ -888,7 +888,8 @@ class GracefulStop:
         if self.requested:
             raise SystemExit("error: interrupted twice: stopped at once, without writing a checkpoint")
         self.requested = True
-        print("stopping: this iteration finishes, then a checkpoint is written (signal again to stop at once)", flush=True)
+        # Straight to the file descriptor: a print here could land inside the loop's own print and raise.
+        os.write(2, b"stopping: this iteration finishes, then a checkpoint is written (signal again to stop at once)\n")
 
     def release(self):
         """Give the signals their usual meaning back: after training, Ctrl-C stops saving or evaluating at once."""
