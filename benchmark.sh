@@ -200,7 +200,8 @@ run_one() {
     echo "$dir: started (log: $dir/log.txt)"
     local command=(env "OMP_NUM_THREADS=$threads" "MKL_NUM_THREADS=$threads" "$@" ${resume_flags[@]+"${resume_flags[@]}"})
     printf 'cd %q && %s\n' "$dir" "$(printf '%q ' "${command[@]}" | sed 's/ $//')" >"$dir/command.txt"
-    local log_start=$(($(wc -c <"$dir/log.txt" 2>/dev/null || echo 0) + 1)) # a resumed run appends to the log
+    local log_start=1 # a resumed run appends to the log: its own output starts after what is there
+    [[ -f $dir/log.txt ]] && log_start=$(($(wc -c <"$dir/log.txt") + 1))
     (cd "$dir" && "${command[@]}") </dev/null >>"$dir/log.txt" 2>&1 || rc=$?
     if ((rc == 0)) && tail -c "+$log_start" "$dir/log.txt" | grep -q "^interrupted at step"; then
         RUN_STATUS=interrupted # stopped by a signal after writing its checkpoint: not done, resumed next time

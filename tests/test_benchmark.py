@@ -171,6 +171,7 @@ def test_each_run_runs_in_its_own_dir_with_log_command_and_done_marker(sandbox):
         sandbox, "--seeds", "1 2", "--workers", "2", "--total-timesteps", "5000", "--out", "out", "--no-plot"
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""  # a first run has no log yet, and says nothing about it
     threads = str(max(1, len(os.sched_getaffinity(0)) // 2))
     calls = training_calls(sandbox)
     assert len(calls) == 4
