@@ -43,140 +43,36 @@ LAST_EPISODES = 100
 METHOD_NAMES = {"ppo_atari": "PPO", "sprig_ppo_atari": "SPRIG", "sprig-pg": "SPRIG-pg"}
 """exp_name (the training script's file stem by default; benchmark.sh's sprig-pg) -> the method shown in plots and tables"""
 
-METHOD_COLORS = {"PPO": "tab:blue", "SPRIG": "tab:orange", "SPRIG-pg": "tab:red"}
-OTHER_COLORS = ["tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
-
-
-def method_colors(methods) -> dict[str, str]:
-    """A colour per method, the same in every figure: METHOD_COLORS' own, then OTHER_COLORS in order of first sight."""
-    others = iter(OTHER_COLORS * len(set(methods)))
-    return {method: METHOD_COLORS.get(method) or next(others) for method in dict.fromkeys(methods)}
-
-
 COLLAPSED_ENTROPY = 0.05
 """a seed whose losses/entropy ever fell below this has a collapsed policy: below 0.05 nats a policy plays one action
 about 99% of the time (uniform over BeamRider's 9 actions is 2.20) and no longer explores. It stays flagged if the
 entropy later rises again: what it learned next came from a near-deterministic policy (SPRIG-pg seed 1 fell to 0.001
 at 29k steps, then crept back to 0.14 scoring about a third of random play); PPO's seeds stay above 1"""
 
-BOOTSTRAP_REPS = 2_000
-"""resamples behind every confidence interval. rliable's default is 50,000, but each resample is a Python-level call
-of the statistic (about 0.12 ms for an IQM, 0.5 ms for P(X > Y) on a busy 2-core machine): 2,000, a usual count for
-percentile intervals, spends about 3 s of bootstraps on 3 methods x 5 seeds of one game (50,000: over a minute)"""
 
-BOOTSTRAP_SEED = 0
-"""numpy's global RNG is seeded with this right before each interval estimate (see interval_estimate)"""
-
-CONFIDENCE = 0.95
-"""coverage of every confidence interval"""
-
-# Random-play and human scores used for human normalisation, as in the DQN line of papers (Mnih et al., 2015;
-# van Hasselt et al., 2016; Badia et al., 2020, Agent57 appendix). Keyed by game name without version suffix.
-RANDOM_AND_HUMAN_SCORES = {
-    "BeamRider": (363.9, 16926.5),
-    "Breakout": (1.7, 30.5),
-    "Pong": (-20.7, 14.6),
-    "Seaquest": (68.4, 42054.7),
-    "SpaceInvaders": (148.0, 1668.7),
-    "Qbert": (163.9, 13455.0),
-}
-
-# Figure 2 of the paper, BeamRider, read off the plot by eye (see spec section 6): {method: {step: return}}.
-PAPER_FIGURE2_BEAMRIDER = {
-    "SPRIG": {0: 335, 1_000_000: 595, 2_000_000: 690, 3_000_000: 790, 5_000_000: 733, 6_400_000: 607, 10_000_000: 850},
-    "PPO": {0: 470, 1_000_000: 520, 2_000_000: 537, 5_000_000: 590, 10_000_000: 677},
-}
+# ---------------------------------------------------------------------------------------------------------------
+# Reading runs, for every command. A run is a directory of TensorBoard event files, named by the training scripts
+# {env_id}__{exp_name}__{seed}__{unix_time}: the env id, method and seed are read from that name.
+# ---------------------------------------------------------------------------------------------------------------
+SWEEP_EXP_NAME = re.compile(
+    r"sprig_(?P<flag>[a-z][a-z0-9]*(?:-[a-z0-9]+)*)=(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+)
+"""the exp_name benchmark.sh --sweep gives a swept run: sprig_FLAG=VALUE, e.g. sprig_alpha-coop=0.3 (no "__" inside,
+so run names still split unambiguously)"""
 
 
-@dataclass
-class Args:
-    directory: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="DIR")]
-    """directory searched recursively for runs (directories holding TensorBoard event files)"""
-    paper_reference: bool = False
-    """if toggled, overlay the paper's Figure 2 points (read off the plot) on BeamRider panels"""
-    out_dir: str | None = None
-    """where figure2.png/.pdf, aggregate.png, results.md/.csv and results_aggregate.csv go; None: into DIR itself"""
-    grid_points: int = 200
-    """number of points of the common step grid the seeds' curves are interpolated onto"""
-    band: Literal["std", "iqm"] = "std"
-    """the curves of figure2: std, the mean over seeds ± the std (the paper's); iqm, the IQM over seeds and its 95%
-    stratified-bootstrap CI at each step"""
+def parse_sweep(exp_name: str) -> tuple[str, str] | None:
+    """(flag, value as written) from a swept run's exp_name `sprig_FLAG=VALUE`, or None for any other exp_name."""
+    match = SWEEP_EXP_NAME.fullmatch(exp_name)
+    return (match["flag"], match["value"]) if match else None
 
 
-@dataclass
-class Run:
-    """The scalars of one training run that the plots and the table need."""
-
-    path: str
-    env_id: str
-    method: str
-    seed: int
-    start_time: int
-    episode_steps: np.ndarray
-    """global env step at which each episode ended (x of charts/episodic_return), in logging order"""
-    episode_returns: np.ndarray
-    last_step: int = 0
-    """largest global step seen in any scalar"""
-    last_sps: float = math.nan
-    """the last charts/SPS value"""
-    wall_time: float = 0.0
-    """seconds from the first to the last scalar event"""
-    last_entropy: float = math.nan
-    """the last losses/entropy value (the policy's entropy on an iteration's last minibatch); NaN if none was logged"""
-    collapse_step: int | None = None
-    """the first step at which losses/entropy fell below COLLAPSED_ENTROPY, None if it never did"""
-
-    @property
-    def collapsed(self) -> bool:
-        return self.collapse_step is not None
-
-
-@dataclass
-class Curve:
-    """Mean and std over seeds of the smoothed return curves of one (env, method) group, on a common grid."""
-
-    env_id: str
-    method: str
-    steps: np.ndarray
-    mean: np.ndarray
-    std: np.ndarray
-    num_seeds: int
-    per_seed: np.ndarray
-    """the seeds' trailing-mean curves, (num_seeds, len(steps)), in seed order: the IQM band is computed from them"""
-
-
-@dataclass
-class Estimate:
-    """A point estimate and its 95% stratified-bootstrap confidence interval [low, high]."""
-
-    value: float
-    low: float
-    high: float
-
-
-@dataclass
-class Result:
-    """One row of results.md / results.csv."""
-
-    env_id: str
-    method: str
-    seed_scores: list[float] = field(default_factory=list)
-    """per seed, the mean of its last (up to) 100 episodic returns, in seed order"""
-    seeds: list[int] = field(default_factory=list)
-    mean: float = math.nan
-    std: float = math.nan
-    """population std over seeds (numpy's default ddof=0)"""
-    human_normalised: float | None = None
-    """(mean - random) / (human - random) * 100, None for games missing from RANDOM_AND_HUMAN_SCORES"""
-    iqm: Estimate | None = None
-    """interquartile mean of seed_scores (25% trimmed from each end) with its 95% bootstrap CI over seeds"""
-    human_normalised_iqm: Estimate | None = None
-    """iqm in percent of human (as human_normalised), None for games missing from RANDOM_AND_HUMAN_SCORES"""
-    runs: list["Run"] = field(default_factory=list)
-    """the seeds' runs, in seed order: their policy health (entropy, collapse) goes into the table"""
-    steps_reached: float = 0.0
-    sps: float = math.nan
-    wall_time: float = 0.0
+def method_name(exp_name: str) -> str:
+    """The method shown in plots and tables: PPO, SPRIG, `SPRIG alpha-coop=0.3` for a swept run, else exp_name."""
+    swept = parse_sweep(exp_name)
+    if swept is not None:
+        return f"SPRIG {swept[0]}={swept[1]}"
+    return METHOD_NAMES.get(exp_name, exp_name)
 
 
 def parse_run_name(name: str) -> tuple[str, str, int, int] | None:
@@ -244,6 +140,34 @@ NO_POINTS = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
 """(steps, values, wall times) of a tag that a run never logged"""
 
 
+@dataclass
+class Run:
+    """The scalars of one training run that the plots and the table need."""
+
+    path: str
+    env_id: str
+    method: str
+    seed: int
+    start_time: int
+    episode_steps: np.ndarray
+    """global env step at which each episode ended (x of charts/episodic_return), in logging order"""
+    episode_returns: np.ndarray
+    last_step: int = 0
+    """largest global step seen in any scalar"""
+    last_sps: float = math.nan
+    """the last charts/SPS value"""
+    wall_time: float = 0.0
+    """seconds from the first to the last scalar event"""
+    last_entropy: float = math.nan
+    """the last losses/entropy value (the policy's entropy on an iteration's last minibatch); NaN if none was logged"""
+    collapse_step: int | None = None
+    """the first step at which losses/entropy fell below COLLAPSED_ENTROPY, None if it never did"""
+
+    @property
+    def collapsed(self) -> bool:
+        return self.collapse_step is not None
+
+
 def load_run(path: str) -> Run | None:
     """Read all scalar points of one run directory (all its event files); None if its name is not a run name."""
     parsed = parse_run_name(os.path.basename(os.path.normpath(path)))
@@ -295,6 +219,53 @@ def load_runs(directory: str) -> list[Run]:
     return [latest[key] for key in sorted(latest)]
 
 
+def load_for_command(directory: str, out_dir: str | None, load: Callable[[str], list], nothing: str) -> tuple[list, str]:
+    """(load(directory), the output directory: out_dir, or the directory itself; created). If the directory is missing
+    or load finds nothing in it (`nothing` says what was looked for), one error line and exit code 1 instead."""
+    if not os.path.isdir(directory):
+        sys.exit(f"error: {directory} is not a directory")
+    found = load(directory)
+    if not found:
+        sys.exit(f"error: no {nothing} under {directory}")
+    out_dir = out_dir if out_dir is not None else directory
+    os.makedirs(out_dir, exist_ok=True)
+    return found, out_dir
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of a markdown table."""
+    return ["| " + " | ".join(cells) + " |" for cells in [header, ["---"] * len(header), *rows]]
+
+
+def pyplot():
+    """matplotlib.pyplot, headless (no display needed); imported on first use, as the sps command never draws."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `python plot_results.py DIR`, the default command: the learning curves (figure2.png/.pdf), the results table per
+# (env, method) (results.md/.csv) and the aggregate over games (aggregate.png, results_aggregate.csv).
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class Args:
+    directory: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="DIR")]
+    """directory searched recursively for runs (directories holding TensorBoard event files)"""
+    paper_reference: bool = False
+    """if toggled, overlay the paper's Figure 2 points (read off the plot) on BeamRider panels"""
+    out_dir: str | None = None
+    """where figure2.png/.pdf, aggregate.png, results.md/.csv and results_aggregate.csv go; None: into DIR itself"""
+    grid_points: int = 200
+    """number of points of the common step grid the seeds' curves are interpolated onto"""
+    band: Literal["std", "iqm"] = "std"
+    """the curves of figure2: std, the mean over seeds ± the std (the paper's); iqm, the IQM over seeds and its 95%
+    stratified-bootstrap CI at each step"""
+
+
 def method_order(method: str) -> tuple[int, str]:
     """PPO first, SPRIG second, anything else alphabetically after them."""
     order = list(METHOD_NAMES.values())
@@ -322,6 +293,20 @@ def trailing_mean(episode_steps: np.ndarray, episode_returns: np.ndarray, grid: 
         return np.where(ended > 0, (cumulative[ended] - cumulative[first]) / (ended - first), np.nan)
 
 
+@dataclass
+class Curve:
+    """Mean and std over seeds of the smoothed return curves of one (env, method) group, on a common grid."""
+
+    env_id: str
+    method: str
+    steps: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    num_seeds: int
+    per_seed: np.ndarray
+    """the seeds' trailing-mean curves, (num_seeds, len(steps)), in seed order: the IQM band is computed from them"""
+
+
 def aggregate(runs: list[Run], grid_points: int = 200) -> list[Curve]:
     """Per (env, method): the seeds' trailing-mean curves on a common grid, then mean and std (ddof=0) over seeds.
 
@@ -338,18 +323,16 @@ def aggregate(runs: list[Run], grid_points: int = 200) -> list[Curve]:
     return curves
 
 
-def game_name(env_id: str) -> str:
-    """`BeamRiderNoFrameskip-v4` / `ALE/BeamRider-v5` -> `BeamRider`."""
-    name = env_id.split("/")[-1].split("-")[0]
-    return re.sub(r"(NoFrameskip|Deterministic)$", "", name)
+BOOTSTRAP_REPS = 2_000
+"""resamples behind every confidence interval. rliable's default is 50,000, but each resample is a Python-level call
+of the statistic (about 0.12 ms for an IQM, 0.5 ms for P(X > Y) on a busy 2-core machine): 2,000, a usual count for
+percentile intervals, spends about 3 s of bootstraps on 3 methods x 5 seeds of one game (50,000: over a minute)"""
 
+BOOTSTRAP_SEED = 0
+"""numpy's global RNG is seeded with this right before each interval estimate (see interval_estimate)"""
 
-def human_normalised(env_id: str, score: float) -> float | None:
-    """(score - random) / (human - random) * 100, or None for a game without reference scores."""
-    if game_name(env_id) not in RANDOM_AND_HUMAN_SCORES:
-        return None
-    random_score, human_score = RANDOM_AND_HUMAN_SCORES[game_name(env_id)]
-    return (score - random_score) / (human_score - random_score) * 100
+CONFIDENCE = 0.95
+"""coverage of every confidence interval"""
 
 
 def load_rliable():
@@ -388,12 +371,146 @@ def interval_estimate(
     return np.asarray(points["scores"], dtype=np.float64), np.asarray(intervals["scores"], dtype=np.float64)
 
 
+def iqm_band(per_seed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(IQM, CI low, CI high) at each grid step of a (num_seeds, num_points) array of curves: the IQM over seeds and
+    its 95% bootstrap CI, each grid step's seeds resampled on their own (a pointwise band)."""
+    from scipy import stats
+
+    value, (low, high) = interval_estimate(per_seed, lambda scores: stats.trim_mean(scores, 0.25, axis=0))
+    return value, low, high
+
+
+METHOD_COLORS = {"PPO": "tab:blue", "SPRIG": "tab:orange", "SPRIG-pg": "tab:red"}
+OTHER_COLORS = ["tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
+
+
+def method_colors(methods) -> dict[str, str]:
+    """A colour per method, the same in every figure: METHOD_COLORS' own, then OTHER_COLORS in order of first sight."""
+    others = iter(OTHER_COLORS * len(set(methods)))
+    return {method: METHOD_COLORS.get(method) or next(others) for method in dict.fromkeys(methods)}
+
+
+def game_name(env_id: str) -> str:
+    """`BeamRiderNoFrameskip-v4` / `ALE/BeamRider-v5` -> `BeamRider`."""
+    name = env_id.split("/")[-1].split("-")[0]
+    return re.sub(r"(NoFrameskip|Deterministic)$", "", name)
+
+
+# Figure 2 of the paper, BeamRider, read off the plot by eye (see spec section 6): {method: {step: return}}.
+PAPER_FIGURE2_BEAMRIDER = {
+    "SPRIG": {0: 335, 1_000_000: 595, 2_000_000: 690, 3_000_000: 790, 5_000_000: 733, 6_400_000: 607, 10_000_000: 850},
+    "PPO": {0: 470, 1_000_000: 520, 2_000_000: 537, 5_000_000: 590, 10_000_000: 677},
+}
+
+
+def plot_curves(curves: list[Curve], out_dir: str, paper_reference: bool = False, band: str = "std") -> tuple[str, str]:
+    """figure2.png and figure2.pdf: one panel per env, per method a line and band (mean ± std over seeds, or with
+    band "iqm" the IQM over seeds and its 95% bootstrap CI); returns their paths."""
+    plt = pyplot()
+    env_ids = sorted({curve.env_id for curve in curves})
+    columns = min(len(env_ids), 3)
+    rows = math.ceil(len(env_ids) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4 * rows), squeeze=False)
+    colors = method_colors(sorted({curve.method for curve in curves}, key=method_order))
+    for axis, env_id in zip(axes.flat, env_ids):
+        for curve in (curve for curve in curves if curve.env_id == env_id):
+            color = colors[curve.method]
+            seeds = f"{curve.num_seeds} seed" + ("s" if curve.num_seeds != 1 else "")
+            x = curve.steps / 1e6
+            if band == "iqm":
+                line, low, high = iqm_band(curve.per_seed)
+                label = f"{curve.method} (IQM, 95% bootstrap CI over {seeds})"
+            else:
+                line, low, high = curve.mean, curve.mean - curve.std, curve.mean + curve.std
+                label = f"{curve.method} (mean ± std over {seeds})"
+            axis.plot(x, line, color=color, label=label)
+            axis.fill_between(x, low, high, color=axis.lines[-1].get_color(), alpha=0.2)
+        if paper_reference and game_name(env_id) == "BeamRider":
+            for method, points in PAPER_FIGURE2_BEAMRIDER.items():
+                axis.plot(
+                    np.array(list(points)) / 1e6,
+                    list(points.values()),
+                    linestyle="none",
+                    marker="o" if method == "SPRIG" else "s",
+                    markerfacecolor="none",
+                    color=METHOD_COLORS[method],
+                    label=f"{method} paper (read off Fig. 2)",
+                )
+        axis.set_title(env_id)
+        axis.set_xlabel("environment steps (millions)")
+        axis.set_ylabel(f"episodic return (mean of last {LAST_EPISODES} episodes)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    for axis in list(axes.flat)[len(env_ids) :]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    png_path, pdf_path = os.path.join(out_dir, "figure2.png"), os.path.join(out_dir, "figure2.pdf")
+    figure.savefig(png_path, dpi=150)
+    figure.savefig(pdf_path)
+    plt.close(figure)
+    return png_path, pdf_path
+
+
+# Random-play and human scores used for human normalisation, as in the DQN line of papers (Mnih et al., 2015;
+# van Hasselt et al., 2016; Badia et al., 2020, Agent57 appendix). Keyed by game name without version suffix.
+RANDOM_AND_HUMAN_SCORES = {
+    "BeamRider": (363.9, 16926.5),
+    "Breakout": (1.7, 30.5),
+    "Pong": (-20.7, 14.6),
+    "Seaquest": (68.4, 42054.7),
+    "SpaceInvaders": (148.0, 1668.7),
+    "Qbert": (163.9, 13455.0),
+}
+
+
+def human_normalised(env_id: str, score: float) -> float | None:
+    """(score - random) / (human - random) * 100, or None for a game without reference scores."""
+    if game_name(env_id) not in RANDOM_AND_HUMAN_SCORES:
+        return None
+    random_score, human_score = RANDOM_AND_HUMAN_SCORES[game_name(env_id)]
+    return (score - random_score) / (human_score - random_score) * 100
+
+
+@dataclass
+class Estimate:
+    """A point estimate and its 95% stratified-bootstrap confidence interval [low, high]."""
+
+    value: float
+    low: float
+    high: float
+
+
 def iqm_estimate(seed_scores: list[float]) -> Estimate:
     """Interquartile mean of one (env, method)'s seed scores (25% trimmed from each end: with 8 seeds the mean of the
     middle 4; with fewer than 4 seeds nothing is trimmed, the mean) and its 95% bootstrap CI over seeds."""
     _, metrics = load_rliable()
     value, (low, high) = interval_estimate(np.asarray(seed_scores, dtype=np.float64)[:, None], metrics.aggregate_iqm)
     return Estimate(float(value), float(low[0]), float(high[0]))
+
+
+@dataclass
+class Result:
+    """One row of results.md / results.csv."""
+
+    env_id: str
+    method: str
+    seed_scores: list[float] = field(default_factory=list)
+    """per seed, the mean of its last (up to) 100 episodic returns, in seed order"""
+    seeds: list[int] = field(default_factory=list)
+    mean: float = math.nan
+    std: float = math.nan
+    """population std over seeds (numpy's default ddof=0)"""
+    human_normalised: float | None = None
+    """(mean - random) / (human - random) * 100, None for games missing from RANDOM_AND_HUMAN_SCORES"""
+    iqm: Estimate | None = None
+    """interquartile mean of seed_scores (25% trimmed from each end) with its 95% bootstrap CI over seeds"""
+    human_normalised_iqm: Estimate | None = None
+    """iqm in percent of human (as human_normalised), None for games missing from RANDOM_AND_HUMAN_SCORES"""
+    runs: list["Run"] = field(default_factory=list)
+    """the seeds' runs, in seed order: their policy health (entropy, collapse) goes into the table"""
+    steps_reached: float = 0.0
+    sps: float = math.nan
+    wall_time: float = 0.0
 
 
 def final_scores(runs: list[Run]) -> list[Result]:
@@ -433,6 +550,33 @@ def final_scores(runs: list[Run]) -> list[Result]:
     return results
 
 
+def estimate_text(estimate: Estimate | None, decimals: int = 1) -> str:
+    """`12.3 [10.1, 15.0]` (the value and its 95% CI), or an empty cell for None."""
+    if estimate is None:
+        return ""
+    return f"{estimate.value:.{decimals}f} [{estimate.low:.{decimals}f}, {estimate.high:.{decimals}f}]"
+
+
+def estimate_fields(estimate: Estimate | None, name: str, ci_name: str | None = None) -> dict[str, str]:
+    """An estimate as three CSV fields, {name: value, CI_NAME_ci_low: low, CI_NAME_ci_high: high} (ci_name defaults to
+    name), in full precision (repr); empty for None."""
+    ci_name = ci_name or name
+    values = ["", "", ""] if estimate is None else [repr(estimate.value), repr(estimate.low), repr(estimate.high)]
+    return dict(zip([name, f"{ci_name}_ci_low", f"{ci_name}_ci_high"], values))
+
+
+def format_seconds(seconds):
+    """h:mm:ss, rounded to the second: as the training scripts print it (theirs is not imported, which would import
+    torch, gymnasium and ale-py to format a number)."""
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def number_field(value: float | None) -> str:
+    """A number as a CSV field: repr (full precision, for scripts), empty for None or NaN (nothing to report)."""
+    return "" if value is None or math.isnan(value) else repr(value)
+
+
 def seed_health(run: Run) -> str:
     """`seed 2: 1.95` (its last entropy) for a healthy policy, `seed 1: COLLAPSED at step 15,360, now 0.00`, or
     `seed 3: n/a` for a run that logged no entropy."""
@@ -443,16 +587,78 @@ def seed_health(run: Run) -> str:
     return f"seed {run.seed}: COLLAPSED at step {run.collapse_step:,}, now {run.last_entropy:.2f}"
 
 
-def collapse_summary(results: list[Result]) -> str:
-    """One line: which seeds of which (env, method) end with a collapsed policy, or that none does."""
-    collapsed = [
-        f"{result.method} on {result.env_id} seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}"
-        for result in results
-        if (seeds := [str(run.seed) for run in result.runs if run.collapsed])
+def result_columns(result: Result) -> list[tuple[str, str, dict[str, object]]]:
+    """The columns of results.md and results.csv, each defined once, filled in for one result: (markdown header,
+    markdown cell, {CSV header: CSV field}). A markdown cell is rounded for people; the CSV keeps full precision."""
+    runs = result.runs
+    return [
+        ("env", result.env_id, {"env_id": result.env_id}),
+        ("method", result.method, {"method": result.method}),
+        ("seeds", str(len(result.seeds)), {"num_seeds": len(result.seeds), "seeds": " ".join(map(str, result.seeds))}),
+        (
+            f"final score (mean ± std over seeds, population std ddof=0; per seed: mean of last {LAST_EPISODES} "
+            "episodic returns)",
+            f"{result.mean:.1f} ± {result.std:.1f}",
+            {"final_score_mean": repr(result.mean), "final_score_std_ddof0": repr(result.std)},
+        ),
+        (
+            "final score IQM over seeds [95% CI]",
+            estimate_text(result.iqm),
+            estimate_fields(result.iqm, "final_score_iqm"),
+        ),
+        (
+            "per-seed final scores",
+            ", ".join(f"{score:.1f}" for score in result.seed_scores),
+            {"seed_final_scores": " ".join(map(repr, result.seed_scores))},
+        ),
+        (
+            "human-normalised (%)",
+            "" if result.human_normalised is None else f"{result.human_normalised:.1f}",
+            {"human_normalised_percent": number_field(result.human_normalised)},
+        ),
+        (
+            "human-normalised IQM (%) [95% CI]",
+            estimate_text(result.human_normalised_iqm),
+            estimate_fields(result.human_normalised_iqm, "human_normalised_iqm_percent", "human_normalised_iqm"),
+        ),
+        ("steps reached (mean)", f"{result.steps_reached:,.0f}", {"steps_reached_mean": repr(result.steps_reached)}),
+        ("SPS (mean)", "" if math.isnan(result.sps) else f"{result.sps:.0f}", {"sps_mean": number_field(result.sps)}),
+        ("wall time (mean, h:mm:ss)", format_seconds(result.wall_time), {"wall_time_seconds_mean": repr(result.wall_time)}),
+        (
+            f"policy health per seed (last losses/entropy; COLLAPSED once it fell below {COLLAPSED_ENTROPY})",
+            "; ".join(seed_health(run) for run in runs),
+            {
+                "seed_last_entropies": " ".join(repr(run.last_entropy) for run in runs),
+                "seed_collapsed": " ".join(str(int(run.collapsed)) for run in runs),
+            },
+        ),
     ]
-    if not collapsed:
-        return f"collapsed policies (losses/entropy fell below {COLLAPSED_ENTROPY}): none"
-    return f"collapsed policies (losses/entropy fell below {COLLAPSED_ENTROPY}): {'; '.join(collapsed)}"
+
+
+def write_csv(path: str, columns: list[list[tuple[str, str, dict[str, object]]]]) -> None:
+    """A CSV file with one row per entry of `columns` (as result_columns gives them), headed by their CSV headers."""
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow([name for _, _, fields in columns[0] for name in fields])
+        for row in columns:
+            writer.writerow([value for _, _, fields in row for value in fields.values()])
+
+
+def write_results(results: list[Result], out_dir: str) -> tuple[str, str]:
+    """results.md (for people, and the README) and results.csv (for scripts), one row per result (there is at least
+    one); returns their paths."""
+    markdown_path, csv_path = os.path.join(out_dir, "results.md"), os.path.join(out_dir, "results.csv")
+    columns = [result_columns(result) for result in results]
+    lines = markdown_table([header for header, _, _ in columns[0]], [[cell for _, cell, _ in row] for row in columns])
+    lines.append(
+        f"\nIQM: the interquartile mean over seeds (25% trimmed from each end; with fewer than 4 seeds nothing is "
+        f"trimmed and it is the mean), with a 95% percentile-bootstrap CI over seeds ({BOOTSTRAP_REPS:,} resamples, "
+        f"rliable; Agarwal et al., NeurIPS 2021)."
+    )
+    with open(markdown_path, "w") as file:
+        file.write("\n".join(lines) + "\n")
+    write_csv(csv_path, columns)
+    return markdown_path, csv_path
 
 
 @dataclass
@@ -530,156 +736,10 @@ def aggregate_scores(results: list[Result]) -> tuple[list[AggregateResult], list
     return aggregates, notes
 
 
-def estimate_text(estimate: Estimate | None, decimals: int = 1) -> str:
-    """`12.3 [10.1, 15.0]` (the value and its 95% CI), or an empty cell for None."""
-    if estimate is None:
-        return ""
-    return f"{estimate.value:.{decimals}f} [{estimate.low:.{decimals}f}, {estimate.high:.{decimals}f}]"
-
-
-def estimate_fields(estimate: Estimate | None) -> list[str]:
-    """The value, low and high of an estimate as three CSV fields (repr, full precision), empty for None."""
-    return ["", "", ""] if estimate is None else [repr(estimate.value), repr(estimate.low), repr(estimate.high)]
-
-
-def write_results(results: list[Result], out_dir: str) -> tuple[str, str]:
-    """results.md (for people, and the README) and results.csv (for scripts); returns their paths."""
-    from sprig_ppo_atari import format_seconds  # the training scripts' own h:mm:ss
-
-    markdown_path, csv_path = os.path.join(out_dir, "results.md"), os.path.join(out_dir, "results.csv")
-    lines = [
-        f"| env | method | seeds | final score (mean ± std over seeds, population std ddof=0; per seed: mean of "
-        f"last {LAST_EPISODES} episodic returns) | final score IQM over seeds [95% CI] | per-seed final scores | "
-        f"human-normalised (%) | human-normalised IQM (%) [95% CI] | steps reached (mean) | SPS (mean) | wall time "
-        f"(mean, h:mm:ss) | policy health per seed (last losses/entropy; COLLAPSED once it fell below "
-        f"{COLLAPSED_ENTROPY}) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for result in results:
-        normalised = "" if result.human_normalised is None else f"{result.human_normalised:.1f}"
-        sps = "" if math.isnan(result.sps) else f"{result.sps:.0f}"
-        lines.append(
-            f"| {result.env_id} | {result.method} | {len(result.seeds)} | {result.mean:.1f} ± {result.std:.1f} | "
-            f"{estimate_text(result.iqm)} | {', '.join(f'{score:.1f}' for score in result.seed_scores)} | {normalised} | "
-            f"{estimate_text(result.human_normalised_iqm)} | {result.steps_reached:,.0f} | {sps} | "
-            f"{format_seconds(result.wall_time)} | {'; '.join(seed_health(run) for run in result.runs)} |"
-        )
-    lines.append(
-        f"\nIQM: the interquartile mean over seeds (25% trimmed from each end; with fewer than 4 seeds nothing is "
-        f"trimmed and it is the mean), with a 95% percentile-bootstrap CI over seeds ({BOOTSTRAP_REPS:,} resamples, "
-        f"rliable; Agarwal et al., NeurIPS 2021)."
-    )
-    with open(markdown_path, "w") as file:
-        file.write("\n".join(lines) + "\n")
-    with open(csv_path, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(
-            [
-                "env_id",
-                "method",
-                "num_seeds",
-                "seeds",
-                "final_score_mean",
-                "final_score_std_ddof0",
-                "seed_final_scores",
-                "human_normalised_percent",
-                "steps_reached_mean",
-                "sps_mean",
-                "wall_time_seconds_mean",
-                "seed_last_entropies",
-                "seed_collapsed",
-                "final_score_iqm",
-                "final_score_iqm_ci_low",
-                "final_score_iqm_ci_high",
-                "human_normalised_iqm_percent",
-                "human_normalised_iqm_ci_low",
-                "human_normalised_iqm_ci_high",
-            ]
-        )
-        for result in results:
-            writer.writerow(
-                [
-                    result.env_id,
-                    result.method,
-                    len(result.seeds),
-                    " ".join(map(str, result.seeds)),
-                    repr(result.mean),
-                    repr(result.std),
-                    " ".join(repr(score) for score in result.seed_scores),
-                    "" if result.human_normalised is None else repr(result.human_normalised),
-                    repr(result.steps_reached),
-                    "" if math.isnan(result.sps) else repr(result.sps),
-                    repr(result.wall_time),
-                    " ".join(repr(run.last_entropy) for run in result.runs),
-                    " ".join(str(int(run.collapsed)) for run in result.runs),
-                    *estimate_fields(result.iqm),
-                    *estimate_fields(result.human_normalised_iqm),
-                ]
-            )
-    return markdown_path, csv_path
-
-
-def write_aggregate_results(aggregates: list[AggregateResult], notes: list[str], out_dir: str) -> str:
-    """Appends the aggregate table and its notes to results.md (write_results writes it first) and writes
-    results_aggregate.csv; returns the CSV's path."""
-    with_improvement = any(aggregate.improvement_over_ppo is not None for aggregate in aggregates)
-    columns = ["method", "games", "seeds per game", "IQM (%) [95% CI]", "mean (%) [95% CI]", "optimality gap (%) [95% CI]"]
-    columns += ["P(method > PPO) [95% CI]"] if with_improvement else []
-    lines = [
-        "",
-        "## Aggregate over the games with human reference scores",
-        "",
-        f"Human-normalised final scores (0% = random play, 100% = human) over seeds x games: interquartile mean, mean "
-        f"and optimality gap (100 - mean of min(score, 100)), each with a 95% stratified-bootstrap CI (seeds resampled "
-        f"within each game, percentile method, {BOOTSTRAP_REPS:,} resamples; rliable, Agarwal et al., NeurIPS 2021)"
-        + (
-            "; P(method > PPO): the probability that a run of the method beats a run of PPO on the same game, averaged "
-            "over games (0.5: no difference)."
-            if with_improvement
-            else "."
-        ),
-        "",
-        "| " + " | ".join(columns) + " |",
-        "| " + " | ".join("---" for _ in columns) + " |",
-    ]
-    for aggregate in aggregates:
-        cells = [aggregate.method, ", ".join(aggregate.env_ids), str(aggregate.num_seeds)]
-        cells += [estimate_text(estimate) for estimate in (aggregate.iqm, aggregate.mean, aggregate.optimality_gap)]
-        cells += [estimate_text(aggregate.improvement_over_ppo, decimals=2)] if with_improvement else []
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += [""] + notes if notes else []
-    with open(os.path.join(out_dir, "results.md"), "a") as file:
-        file.write("\n".join(lines) + "\n")
-    csv_path = os.path.join(out_dir, "results_aggregate.csv")
-    with open(csv_path, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(
-            ["method", "env_ids", "num_games", "num_seeds_per_game"]
-            + [
-                f"{name}{suffix}"
-                for name in ("iqm_percent", "mean_percent", "optimality_gap_percent", "probability_of_improvement_over_ppo")
-                for suffix in ("", "_ci_low", "_ci_high")
-            ]
-        )
-        for aggregate in aggregates:
-            writer.writerow(
-                [aggregate.method, " ".join(aggregate.env_ids), len(aggregate.env_ids), aggregate.num_seeds]
-                + estimate_fields(aggregate.iqm)
-                + estimate_fields(aggregate.mean)
-                + estimate_fields(aggregate.optimality_gap)
-                + estimate_fields(aggregate.improvement_over_ppo)
-            )
-    return csv_path
-
-
 def plot_aggregates(aggregates: list[AggregateResult], out_dir: str) -> str:
     """aggregate.png: per method, the human-normalised IQM, mean and optimality gap as 95% CI bars with a tick at the
     point estimate, and P(method > PPO) where it was computed; returns its path."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: no display needed
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = [
         ("IQM", "human-normalised score (%)", [(a.method, a.iqm) for a in aggregates]),
         ("Mean", "human-normalised score (%)", [(a.method, a.mean) for a in aggregates]),
@@ -712,65 +772,80 @@ def plot_aggregates(aggregates: list[AggregateResult], out_dir: str) -> str:
     return path
 
 
-def iqm_band(per_seed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(IQM, CI low, CI high) at each grid step of a (num_seeds, num_points) array of curves: the IQM over seeds and
-    its 95% bootstrap CI, each grid step's seeds resampled on their own (a pointwise band)."""
-    from scipy import stats
-
-    value, (low, high) = interval_estimate(per_seed, lambda scores: stats.trim_mean(scores, 0.25, axis=0))
-    return value, low, high
+IMPROVEMENT_HEADER = "P(method > PPO) [95% CI]"
+"""the aggregate table's column of P(method > PPO): left out of results.md where no method was compared with PPO"""
 
 
-def plot_curves(curves: list[Curve], out_dir: str, paper_reference: bool = False, band: str = "std") -> tuple[str, str]:
-    """figure2.png and figure2.pdf: one panel per env, per method a line and band (mean ± std over seeds, or with
-    band "iqm" the IQM over seeds and its 95% bootstrap CI); returns their paths."""
-    import matplotlib
+def aggregate_columns(aggregate: AggregateResult) -> list[tuple[str, str, dict[str, object]]]:
+    """The columns of the aggregate table in results.md and of results_aggregate.csv, each defined once, filled in for
+    one method: (markdown header, markdown cell, {CSV header: CSV field}), as result_columns."""
 
-    matplotlib.use("Agg")  # headless: no display needed
-    import matplotlib.pyplot as plt
+    return [
+        ("method", aggregate.method, {"method": aggregate.method}),
+        (
+            "games",
+            ", ".join(aggregate.env_ids),
+            {"env_ids": " ".join(aggregate.env_ids), "num_games": len(aggregate.env_ids)},
+        ),
+        ("seeds per game", str(aggregate.num_seeds), {"num_seeds_per_game": aggregate.num_seeds}),
+        ("IQM (%) [95% CI]", estimate_text(aggregate.iqm), estimate_fields(aggregate.iqm, "iqm_percent")),
+        ("mean (%) [95% CI]", estimate_text(aggregate.mean), estimate_fields(aggregate.mean, "mean_percent")),
+        (
+            "optimality gap (%) [95% CI]",
+            estimate_text(aggregate.optimality_gap),
+            estimate_fields(aggregate.optimality_gap, "optimality_gap_percent"),
+        ),
+        (
+            IMPROVEMENT_HEADER,
+            estimate_text(aggregate.improvement_over_ppo, decimals=2),
+            estimate_fields(aggregate.improvement_over_ppo, "probability_of_improvement_over_ppo"),
+        ),
+    ]
 
-    env_ids = sorted({curve.env_id for curve in curves})
-    columns = min(len(env_ids), 3)
-    rows = math.ceil(len(env_ids) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4 * rows), squeeze=False)
-    colors = method_colors(sorted({curve.method for curve in curves}, key=method_order))
-    for axis, env_id in zip(axes.flat, env_ids):
-        for curve in (curve for curve in curves if curve.env_id == env_id):
-            color = colors[curve.method]
-            seeds = f"{curve.num_seeds} seed" + ("s" if curve.num_seeds != 1 else "")
-            x = curve.steps / 1e6
-            if band == "iqm":
-                line, low, high = iqm_band(curve.per_seed)
-                label = f"{curve.method} (IQM, 95% bootstrap CI over {seeds})"
-            else:
-                line, low, high = curve.mean, curve.mean - curve.std, curve.mean + curve.std
-                label = f"{curve.method} (mean ± std over {seeds})"
-            axis.plot(x, line, color=color, label=label)
-            axis.fill_between(x, low, high, color=axis.lines[-1].get_color(), alpha=0.2)
-        if paper_reference and game_name(env_id) == "BeamRider":
-            for method, points in PAPER_FIGURE2_BEAMRIDER.items():
-                axis.plot(
-                    np.array(list(points)) / 1e6,
-                    list(points.values()),
-                    linestyle="none",
-                    marker="o" if method == "SPRIG" else "s",
-                    markerfacecolor="none",
-                    color=METHOD_COLORS[method],
-                    label=f"{method} paper (read off Fig. 2)",
-                )
-        axis.set_title(env_id)
-        axis.set_xlabel("environment steps (millions)")
-        axis.set_ylabel(f"episodic return (mean of last {LAST_EPISODES} episodes)")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize="small")
-    for axis in list(axes.flat)[len(env_ids) :]:
-        axis.set_visible(False)
-    figure.tight_layout()
-    png_path, pdf_path = os.path.join(out_dir, "figure2.png"), os.path.join(out_dir, "figure2.pdf")
-    figure.savefig(png_path, dpi=150)
-    figure.savefig(pdf_path)
-    plt.close(figure)
-    return png_path, pdf_path
+
+def write_aggregate_results(aggregates: list[AggregateResult], notes: list[str], out_dir: str) -> str:
+    """Appends the aggregate table and its notes to results.md (write_results writes it first) and writes
+    results_aggregate.csv; returns the CSV's path."""
+    with_improvement = any(aggregate.improvement_over_ppo is not None for aggregate in aggregates)
+    columns = [aggregate_columns(aggregate) for aggregate in aggregates]
+    shown = [with_improvement or header != IMPROVEMENT_HEADER for header, _, _ in columns[0]]
+    lines = [
+        "",
+        "## Aggregate over the games with human reference scores",
+        "",
+        f"Human-normalised final scores (0% = random play, 100% = human) over seeds x games: interquartile mean, mean "
+        f"and optimality gap (100 - mean of min(score, 100)), each with a 95% stratified-bootstrap CI (seeds resampled "
+        f"within each game, percentile method, {BOOTSTRAP_REPS:,} resamples; rliable, Agarwal et al., NeurIPS 2021)"
+        + (
+            "; P(method > PPO): the probability that a run of the method beats a run of PPO on the same game, averaged "
+            "over games (0.5: no difference)."
+            if with_improvement
+            else "."
+        ),
+        "",
+    ]
+    lines += markdown_table(
+        [header for (header, _, _), show in zip(columns[0], shown) if show],
+        [[cell for (_, cell, _), show in zip(row, shown) if show] for row in columns],
+    )
+    lines += [""] + notes if notes else []
+    with open(os.path.join(out_dir, "results.md"), "a") as file:
+        file.write("\n".join(lines) + "\n")
+    csv_path = os.path.join(out_dir, "results_aggregate.csv")
+    write_csv(csv_path, columns)
+    return csv_path
+
+
+def collapse_summary(results: list[Result]) -> str:
+    """One line: which seeds of which (env, method) end with a collapsed policy, or that none does."""
+    collapsed = [
+        f"{result.method} on {result.env_id} seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}"
+        for result in results
+        if (seeds := [str(run.seed) for run in result.runs if run.collapsed])
+    ]
+    if not collapsed:
+        return f"collapsed policies (losses/entropy fell below {COLLAPSED_ENTROPY}): none"
+    return f"collapsed policies (losses/entropy fell below {COLLAPSED_ENTROPY}): {'; '.join(collapsed)}"
 
 
 def plot_results(args: Args) -> int:
@@ -779,15 +854,9 @@ def plot_results(args: Args) -> int:
     if args.grid_points < 2:
         print(f"error: --grid-points must be at least 2, got {args.grid_points}", file=sys.stderr)
         return 2
-    if not os.path.isdir(args.directory):
-        print(f"error: {args.directory} is not a directory", file=sys.stderr)
-        return 1
-    runs = load_runs(args.directory)
-    if not runs:
-        print(f"error: no runs with finished episodes (TensorBoard event files) under {args.directory}", file=sys.stderr)
-        return 1
-    out_dir = args.out_dir if args.out_dir is not None else args.directory
-    os.makedirs(out_dir, exist_ok=True)
+    runs, out_dir = load_for_command(
+        args.directory, args.out_dir, load_runs, "runs with finished episodes (TensorBoard event files)"
+    )
     if args.paper_reference and not any(game_name(run.env_id) == "BeamRider" for run in runs):
         print("note: --paper-reference only marks BeamRider panels, and there is no BeamRider run", file=sys.stderr)
     figure_paths = plot_curves(aggregate(runs, args.grid_points), out_dir, args.paper_reference, args.band)
@@ -812,16 +881,19 @@ def plot_results(args: Args) -> int:
     return 0
 
 
-# Commands besides the default one, as `python plot_results.py NAME [flags]`: NAME -> (its Args class, its function).
-# Later issues register theirs here, e.g. "attention": (AttentionArgs, plot_attention) for
-# `python plot_results.py attention --model PATH`, and a sweep trade-off plot. A directory that happens to share a
-# command's name can still be plotted as ./NAME.
+# ---------------------------------------------------------------------------------------------------------------
+# `python plot_results.py sps DIR`: the speed table of the short runs that benchmark.sh --sps makes.
+# ---------------------------------------------------------------------------------------------------------------
 @dataclass
 class SpeedArgs:
     directory: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="DIR")]
     """directory searched recursively for short runs (benchmark.sh --sps makes them)"""
     warmup_iterations: int = 1
     """iterations left out of the figures: the first pays for start-up and allocator warm-up"""
+
+
+SPEED_COLUMNS = ["SPS", "env s/iter", "inference s/iter", "update s/iter", "iterations"]
+"""the speed table's columns after method and env, as speed_table names them"""
 
 
 def speed_table(run_dir: str, warmup_iterations: int = 1) -> dict[str, float] | None:
@@ -847,28 +919,36 @@ def speed_table(run_dir: str, warmup_iterations: int = 1) -> dict[str, float] | 
     return table
 
 
+def speed_rows(directory: str, warmup_iterations: int) -> list[list[str]]:
+    """One row of the speed table per run under `directory` with more than `warmup_iterations` iterations."""
+    rows = []
+    for path in find_run_dirs(directory):
+        parsed = parse_run_name(os.path.basename(path))
+        table = speed_table(path, warmup_iterations)
+        if parsed is not None and table is not None:
+            cells = [f"{table[c]:.3g}" if isinstance(table.get(c), float) else str(table.get(c, "")) for c in SPEED_COLUMNS]
+            rows.append([parsed[1], parsed[0], *cells])
+    return rows
+
+
 def print_speeds(args: SpeedArgs) -> int:
     """`python plot_results.py sps DIR`: one row per run, printed and written to DIR/sps.md."""
-    rows = []
-    for path in find_run_dirs(args.directory):
-        parsed = parse_run_name(os.path.basename(path))
-        table = speed_table(path, args.warmup_iterations)
-        if parsed is not None and table is not None:
-            rows.append((parsed[1], parsed[0], table))
-    if not rows:
-        print(f"error: no run with more than {args.warmup_iterations} iterations under {args.directory}", file=sys.stderr)
-        return 1
-    columns = ["SPS", "env s/iter", "inference s/iter", "update s/iter", "iterations"]
-    lines = ["| method | env | " + " | ".join(columns) + " |", "| --- | --- | " + " | ".join("---" for _ in columns) + " |"]
-    for method, env_id, table in rows:
-        cells = [f"{table[c]:.3g}" if isinstance(table.get(c), float) else str(table.get(c, "")) for c in columns]
-        lines.append(f"| {method} | {env_id} | " + " | ".join(cells) + " |")
+    rows, out_dir = load_for_command(
+        args.directory,
+        None,
+        lambda directory: speed_rows(directory, args.warmup_iterations),
+        f"run with more than {args.warmup_iterations} iterations",
+    )
+    lines = markdown_table(["method", "env", *SPEED_COLUMNS], rows)
     print("\n".join(lines))
-    with open(os.path.join(args.directory, "sps.md"), "w") as file:
+    with open(os.path.join(out_dir, "sps.md"), "w") as file:
         file.write("\n".join(lines) + "\n")
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# `python plot_results.py attention --model PATH`: where a trained SPRIG agent's perception attends.
+# ---------------------------------------------------------------------------------------------------------------
 @dataclass
 class AttentionArgs:
     model: str
@@ -947,29 +1027,9 @@ def plot_attention(args: AttentionArgs) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 # `python plot_results.py tradeoff DIR`: the ablation of one SPRIG coefficient that benchmark.sh --sweep runs.
 # ---------------------------------------------------------------------------------------------------------------
-SWEEP_EXP_NAME = re.compile(
-    r"sprig_(?P<flag>[a-z][a-z0-9]*(?:-[a-z0-9]+)*)=(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
-)
-"""the exp_name benchmark.sh --sweep gives a swept run: sprig_FLAG=VALUE, e.g. sprig_alpha-coop=0.3 (no "__" inside,
-so run names still split unambiguously)"""
-
 LAST_ITERATIONS_PERCENT = 10
 """attention cost of a seed = mean of its sprig/attention_cost over its last 10% of iterations (rounded up, at least
 one): the cost the trained leader ends at, less noisy than the last iteration alone"""
-
-
-def parse_sweep(exp_name: str) -> tuple[str, str] | None:
-    """(flag, value as written) from a swept run's exp_name `sprig_FLAG=VALUE`, or None for any other exp_name."""
-    match = SWEEP_EXP_NAME.fullmatch(exp_name)
-    return (match["flag"], match["value"]) if match else None
-
-
-def method_name(exp_name: str) -> str:
-    """The method shown in plots and tables: PPO, SPRIG, `SPRIG alpha-coop=0.3` for a swept run, else exp_name."""
-    swept = parse_sweep(exp_name)
-    if swept is not None:
-        return f"SPRIG {swept[0]}={swept[1]}"
-    return METHOD_NAMES.get(exp_name, exp_name)
 
 
 @dataclass
@@ -1083,11 +1143,7 @@ def write_tradeoff_table(points: list[TradeoffPoint], flag: str, out_dir: str) -
 
 def plot_tradeoff(points: list[TradeoffPoint], flag: str, out_dir: str) -> str:
     """tradeoff_FLAG.png: per env, final return and attention cost against the swept value; returns its path."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: no display needed
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     env_ids = sorted({point.env_id for point in points})
     figure, axes = plt.subplots(len(env_ids), 2, figsize=(11, 4 * len(env_ids)), squeeze=False)
     for (return_axis, cost_axis), env_id in zip(axes, env_ids):
@@ -1127,19 +1183,12 @@ def plot_tradeoff(points: list[TradeoffPoint], flag: str, out_dir: str) -> str:
 
 def plot_tradeoffs(args: TradeoffArgs) -> int:
     """`python plot_results.py tradeoff DIR`: tradeoff_FLAG.png and tradeoff_FLAG.md for each swept flag."""
-    if not os.path.isdir(args.directory):
-        print(f"error: {args.directory} is not a directory", file=sys.stderr)
-        return 1
-    points = tradeoff_points(args.directory)
-    if not points:
-        print(
-            f"error: no swept runs (exp_name sprig_FLAG=VALUE, from benchmark.sh --sweep) with finished episodes under "
-            f"{args.directory}",
-            file=sys.stderr,
-        )
-        return 1
-    out_dir = args.out_dir if args.out_dir is not None else args.directory
-    os.makedirs(out_dir, exist_ok=True)
+    points, out_dir = load_for_command(
+        args.directory,
+        args.out_dir,
+        tradeoff_points,
+        "swept runs (exp_name sprig_FLAG=VALUE, from benchmark.sh --sweep) with finished episodes",
+    )
     for flag in sorted({point.flag for point in points}):
         flag_points = [point for point in points if point.flag == flag]
         for path in (plot_tradeoff(flag_points, flag, out_dir), write_tradeoff_table(flag_points, flag, out_dir)):
@@ -1147,6 +1196,11 @@ def plot_tradeoffs(args: TradeoffArgs) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# The command line: the default command, or one of the others by name.
+# ---------------------------------------------------------------------------------------------------------------
+# Commands besides the default one, as `python plot_results.py NAME [flags]`: NAME -> (its Args class, its function).
+# A directory that happens to share a command's name can still be plotted as ./NAME.
 SUBCOMMANDS: dict[str, tuple[type, Callable[..., int]]] = {
     "sps": (SpeedArgs, print_speeds),
     "attention": (AttentionArgs, plot_attention),
