@@ -49,9 +49,10 @@ options:
                             with the others at their defaults (no cross product). At the end, also plot_results.py
                             tradeoff: tradeoff_FLAG.png and tradeoff_FLAG.md in OUT/PRESET
   --sps                     measure speed instead: each method alone, one after the other, for --sps-iterations
-                            iterations (default 4, the first is warm-up) of the first env id and seed, with the
-                            preset and the flags after --; prints SPS and seconds per iteration split into env
-                            stepping, action inference and update (the perf/* scalars), into OUT/sps/DATE/sps.md
+                            iterations of the first env id and seed, with the preset and the flags after --; prints
+                            SPS and seconds per iteration split into env stepping, action inference and update (the
+                            perf/* scalars), into OUT/sps/DATE/sps.md
+    --sps-iterations N      iterations of each --sps run (default 4, at least 2: the first is warm-up)
   --slurm                   write OUT/sprig_benchmark.sbatch, a job array with one task per combination, and
                             submit it with sbatch if it is on PATH. Slurm options:
     --partition P           partition (default: the cluster's default)
@@ -156,46 +157,61 @@ clean_partial_run() { # run_dir: remove what a killed or failed run left (runs/,
     find "$1" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
 }
 
+# run_state RUN_DIR SIGNATURE: what a run there needs, in one word. new; done; conflict (done, with other flags);
+# resume (a checkpoint of a run started with SIGNATURE; a run started with other flags is restarted instead, as the
+# script would refuse to resume it); clean (an unfinished run's output without a checkpoint, removed before it starts).
+run_state() {
+    if [[ -e $1/done ]]; then
+        if [[ ! -s $1/done || $(<"$1/done") == "$2" ]]; then echo done; else echo conflict; fi
+    elif [[ -n $(resumable_checkpoint "$1" "$2") ]]; then
+        echo resume
+    elif [[ -n $(ls -A "$1" 2>/dev/null | grep -vx '\.lock' || true) ]]; then
+        echo clean
+    else
+        echo new
+    fi
+}
+
 # run_one RUN_DIR THREADS SIGNATURE COMMAND...: run COMMAND in RUN_DIR unless it is done, and mark it done if it
 # exits 0. SIGNATURE (script and flags) is stored in `done`, so a finished run is only skipped by a rerun asking for
 # the same thing. A run killed earlier resumes from its checkpoint if it was started (file `started`) with the same
 # SIGNATURE. Sets RUN_STATUS to ran, skipped, failed, interrupted, locked or conflict; returns 0 unless
 # failed/conflict.
 run_one() {
-    local dir=$1 threads=$2 signature=$3 rc=0 start=$SECONDS checkpoint
+    local dir=$1 threads=$2 signature=$3 rc=0 start=$SECONDS checkpoint state resume_flags=()
     shift 3
     mkdir -p "$dir"
-    if [[ -e $dir/done ]]; then
-        if [[ ! -s $dir/done || $(<"$dir/done") == "$signature" ]]; then
-            RUN_STATUS=skipped
+    state=$(run_state "$dir" "$signature")
+    if [[ $state != done && $state != conflict ]]; then
+        if ! acquire_lock "$dir"; then
+            RUN_STATUS=locked
+            echo "$dir: locked by another live run ($(cat "$dir/.lock/owner" 2>/dev/null)); left to it" \
+                "(if that run is dead, remove $dir/.lock)"
             return 0
         fi
+        state=$(run_state "$dir" "$signature") # again under the lock: another invocation may have finished it meanwhile
+        [[ $state != done && $state != conflict ]] || release_lock "$dir"
+    fi
+    case $state in
+    done)
+        RUN_STATUS=skipped
+        return 0
+        ;;
+    conflict)
         RUN_STATUS=conflict
         echo "error: $dir finished with other flags ($(<"$dir/done")); delete it or use another --out" >&2
         return 1
-    fi
-    if ! acquire_lock "$dir"; then
-        RUN_STATUS=locked
-        echo "$dir: locked by another live run ($(cat "$dir/.lock/owner" 2>/dev/null)); left to it" \
-            "(if that run is dead, remove $dir/.lock)"
-        return 0
-    fi
-    if [[ -e $dir/done ]]; then # finished by another invocation while we were checking
-        release_lock "$dir"
-        RUN_STATUS=skipped
-        return 0
-    fi
-    local resume_flags=()
-    # A killed run continues from its last checkpoint, if it was started with the same flags (the script would
-    # refuse a resume with other flags anyway; here such a run is restarted instead).
-    checkpoint=$(resumable_checkpoint "$dir" "$signature")
-    if [[ -n $checkpoint ]]; then
+        ;;
+    resume)
+        checkpoint=$(latest_checkpoint "$dir")
         resume_flags=(--resume "$checkpoint")
         echo "$dir: resuming the unfinished earlier run from $checkpoint"
-    elif [[ -n $(ls -A "$dir" | grep -vx '\.lock' || true) ]]; then
+        ;;
+    clean)
         echo "$dir: unfinished earlier run (no 'done' marker, no checkpoint): removing its partial output and restarting it"
         clean_partial_run "$dir"
-    fi
+        ;;
+    esac
     echo "$signature" >"$dir/started"
     echo "$dir: started (log: $dir/log.txt)"
     local command=(env "OMP_NUM_THREADS=$threads" "MKL_NUM_THREADS=$threads" "$@" ${resume_flags[@]+"${resume_flags[@]}"})
@@ -252,7 +268,7 @@ while (($# > 0)); do
         exit 0
         ;;
     --methods | --env-ids | --seeds | --total-timesteps | --workers | --out | --preset | --partition | --time | \
-        --gpus | --cpus-per-task | --sweep | --checkpoint-every)
+        --gpus | --cpus-per-task | --sweep | --checkpoint-every | --sps-iterations)
         (($# >= 2)) || die "$option needs a value (see --help)"
         case $option in
         --methods) METHODS=$2 ;;
@@ -268,6 +284,7 @@ while (($# > 0)); do
         --cpus-per-task) CPUS_PER_TASK=$2 ;;
         --sweep) SWEEP_SPECS+=("$2") ;;
         --checkpoint-every) CHECKPOINT_EVERY=$2 ;;
+        --sps-iterations) SPS_ITERATIONS=$2 ;;
         esac
         shift 2
         ;;
@@ -276,10 +293,6 @@ while (($# > 0)); do
     --no-plot) PLOT=0 && shift ;;
     --slurm) SLURM=1 && shift ;;
     --sps) SPS_MODE=1 && shift ;;
-    --sps-iterations)
-        SPS_ITERATIONS=${2:-}
-        shift 2
-        ;;
     --)
         shift
         EXTRA_FLAGS=("$@")
@@ -432,6 +445,15 @@ if (($(printf '%s\n' "${RUN_DIRS[@]}" | sort | uniq -d | wc -l) > 0)); then
 fi
 WORKER_PIDS=()
 
+# The plots at the end (%q-quoted command lines), and what each makes: plot_results.py on the results, and after a
+# sweep its trade-off command.
+PLOT_COMMANDS=("$(printf '%q ' "$PYTHON" "$REPO_DIR/plot_results.py" "$RESULTS_DIR" | sed 's/ $//')")
+PLOT_OUTPUTS=("figure: $RESULTS_DIR/figure2.png, table: $RESULTS_DIR/results.md")
+if ((NUM_SWEPT > 0)); then
+    PLOT_COMMANDS+=("$(printf '%q ' "$PYTHON" "$REPO_DIR/plot_results.py" tradeoff "$RESULTS_DIR" | sed 's/ $//')")
+    PLOT_OUTPUTS+=("trade-off: $RESULTS_DIR/tradeoff_FLAG.png and .md for each swept flag")
+fi
+
 NUM_CORES=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
 THREADS=$((NUM_CORES / WORKERS))
 ((THREADS >= 1)) || THREADS=1
@@ -459,17 +481,13 @@ print_dry_run() {
     done
     echo "# method env seed dir [state]"
     for ((i = 0; i < NUM_RUNS; i++)); do
-        if [[ -e ${RUN_DIRS[i]}/done && -s ${RUN_DIRS[i]}/done && $(<"${RUN_DIRS[i]}/done") != "${RUN_SIGNATURES[i]}" ]]; then
-            state="[done with other flags: conflict]"
-        elif [[ -e ${RUN_DIRS[i]}/done ]]; then
-            state="[done: skip]"
-        elif [[ -n $(resumable_checkpoint "${RUN_DIRS[i]}" "${RUN_SIGNATURES[i]}") ]]; then
-            state="[unfinished: resume from its checkpoint]"
-        elif [[ -d ${RUN_DIRS[i]} ]]; then
-            state="[unfinished: clean and rerun]"
-        else
-            state="[new]"
-        fi
+        case $(run_state "${RUN_DIRS[i]}" "${RUN_SIGNATURES[i]}") in
+        new) state="[new]" ;;
+        done) state="[done: skip]" ;;
+        conflict) state="[done with other flags: conflict]" ;;
+        resume) state="[unfinished: resume from its checkpoint]" ;;
+        clean) state="[unfinished: clean and rerun]" ;;
+        esac
         echo "${RUN_LABELS[i]} ${RUN_DIRS[i]} $state"
     done
     echo "# commands (each run from its dir, stdout+stderr to log.txt there):"
@@ -477,10 +495,7 @@ print_dry_run() {
         echo "cd $(printf '%q' "${RUN_DIRS[i]}") && OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS ${RUN_COMMANDS[i]}"
     done
     if ((PLOT)); then
-        echo "$(printf '%q ' "$PYTHON" "$REPO_DIR/plot_results.py" "$RESULTS_DIR" | sed 's/ $//')"
-        if ((NUM_SWEPT > 0)); then
-            echo "$(printf '%q ' "$PYTHON" "$REPO_DIR/plot_results.py" tradeoff "$RESULTS_DIR" | sed 's/ $//')"
-        fi
+        printf '%s\n' "${PLOT_COMMANDS[@]}"
     fi
 }
 
@@ -503,7 +518,8 @@ slurm_script() { # the sbatch job array, on stdout
     echo "set -euo pipefail"
     echo "# Load modules / activate the Python environment here if the job needs it."
     echo
-    declare -f lock_is_stale acquire_lock release_lock latest_checkpoint resumable_checkpoint clean_partial_run run_one
+    declare -f lock_is_stale acquire_lock release_lock latest_checkpoint resumable_checkpoint clean_partial_run run_state \
+        run_one
     echo
     echo "case \${SLURM_ARRAY_TASK_ID:?run this script with sbatch} in"
     for ((i = 0; i < NUM_RUNS; i++)); do
@@ -528,11 +544,33 @@ write_slurm_script() {
         sbatch "$path"
     else
         echo "sbatch is not on PATH; on the cluster, submit it with: sbatch $path"
-        echo "(then, when all tasks are done: $PYTHON $REPO_DIR/plot_results.py $RESULTS_DIR)"
-        if ((NUM_SWEPT > 0)); then
-            echo "(and the sweep's trade-off: $PYTHON $REPO_DIR/plot_results.py tradeoff $RESULTS_DIR)"
-        fi
+        printf '(then, when all tasks are done: %s)\n' "${PLOT_COMMANDS[@]}"
     fi
+}
+
+# Each status run_one sets: the summary's counter it adds to, what the run's line says as it ends (after SECONDS s),
+# and for a run that did not finish, a line for the end of the summary (stderr), where it cannot scroll away.
+describe_status() { # status index seconds -> sets COUNTED_AS, PROGRESS and PROBLEM
+    local label=${RUN_LABELS[$2]} dir=${RUN_DIRS[$2]}
+    COUNTED_AS=failed
+    PROBLEM=""
+    case $1 in
+    ran) COUNTED_AS=ran PROGRESS="finished in $3 s" ;;
+    skipped) COUNTED_AS=skipped PROGRESS="already done, skipped" ;;
+    locked) COUNTED_AS=locked PROGRESS="running in another invocation, left to it" ;;
+    conflict)
+        PROGRESS="NOT RUN: finished earlier with other flags"
+        PROBLEM="NOT RUN: $label: $dir finished earlier with other flags"
+        ;;
+    interrupted)
+        PROGRESS="interrupted after $3 s; checkpointed, a rerun resumes it"
+        PROBLEM="INTERRUPTED: $label: checkpointed in $dir; run the same command again to resume"
+        ;;
+    *)
+        PROGRESS="FAILED after $3 s"
+        PROBLEM="FAILED: $label; log: $dir/log.txt"
+        ;;
+    esac
 }
 
 stop_workers() { # on Ctrl-C or kill: stop every worker's process group (the worker and its training run)
@@ -561,56 +599,28 @@ run_all() { # every combination, WORKERS at a time; then report and plot
             eval "command=(${RUN_COMMANDS[i]})"
             run_one "${RUN_DIRS[i]}" "$THREADS" "${RUN_SIGNATURES[i]}" "${command[@]}" || true
             echo "$RUN_STATUS" >"$STATUS_DIR/$i"
-            case $RUN_STATUS in
-            ran) status="finished in $((SECONDS - start)) s" ;;
-            skipped) status="already done, skipped" ;;
-            locked) status="running in another invocation, left to it" ;;
-            conflict) status="NOT RUN: finished earlier with other flags" ;;
-            interrupted) status="interrupted after $((SECONDS - start)) s; checkpointed, a rerun resumes it" ;;
-            *) status="FAILED after $((SECONDS - start)) s" ;;
-            esac
-            echo "[$((i + 1))/$NUM_RUNS] ${RUN_LABELS[i]}: $status"
+            describe_status "$RUN_STATUS" "$i" $((SECONDS - start))
+            echo "[$((i + 1))/$NUM_RUNS] ${RUN_LABELS[i]}: $PROGRESS"
         ) &
         WORKER_PIDS+=($!)
     done
     wait || true
     echo
     for ((i = 0; i < NUM_RUNS; i++)); do
-        status=$(cat "$STATUS_DIR/$i" 2>/dev/null || echo failed)
-        case $status in
-        ran) ran=$((ran + 1)) ;;
-        skipped) skipped=$((skipped + 1)) ;;
-        locked) locked=$((locked + 1)) ;;
-        interrupted)
-            failed=$((failed + 1))
-            echo "INTERRUPTED: ${RUN_LABELS[i]}: checkpointed in ${RUN_DIRS[i]}; run the same command again to resume" >&2
-            ;;
-        conflict)
-            failed=$((failed + 1))
-            echo "NOT RUN: ${RUN_LABELS[i]}: ${RUN_DIRS[i]} finished earlier with other flags" >&2
-            ;;
-        *)
-            failed=$((failed + 1))
-            echo "FAILED: ${RUN_LABELS[i]}; log: ${RUN_DIRS[i]}/log.txt" >&2
-            ;;
-        esac
+        describe_status "$(cat "$STATUS_DIR/$i" 2>/dev/null || echo failed)" "$i" 0
+        : $(($COUNTED_AS += 1)) # the counter COUNTED_AS names: ran, skipped, locked or failed
+        [[ -z $PROBLEM ]] || echo "$PROBLEM" >&2
     done
     echo "summary: $ran ran, $skipped already done (skipped), $locked running elsewhere (locked), $failed failed"
     if ((PLOT)); then
-        if "$PYTHON" "$REPO_DIR/plot_results.py" "$RESULTS_DIR"; then
-            echo "figure: $RESULTS_DIR/figure2.png, table: $RESULTS_DIR/results.md"
-        else
-            echo "plot_results.py failed" >&2
-            failed=$((failed + 1))
-        fi
-        if ((NUM_SWEPT > 0)); then
-            if "$PYTHON" "$REPO_DIR/plot_results.py" tradeoff "$RESULTS_DIR"; then
-                echo "trade-off: $RESULTS_DIR/tradeoff_FLAG.png and .md for each swept flag"
+        for ((i = 0; i < ${#PLOT_COMMANDS[@]}; i++)); do
+            if eval "${PLOT_COMMANDS[i]}"; then
+                echo "${PLOT_OUTPUTS[i]}"
             else
-                echo "plot_results.py tradeoff failed" >&2
+                echo "failed: ${PLOT_COMMANDS[i]}" >&2
                 failed=$((failed + 1))
             fi
-        fi
+        done
     fi
     ((failed == 0))
 }

@@ -8,6 +8,7 @@ scripts exist yet in the repo.
 
 import itertools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -406,6 +407,25 @@ def test_bad_options_exit_2_with_one_clear_line(sandbox, args, message):
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith(message)
     assert tree(sandbox / "work") == []
+
+
+def options_taking_a_value():
+    """The options --help shows with a value (`  --out DIR   ...`), read from the help itself, so a new one is covered."""
+    usage = subprocess.run(["bash", os.path.join(REPO, "benchmark.sh"), "--help"], capture_output=True, text=True).stdout
+    return re.findall(r"^ {2,4}(--[a-z-]+) \S.*?  ", usage, re.MULTILINE)
+
+
+def test_the_help_shows_every_option_that_takes_a_value():
+    assert {"--seeds", "--out", "--sweep", "--sps-iterations", "--cpus-per-task"} <= set(options_taking_a_value())
+    assert len(options_taking_a_value()) == 14
+
+
+@pytest.mark.parametrize("option", options_taking_a_value())
+def test_an_option_given_last_without_its_value_is_one_line_and_exit_2(sandbox, option):
+    result = run_benchmark(sandbox, "--sps", option)
+    assert result.returncode == 2
+    assert result.stderr == f"error: {option} needs a value (see --help)\n"
+    assert tree(sandbox / "work") == [] and fake_calls(sandbox) == []
 
 
 def test_missing_training_script_is_a_clear_error_before_anything_runs(sandbox):
