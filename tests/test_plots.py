@@ -222,6 +222,19 @@ def test_cli_writes_figure_png_pdf_results_md_and_csv_with_paper_reference(resul
     assert rows[(BEAMRIDER, "PPO")]["num_seeds"] == "3"
 
 
+def test_the_default_command_imports_neither_torch_nor_the_emulator(results_dir, tmp_path):
+    """Plotting results needs no training stack: it runs where only the logs were copied to."""
+    check = (
+        "import sys, plot_results; plot_results.main(sys.argv[1:]); "
+        "print(sorted({'torch', 'gymnasium', 'ale_py'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check, str(results_dir), "--out-dir", str(tmp_path)], capture_output=True, text=True, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
 def test_a_seed_whose_entropy_fell_below_the_threshold_is_flagged_collapsed_in_the_table_and_one_line(tmp_path):
     steps = [1000, 2000, 3000, 4000]
     returns = [300.0, 400.0, 10.0, 0.0]
