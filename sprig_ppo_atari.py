@@ -41,13 +41,9 @@ from torch.utils.tensorboard import SummaryWriter
 gym.register_envs(ale_py)
 
 
-# The cores this run may use: OMP_NUM_THREADS where it is set (benchmark.sh --workers splits the machine that way),
-# else every core this process may run on. It decides whether the envs step in subprocesses by default.
-CORES = int(os.environ["OMP_NUM_THREADS"]) if os.environ.get("OMP_NUM_THREADS", "").isdigit() else len(os.sched_getaffinity(0))
-
-
 @dataclass
 class Args:
+    # The experiment
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
     seed: int = 1
@@ -64,22 +60,16 @@ class Args:
     """the entity (team) of wandb's project"""
     capture_video: bool = False
     """whether to capture videos of the agent performances (check out `videos` folder)"""
-    save_model: bool = False
-    """whether to save the trained agent's weights to `runs/{run_name}/{exp_name}.cleanrl_model` at the end"""
-    checkpoint_every: int = 0
-    """write the full training state to runs/{run_name}/checkpoint.pt every this many iterations (0: never)"""
-    resume: str | None = None
-    """continue the run of this checkpoint.pt to its --total-timesteps, in its run directory"""
-    eval_episodes: int = 0
-    """after training, play this many full games (all lives) and log their scores as eval/episodic_return (0: none)"""
-    eval_checkpoint: str | None = None
-    """instead of training, evaluate this .cleanrl_model or checkpoint.pt of this script for --eval-episodes games"""
-
-    # Algorithm specific arguments
     env_id: str = "BeamRiderNoFrameskip-v4"
     """the id of the environment"""
     total_timesteps: int = 10000000
     """total timesteps of the experiments"""
+    repeat_action_probability: float | None = None
+    """ALE's sticky actions: the chance the emulator repeats the last action; None keeps the env id's (v5 0.25, v4 0)"""
+    max_episode_steps: int | None = None
+    """truncate episodes after this many agent steps (4 emulator frames each); None keeps the env's own limit"""
+
+    # The algorithm: PPO, with CleanRL's defaults for Atari
     learning_rate: float = 2.5e-4
     """the learning rate of the optimizer"""
     num_envs: int = 8
@@ -110,18 +100,28 @@ class Args:
     """the maximum norm for the gradient clipping"""
     target_kl: float | None = None
     """the target KL divergence threshold"""
-    async_envs: bool = CORES >= 8
-    """step the envs in subprocesses (gymnasium AsyncVectorEnv); on by default where the run has a core per env (8)"""
-    repeat_action_probability: float | None = None
-    """ALE's sticky actions: the chance the emulator repeats the last action; None keeps the env id's (v5 0.25, v4 0)"""
-    max_episode_steps: int | None = None
-    """truncate episodes after this many agent steps (4 emulator frames each); None keeps the env's own limit"""
+
+    # SPRIG's game: the leader (perception, theta) and the follower (policy and value, phi)
     alpha_coop: float = 0.7
     """SPRIG's cooperation weight: the leader maximises alpha * (-C_theta) + (1 - alpha) * u_F"""
-    leader_utility: Literal["follower", "pg"] = "follower"
-    """SPRIG's u_F in the leader's utility: the follower's PPO objective (follower), or Algorithm 1's printed u_policy (pg)"""
     attn_cost_coef: float = 1e-4
     """SPRIG's lambda_c, the weight of the attention cost C_theta"""
+    leader_utility: Literal["follower", "pg"] = "follower"
+    """SPRIG's u_F in the leader's utility: the follower's PPO objective (follower), or Algorithm 1's printed u_policy (pg)"""
+
+    # The run's machinery: saving, checkpoints, evaluation, how the envs step (none of it changes what is learned)
+    save_model: bool = False
+    """whether to save the trained agent's weights to `runs/{run_name}/{exp_name}.cleanrl_model` at the end"""
+    checkpoint_every: int = 0
+    """write the full training state to runs/{run_name}/checkpoint.pt every this many iterations (0: never)"""
+    resume: str | None = None
+    """continue the run of this checkpoint.pt to its --total-timesteps, in its run directory"""
+    eval_episodes: int = 0
+    """after training, play this many full games (all lives) and log their scores as eval/episodic_return (0: none)"""
+    eval_checkpoint: str | None = None
+    """instead of training, evaluate this .cleanrl_model or checkpoint.pt of this script for --eval-episodes games"""
+    async_envs: bool = False
+    """step the envs in subprocesses (gymnasium AsyncVectorEnv); on by default where the run has a core per env (8)"""
     log_attention_every: int = 0
     """every N iterations, draw env 0's latest frames with the three blocks' masks to TensorBoard (sprig/attention)"""
 
@@ -132,63 +132,6 @@ class Args:
     """the mini-batch size (computed in runtime)"""
     num_iterations: int = 0
     """the number of iterations (computed in runtime)"""
-
-
-def check_args(args: Args) -> None:
-    """Reject bad input with one clear line before any environment or network is built."""
-
-    def fail(message: str) -> None:
-        raise SystemExit(f"error: {message}")
-
-    if args.env_id not in gym.envs.registry:
-        close = difflib.get_close_matches(args.env_id, list(gym.envs.registry), n=3, cutoff=0.6)
-        fail(f"unknown --env-id {args.env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
-    if gym.spec(args.env_id).entry_point != "ale_py.env:AtariEnv":
-        fail(f"--env-id {args.env_id} is not an Atari game: this script trains on ale-py's, e.g. ALE/BeamRider-v5")
-    if args.repeat_action_probability is not None and not 0 <= args.repeat_action_probability <= 1:
-        fail(f"--repeat-action-probability must be in [0, 1], got {args.repeat_action_probability}")
-    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
-        if getattr(args, name) <= 0:
-            fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.max_episode_steps is not None and args.max_episode_steps <= 0:
-        fail(f"--max-episode-steps must be positive, got {args.max_episode_steps}")
-    for name in ("learning_rate", "clip_coef", "max_grad_norm"):
-        if not getattr(args, name) > 0:
-            fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("ent_coef", "vf_coef"):
-        if not getattr(args, name) >= 0:
-            fail(f"--{name.replace('_', '-')} must be non-negative, got {getattr(args, name)}")
-    for name in ("gamma", "gae_lambda"):
-        if not 0 <= getattr(args, name) <= 1:
-            fail(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    if not 0 <= args.alpha_coop <= 1:
-        fail(f"--alpha-coop must be in [0, 1], got {args.alpha_coop}")
-    if not args.attn_cost_coef >= 0:
-        fail(f"--attn-cost-coef must be non-negative, got {args.attn_cost_coef}")
-    if args.log_attention_every < 0:
-        fail(f"--log-attention-every must be non-negative, got {args.log_attention_every}")
-    if args.target_kl is not None and not args.target_kl > 0:
-        fail(f"--target-kl must be positive, got {args.target_kl}")
-    batch_size = args.num_envs * args.num_steps
-    if batch_size % args.num_minibatches != 0:
-        fail(
-            f"batch size {batch_size} (--num-envs {args.num_envs} x --num-steps {args.num_steps}) "
-            f"is not divisible by --num-minibatches {args.num_minibatches}"
-        )
-    if args.total_timesteps < batch_size:
-        fail(f"--total-timesteps {args.total_timesteps} is smaller than one batch ({batch_size} steps)")
-    for name in ("checkpoint_every", "eval_episodes"):
-        if getattr(args, name) < 0:
-            fail(f"--{name.replace('_', '-')} must be non-negative, got {getattr(args, name)}")
-    if args.eval_checkpoint is not None and args.eval_episodes == 0:
-        fail("--eval-checkpoint needs --eval-episodes N (N > 0 games to play)")
-    if args.eval_checkpoint is not None and args.resume is not None:
-        fail("--eval-checkpoint evaluates without training; it cannot be combined with --resume")
-    if args.capture_video:
-        try:
-            import moviepy  # noqa: F401  (gymnasium's RecordVideo writes mp4 with it)
-        except ImportError:
-            fail("--capture-video needs moviepy: pip install moviepy")
 
 
 class EpisodicLife(gym.Wrapper):
@@ -247,15 +190,13 @@ class FireReset(gym.Wrapper):
         return obs, info
 
 
-def make_env(env_id, idx, capture_video, run_name, max_episode_steps=None, repeat_action_probability=None):
-    """One Atari env with CleanRL's wrapper chain, built from gymnasium's own wrappers where they exist."""
+def make_env(env_id, idx, capture_video, run_name, max_episode_steps=None, repeat_action_probability=None, wrap_env=None):
+    """One Atari env with CleanRL's wrapper chain, built from gymnasium's own wrappers where they exist.
+
+    wrap_env, if given, wraps the finished env in the process that steps it: the run machinery reads and restores
+    the env's state there for exact checkpoints."""
 
     def thunk():
-        if multiprocessing.parent_process() is not None:
-            # A subprocess of --async-envs, in a process group of its own: Ctrl-C (SIGINT to the terminal's group) and
-            # benchmark.sh's stop (SIGTERM to a run's group) reach only the training process, which checkpoints and
-            # then closes this env itself.
-            os.setpgid(0, 0)
         # frameskip=1: AtariPreprocessing skips frames and max-pools them, for v5 ids (which skip 4 frames
         # themselves) as for NoFrameskip-v4 ones. The time limit counts emulator frames; the agent acts every 4.
         kwargs = {"frameskip": 1}
@@ -277,18 +218,20 @@ def make_env(env_id, idx, capture_video, run_name, max_episode_steps=None, repea
             env = FireReset(env)
         env = gym.wrappers.ClipReward(env, -1, 1)  # sign of the reward, as the Nature DQN paper
         env = gym.wrappers.FrameStackObservation(env, 4)
-        return EnvState(env)
+        return env if wrap_env is None else wrap_env(env)
 
     return thunk
 
 
-def make_envs(args, run_name):
+def make_envs(args, run_name, wrap_env=None):
     """The vector env. Same-step autoreset: a finished env is reset inside the step that ended it, so no stored
-    transition pairs the last observation of one episode with the first of the next."""
+    transition pairs the last observation of one episode with the first of the next. wrap_env: as in make_env."""
     vector_env = gym.vector.AsyncVectorEnv if args.async_envs else gym.vector.SyncVectorEnv
     return vector_env(
         [
-            make_env(args.env_id, i, args.capture_video, run_name, args.max_episode_steps, args.repeat_action_probability)
+            make_env(
+                args.env_id, i, args.capture_video, run_name, args.max_episode_steps, args.repeat_action_probability, wrap_env
+            )
             for i in range(args.num_envs)
         ],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
@@ -435,7 +378,8 @@ def ppo_loss(newlogprob, entropy, newvalue, mb, args):
     """PPO's loss on one minibatch: -clipped surrogate + vf_coef * (clipped) value loss - ent_coef * entropy.
 
     newlogprob, entropy, newvalue: the current network's output on mb, which holds the minibatch's obs, actions,
-    logprobs, advantages (already normalised under --norm-adv), returns and values. Returns (loss, the logged stats).
+    logprobs, advantages (already normalised under --norm-adv), returns and values. Returns (loss, its statistics as
+    tensors).
     """
     logratio = newlogprob - mb["logprobs"]
     ratio = logratio.exp()
@@ -444,7 +388,7 @@ def ppo_loss(newlogprob, entropy, newvalue, mb, args):
         # calculate approx_kl http://joschu.net/blog/kl-approx.html
         old_approx_kl = (-logratio).mean()
         approx_kl = ((ratio - 1) - logratio).mean()
-        clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean().item()
+        clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean()
 
     # Policy loss
     pg_loss1 = -mb["advantages"] * ratio
@@ -481,7 +425,7 @@ def leader_step(agent, leader_optimizer, mb, args):
     u_L = alpha_coop * (-C_theta) + (1 - alpha_coop) * u_F, the cooperative value of Eq. 8 in Algorithm 1's order,
     with u_F the follower's utility (--leader-utility): `follower` is the follower's own PPO objective on the leader's
     new features, -ppo_loss (clipped surrogate, value loss, entropy bonus; phi fixed); `pg` is Algorithm 1's printed
-    u_policy = mean(log pi_phi(a | f_theta) * A), an unclipped policy gradient. Returns the leader's statistics.
+    u_policy = mean(log pi_phi(a | f_theta) * A), an unclipped policy gradient. Returns its statistics as tensors.
     """
     features, masks = agent.perception(mb["obs"] / 255.0)  # f_theta(s), m_k(s)
     cost = attention_cost(masks, args.attn_cost_coef)  # C_theta(s)
@@ -501,58 +445,55 @@ def leader_step(agent, leader_optimizer, mb, args):
     grad_norm = nn.utils.clip_grad_norm_(leader_params, args.max_grad_norm)
     leader_optimizer.step()
     stats = {"attention_cost": cost, "u_policy": u_policy, "u_follower": u_follower, "leader_utility": leader_utility}
-    stats["leader_grad_norm"] = grad_norm
-    stats.update({f"mask_mean_block{k}": mask.mean() for k, mask in enumerate(masks, start=1)})
-    return {name: value.item() for name, value in stats.items()}
+    stats |= {f"mask_mean_block{k}": mask.mean() for k, mask in enumerate(masks, start=1)}
+    return {name: value.detach() for name, value in stats.items()} | {"leader_grad_norm": grad_norm}
 
 
 def follower_step(agent, follower_optimizer, mb, args):
     """Algorithm 1, Follower (Policy) Stage: phi best-responds to the leader's features with one PPO step.
 
-    The loss of ppo_loss plus C_theta, a constant for phi that is reported, not optimised (Eq. 11 with the usual
-    PPO sign: entropy is a bonus). Returns the logged stats and the grad norm.
+    The loss of ppo_loss (Eq. 11 with the usual PPO sign: entropy is a bonus). Eq. 11 also adds C_theta, which does
+    not depend on phi: it would move no parameter of the follower, so it is left out here (the leader stage reports
+    it as attention_cost). Returns ppo_loss's statistics and the follower's grad norm, as tensors.
     """
     # The features are recomputed with the just-updated theta and carry no gradient back to it.
     with torch.no_grad():
-        features, masks = agent.perception(mb["obs"] / 255.0)
-        cost = attention_cost(masks, args.attn_cost_coef)
+        features, _ = agent.perception(mb["obs"] / 255.0)
     _, newlogprob, entropy, newvalue = agent.follow(features, mb["actions"])
     loss, stats = ppo_loss(newlogprob, entropy, newvalue, mb, args)
-    loss = loss + cost
 
     follower_optimizer.zero_grad()
     loss.backward()
     grad_norm = nn.utils.clip_grad_norm_(agent.follower_parameters(), args.max_grad_norm)
     follower_optimizer.step()
-    return stats | {"grad_norm": grad_norm}
+    return stats | {"follower_grad_norm": grad_norm}
+
+
+# What the two stages report beyond ppo_loss's statistics, logged as sprig/* (the grad norms before clipping).
+SPRIG_STATS = ["attention_cost", "u_policy", "u_follower", "leader_utility", "mask_mean_block1", "mask_mean_block2"]
+SPRIG_STATS += ["mask_mean_block3", "leader_grad_norm", "follower_grad_norm"]
+
+
+def to_host(minibatch_stats):
+    """The update's statistics, a dict of scalar tensors per minibatch, as {name: float64 array over the minibatches}.
+
+    One device-to-host copy per iteration: on a GPU, each .item() per minibatch would wait for the GPU to finish.
+    """
+    names = list(minibatch_stats[0])
+    table = torch.stack([torch.stack([stats[name] for name in names]) for stats in minibatch_stats])  # (minibatches, stats)
+    return dict(zip(names, table.double().cpu().numpy().T))
 
 
 def main():
-    args, checkpoint = parse_args()  # tyro's Args; --resume reads the checkpoint's flags; one clear line per mistake
+    args, saved = parse_args()  # tyro's Args; --resume reads the checkpoint's flags; one clear line per mistake
     args.batch_size = int(args.num_envs * args.num_steps)
     args.minibatch_size = int(args.batch_size // args.num_minibatches)
     args.num_iterations = args.total_timesteps // args.batch_size
-    # The run machinery at the end of this file: run name and directory (a resumed run keeps its own), checkpoints,
-    # Ctrl-C, the divergence guard, timing, the progress line and evaluation, each reached by one call below.
-    run = RunControl(args, checkpoint)
-    if args.track:
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=run.name,
-            monitor_gym=True,
-            save_code=True,
-        )
-    writer = SummaryWriter(run.dir, purge_step=run.purge_step)
-    if checkpoint is None:  # a resumed run has them already
-        writer.add_text(
-            "hyperparameters",
-            "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
-        )
+    # The run machinery at the end of this file: run name and directory (a resumed run keeps its own), TensorBoard
+    # (and W&B under --track), the device, checkpoints, Ctrl-C, the divergence guard, timing, the progress line and
+    # evaluation, each reached by one call below.
+    run = RunControl(args, saved)
+    writer, device = run.writer, run.device
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
@@ -560,12 +501,11 @@ def main():
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if args.eval_checkpoint is not None:  # play a saved agent instead of training one
-        return run.evaluate_saved_agent(writer, device)
+        return run.evaluate_saved_agent()
 
     # env setup
-    envs = make_envs(args, run.name)
+    envs = make_envs(args, run.name, run.wrap_env)
     assert isinstance(envs.single_action_space, gym.spaces.Discrete), "only discrete action space is supported"
 
     agent = Agent(envs.single_action_space.n).to(device)
@@ -584,12 +524,11 @@ def main():
     values = torch.zeros((args.num_steps, args.num_envs)).to(device)
 
     # TRY NOT TO MODIFY: start the game
-    global_step = 0
     next_obs, _ = envs.reset(seed=args.seed)
     next_obs = torch.as_tensor(next_obs).to(device)
     next_done = torch.zeros(args.num_envs).to(device)
     # Under --resume: agent, optimisers, envs, RNGs and step as the checkpoint left them.
-    start_iteration, global_step, next_obs, next_done = run.begin(agent, optimizers, envs, writer, next_obs, next_done)
+    start_iteration, global_step, next_obs, next_done = run.begin(agent, optimizers, envs, next_obs, next_done)
     for iteration in range(start_iteration, args.num_iterations + 1):
         # Annealing the rate if instructed to do so.
         if args.anneal_lr:
@@ -644,8 +583,7 @@ def main():
 
         # Optimizing the policy and value network
         b_inds = np.arange(args.batch_size)
-        clipfracs = []
-        sprig_stats = []
+        minibatch_stats = []
         with run.timer("update"):
             for epoch in range(args.update_epochs):
                 np.random.shuffle(b_inds)
@@ -664,13 +602,13 @@ def main():
                         "returns": b_returns[mb_inds],
                         "values": b_values[mb_inds],
                     }
-                    leader_stats = leader_step(agent, leader_optimizer, mb, args)  # the leader commits first ...
-                    stats = follower_step(agent, follower_optimizer, mb, args)  # ... then the follower responds
-                    clipfracs.append(stats["clipfrac"])
-                    sprig_stats.append(leader_stats | {"follower_grad_norm": stats["grad_norm"].item()})
+                    stats = leader_step(agent, leader_optimizer, mb, args)  # the leader commits first ...
+                    stats |= follower_step(agent, follower_optimizer, mb, args)  # ... then the follower responds
+                    minibatch_stats.append(stats)
 
                 if args.target_kl is not None and stats["approx_kl"] > args.target_kl:
                     break
+        stats = to_host(minibatch_stats)  # {name: one value per minibatch}, copied off the GPU once per iteration
         run.check_divergence(iteration, stats)  # a NaN or inf stops the run here, before it is logged or saved
 
         y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
@@ -680,29 +618,117 @@ def main():
         # TRY NOT TO MODIFY: record rewards for plotting purposes
         writer.add_scalar("charts/learning_rate", follower_optimizer.param_groups[0]["lr"], global_step)
         for name in ("value_loss", "policy_loss", "entropy", "old_approx_kl", "approx_kl"):  # the last minibatch's
-            writer.add_scalar(f"losses/{name}", stats[name].item(), global_step)
-        writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
+            writer.add_scalar(f"losses/{name}", stats[name][-1], global_step)
+        writer.add_scalar("losses/clipfrac", stats["clipfrac"].mean(), global_step)
         writer.add_scalar("losses/explained_variance", explained_var, global_step)
         writer.add_scalar("charts/SPS", run.sps(global_step), global_step)
-        if args.log_attention_every and iteration % args.log_attention_every == 0:
-            with torch.no_grad():
-                latest = obs[-4:, 0]  # env 0's last four observations, (4, 4, 84, 84)
-                _, masks = agent.perception(latest / 255.0)
-            image = attention_figure(latest[:, -1].cpu(), [mask.cpu() for mask in masks])
-            writer.add_image("sprig/attention", image, global_step, dataformats="HWC")
-        for name in sprig_stats[0]:  # SPRIG's game, averaged over the iteration's minibatches (grad norms before clipping)
-            writer.add_scalar(f"sprig/{name}", np.mean([minibatch[name] for minibatch in sprig_stats]), global_step)
+        for name in SPRIG_STATS:  # SPRIG's game, averaged over the iteration's minibatches (grad norms before clipping)
+            writer.add_scalar(f"sprig/{name}", stats[name].mean(), global_step)
+        run.log_attention(iteration, global_step, obs)  # every --log-attention-every iterations: env 0's frames and masks
         # perf/* times, the progress line, --checkpoint-every; after Ctrl-C: a checkpoint, then exit
         run.end_iteration(iteration, global_step, next_obs, next_done)
 
-    run.finish(device)  # --save-model, --eval-episodes, close envs and logs
+    run.finish()  # --save-model, --eval-episodes, close envs and logs
 
 
 # =====================================================================================================================
-# Run machinery: everything below serves the run, not the algorithm, and a reader may skip it. Checkpoints (with the
-# envs' exact state) and --resume, Ctrl-C, the divergence guard, evaluation, timing and the progress line; main()
-# reaches it through the RunControl object at the end.
+# Run machinery: everything below serves the run, not the algorithm, and a reader may skip it. The command line's
+# checks, checkpoints (with the envs' exact state) and --resume, Ctrl-C, the divergence guard, evaluation, timing and
+# the progress line; main() reaches it through parse_args() and the RunControl object at the end.
 # =====================================================================================================================
+
+SCRIPT = os.path.basename(__file__)
+# The cores this run may use: OMP_NUM_THREADS where it is set (benchmark.sh --workers splits the machine that way),
+# else every core this process may run on. It decides whether the envs step in subprocesses by default.
+CORES = int(os.environ["OMP_NUM_THREADS"]) if os.environ.get("OMP_NUM_THREADS", "").isdigit() else len(os.sched_getaffinity(0))
+
+
+def parse_args():
+    """The command line as Args, checked; with --resume, the checkpoint's flags fill in those not given. Returns
+    (args, saved): saved is the checkpoint of --resume or the agent's weights of --eval-checkpoint, read and checked,
+    else None. Every mistake is one line, before anything is built or written."""
+    args = tyro.cli(Args, default=Args(async_envs=CORES >= 8))
+    saved = None
+    if args.resume is not None:
+        saved = check_checkpoint(load_torch_file(args.resume, "--resume"), args.resume, "--resume")
+        args = args_for_resume(saved, args.resume)
+    check_args(args)
+    if args.eval_checkpoint is not None:
+        saved = load_agent_state(args.eval_checkpoint)
+    return args, saved
+
+
+# What each numeric flag must be, and the test of it; None, an optional flag left unset, always passes.
+FLAG_RANGES = {
+    "positive": (
+        lambda value: value > 0,
+        ["total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "max_episode_steps"]
+        + ["learning_rate", "clip_coef", "max_grad_norm", "target_kl"],
+    ),
+    "non-negative": (
+        lambda value: value >= 0,
+        ["ent_coef", "vf_coef", "checkpoint_every", "eval_episodes"] + ["attn_cost_coef", "log_attention_every"],
+    ),
+    "in [0, 1]": (lambda value: 0 <= value <= 1, ["gamma", "gae_lambda", "repeat_action_probability", "alpha_coop"]),
+}
+
+
+def check_args(args: Args) -> None:
+    """Reject bad input with one clear line before any environment or network is built."""
+
+    def fail(message: str) -> None:
+        raise SystemExit(f"error: {message}")
+
+    if args.env_id not in gym.envs.registry:
+        close = difflib.get_close_matches(args.env_id, list(gym.envs.registry), n=3, cutoff=0.6)
+        fail(f"unknown --env-id {args.env_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    if gym.spec(args.env_id).entry_point != "ale_py.env:AtariEnv":
+        fail(f"--env-id {args.env_id} is not an Atari game: this script trains on ale-py's, e.g. ALE/BeamRider-v5")
+    for requirement, (holds, names) in FLAG_RANGES.items():
+        for name in names:
+            value = getattr(args, name)
+            if value is not None and not holds(value):
+                fail(f"--{name.replace('_', '-')} must be {requirement}, got {value}")
+    batch_size = args.num_envs * args.num_steps
+    if batch_size % args.num_minibatches != 0:
+        fail(
+            f"batch size {batch_size} (--num-envs {args.num_envs} x --num-steps {args.num_steps}) "
+            f"is not divisible by --num-minibatches {args.num_minibatches}"
+        )
+    if args.total_timesteps < batch_size:
+        fail(f"--total-timesteps {args.total_timesteps} is smaller than one batch ({batch_size} steps)")
+    if args.eval_checkpoint is not None and args.eval_episodes == 0:
+        fail("--eval-checkpoint needs --eval-episodes N (N > 0 games to play)")
+    if args.eval_checkpoint is not None and args.resume is not None:
+        fail("--eval-checkpoint evaluates without training; it cannot be combined with --resume")
+    if args.capture_video:
+        try:
+            import moviepy  # noqa: F401  (gymnasium's RecordVideo writes mp4 with it)
+        except ImportError:
+            fail("--capture-video needs moviepy: pip install moviepy")
+
+
+# Flags that do not change what is learned: they may differ between a run and its resume.
+RESUME_FREE_FLAGS = {"track", "wandb_project_name", "wandb_entity", "capture_video", "cuda", "async_envs", "resume"}
+RESUME_FREE_FLAGS |= {"checkpoint_every", "save_model", "eval_episodes", "eval_checkpoint"}
+
+
+def args_for_resume(checkpoint, resume):
+    """Parse the command line again with the checkpoint's flags as defaults: flags not given continue the run as it
+    was; flags given must agree with the checkpoint, except those that do not change what is learned."""
+    saved = {name: value for name, value in checkpoint["args"].items() if name in {field.name for field in fields(Args)}}
+    saved.update(resume=resume, eval_checkpoint=None)
+    saved.setdefault("leader_utility", "pg")  # checkpoints from before --leader-utility trained with the printed form
+    saved["async_envs"] = CORES >= 8  # how the envs step changes no result: this machine's default, unless given
+    args = tyro.cli(Args, default=Args(**saved))
+    differ = [
+        f"--{name.replace('_', '-')} (checkpoint {saved[name]}, now {getattr(args, name)})"
+        for name in saved
+        if name not in RESUME_FREE_FLAGS and getattr(args, name) != saved[name]
+    ]
+    if differ:
+        raise SystemExit(f"error: --resume: these flags differ from the checkpoint: {', '.join(differ)}")
+    return args
 
 
 # The per-step state of make_env's wrappers (gymnasium 1.x attribute names); the rest of them is settings.
@@ -776,10 +802,6 @@ class EnvState(gym.Wrapper):
 
 # Checkpoints. A checkpoint is written only at an iteration boundary, so a resumed run redoes exactly what the
 # uninterrupted one did next; it holds tensors and python values only, for torch.load(weights_only=True).
-SCRIPT = os.path.basename(__file__)
-# Flags that do not change what is learned: they may differ between a run and its resume.
-RESUME_FREE_FLAGS = {"track", "wandb_project_name", "wandb_entity", "capture_video", "cuda", "async_envs", "resume"}
-RESUME_FREE_FLAGS |= {"checkpoint_every", "save_model", "eval_episodes", "eval_checkpoint"}
 
 
 def get_rng_state():
@@ -848,30 +870,16 @@ def load_agent_state(path, flag="--eval-checkpoint"):
     return loaded
 
 
-def load_agent(path, flag="--eval-checkpoint"):
-    """The Agent saved in a .cleanrl_model or a checkpoint.pt of this script (on the CPU), or one clear error line."""
-    state = load_agent_state(path, flag)
+def agent_from_state(state):
+    """The Agent of a state_dict that fits_agent accepted, on the CPU."""
     agent = Agent(state["actor.weight"].shape[0])
     agent.load_state_dict(state)
     return agent
 
 
-def args_for_resume(checkpoint, resume):
-    """Parse the command line again with the checkpoint's flags as defaults: flags not given continue the run as it
-    was; flags given must agree with the checkpoint, except those that do not change what is learned."""
-    saved = {name: value for name, value in checkpoint["args"].items() if name in {field.name for field in fields(Args)}}
-    saved.update(resume=resume, eval_checkpoint=None)
-    saved.pop("async_envs", None)  # how the envs step changes no result: this machine's default, unless given
-    saved.setdefault("leader_utility", "pg")  # checkpoints from before --leader-utility trained with the printed form
-    args = tyro.cli(Args, default=Args(**saved))
-    differ = [
-        f"--{name.replace('_', '-')} (checkpoint {saved[name]}, now {getattr(args, name)})"
-        for name in saved
-        if name not in RESUME_FREE_FLAGS and getattr(args, name) != saved[name]
-    ]
-    if differ:
-        raise SystemExit(f"error: --resume: these flags differ from the checkpoint: {', '.join(differ)}")
-    return args
+def load_agent(path, flag="--eval-checkpoint"):
+    """The Agent saved in a .cleanrl_model or a checkpoint.pt of this script (on the CPU), or one clear error line."""
+    return agent_from_state(load_agent_state(path, flag))
 
 
 class GracefulStop:
@@ -898,12 +906,11 @@ class GracefulStop:
 
 
 def find_divergence(stats, agent):
-    """The first NaN or inf among the iteration's last losses, its gradient norm and the parameters, named; else None."""
-    for name in ("policy_loss", "value_loss", "entropy", "approx_kl"):
-        if not math.isfinite(float(stats[name])):
-            return f"losses/{name} is {float(stats[name])}"
-    if not math.isfinite(float(stats["grad_norm"])):
-        return f"the gradient norm is {float(stats['grad_norm'])}"
+    """The first NaN or inf among the last minibatch's statistics (losses, grad norms) and the parameters, named; else
+    None. stats: to_host's {name: one value per minibatch}."""
+    for name, values in stats.items():
+        if not math.isfinite(values[-1]):
+            return f"{name} of the last minibatch is {values[-1]}"
     for name, parameter in agent.named_parameters():
         if not torch.isfinite(parameter).all():
             return f"parameter {name} is {'nan' if parameter.isnan().any() else 'inf'}"
@@ -993,47 +1000,70 @@ def attention_figure(frames, masks, steps=None):
     return image
 
 
-def parse_args():
-    """The command line as Args, checked; with --resume, the checkpoint's flags fill in those not given. Returns
-    (args, the checkpoint or None). Every mistake is one line, before anything is built or written."""
-    args = tyro.cli(Args)
-    checkpoint = None
-    if args.resume is not None:
-        checkpoint = check_checkpoint(load_torch_file(args.resume, "--resume"), args.resume, "--resume")
-        args = args_for_resume(checkpoint, args.resume)
-    check_args(args)
-    return args, checkpoint
-
-
 class RunControl:
-    """What main() needs besides the algorithm, one call each: run directory, resume, signals, timing, divergence
-    guard, progress line, checkpoints, and the end of the run (saving, evaluation)."""
+    """What main() needs besides the algorithm, one call each: the run's name, directory, logs and device, resume,
+    signals, timing, the divergence guard, the progress line, checkpoints, and the end of the run (saving, evaluation).
+    It owns what it opens: the TensorBoard writer (and W&B under --track) from the start, the envs from begin() on."""
 
-    def __init__(self, args, checkpoint):
-        self.args, self.checkpoint = args, checkpoint
-        self.name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        self.dir = f"runs/{self.name}"
-        if checkpoint is not None:  # the resumed run continues in its own directory
+    def __init__(self, args, saved):
+        """Name the run, open its logs and pick the device. saved: what parse_args read for --resume (the checkpoint)
+        or --eval-checkpoint (the agent's weights), else None."""
+        self.args, self.saved = args, saved
+        if args.resume is None:
+            self.name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+            self.dir = f"runs/{self.name}"
+        else:  # the resumed run continues in its own directory
             self.dir = os.path.dirname(args.resume) or "."
             self.name = os.path.basename(os.path.abspath(self.dir))
         self.checkpoint_path = f"{self.dir}/checkpoint.pt"
+        if args.track:
+            import wandb
+
+            wandb.init(
+                project=args.wandb_project_name,
+                entity=args.wandb_entity,
+                sync_tensorboard=True,
+                config=vars(args),
+                name=self.name,
+                monitor_gym=True,
+                save_code=True,
+            )
         # On resume, events the killed run logged after its checkpoint are dropped, so no step is logged twice.
-        self.purge_step = None if checkpoint is None else checkpoint["global_step"] + 1
-        self.saved_agent = None if args.eval_checkpoint is None else load_agent(args.eval_checkpoint)
+        self.writer = SummaryWriter(self.dir, purge_step=None if args.resume is None else saved["global_step"] + 1)
+        if args.resume is None:  # a resumed run has them already
+            self.writer.add_text(
+                "hyperparameters",
+                "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+            )
         if args.cuda and not torch.cuda.is_available():
             print("warning: --cuda was requested but CUDA is not available; running on the CPU")
+        self.device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
         self.recent_returns = deque(maxlen=20)  # for the progress line
         self.seconds = {"env": 0.0, "inference": 0.0, "update": 0.0}  # where this iteration's time goes: perf/*
+        # Given to begin(): what checkpoints save and what the run closes; the Ctrl-C handler; the clock of charts/SPS.
+        self.agent, self.optimizers, self.envs, self.stop = None, None, None, None
+        self.start_time, self.start_step = time.time(), 0
 
-    def evaluate_saved_agent(self, writer, device):
+    @staticmethod
+    def wrap_env(env):
+        """make_env's last wrapper, applied in the process that steps the env: EnvState, through which checkpoints read
+        and restore it; and, in a subprocess of --async-envs, a process group of its own, so that Ctrl-C (SIGINT to
+        the terminal's group) and benchmark.sh's stop (SIGTERM to a run's group) reach only the training process,
+        which checkpoints and then closes the env itself."""
+        if multiprocessing.parent_process() is not None:
+            os.setpgid(0, 0)
+        return EnvState(env)
+
+    def evaluate_saved_agent(self):
         """--eval-checkpoint: play --eval-episodes games with the saved agent, log them, and end the run."""
-        log_evaluation(evaluate(self.saved_agent.to(device), self.args, device, self.args.eval_episodes), writer)
-        writer.close()
+        agent = agent_from_state(self.saved).to(self.device)
+        log_evaluation(evaluate(agent, self.args, self.device, self.args.eval_episodes), self.writer)
+        self.writer.close()
 
-    def begin(self, agent, optimizers, envs, writer, next_obs, next_done):
+    def begin(self, agent, optimizers, envs, next_obs, next_done):
         """Start training: catch Ctrl-C and SIGTERM, and under --resume put agent, optimisers (named as in the
         checkpoint), envs and RNGs back as they were. Returns (first iteration, global_step, next_obs, next_done)."""
-        self.agent, self.optimizers, self.envs, self.writer = agent, optimizers, envs, writer
+        self.agent, self.optimizers, self.envs = agent, optimizers, envs
         where, other = ("in subprocesses", "--no-async-envs") if self.args.async_envs else ("in this process", "--async-envs")
         print(
             f"envs: {self.args.num_envs} x {self.args.env_id}, stepped {where} "
@@ -1041,9 +1071,9 @@ class RunControl:
             flush=True,
         )
         self.stop = GracefulStop()
-        self.start_time, self.start_step, start_iteration = time.time(), 0, 1
-        if self.checkpoint is not None:
-            checkpoint = self.checkpoint
+        self.start_time, start_iteration = time.time(), 1
+        if self.args.resume is not None:
+            checkpoint = self.saved
             agent.load_state_dict(checkpoint["agent"])
             for name, optimizer in optimizers.items():
                 optimizer.load_state_dict(checkpoint[name])
@@ -1068,8 +1098,20 @@ class RunControl:
         """Env steps per second since this process started training (CleanRL's charts/SPS)."""
         return int((global_step - self.start_step) / (time.time() - self.start_time))
 
+    def log_attention(self, iteration, global_step, obs):
+        """Every --log-attention-every iterations, draw env 0's last four frames with the three blocks' masks to
+        TensorBoard (sprig/attention)."""
+        every = self.args.log_attention_every
+        if every == 0 or iteration % every != 0:
+            return
+        with torch.no_grad():
+            latest = obs[-4:, 0]  # env 0's last four observations, (4, 4, 84, 84)
+            _, masks = self.agent.perception(latest / 255.0)
+        image = attention_figure(latest[:, -1].cpu(), [mask.cpu() for mask in masks])
+        self.writer.add_image("sprig/attention", image, global_step, dataformats="HWC")
+
     def check_divergence(self, iteration, stats):
-        """Stop the run with one line if the last minibatch's losses, its grad norm or a parameter is NaN or inf."""
+        """Stop the run with one line if a statistic of the last minibatch or a parameter is NaN or inf."""
         divergence = find_divergence(stats, self.agent)
         if divergence is not None:  # nothing of this iteration is logged or saved
             self.close()
@@ -1121,7 +1163,7 @@ class RunControl:
         self.envs.close()
         self.writer.close()
 
-    def finish(self, device):
+    def finish(self):
         """The end of training: --save-model, --eval-episodes, then close envs and logs."""
         self.stop.release()  # from here Ctrl-C stops at once
         self.envs.close()
@@ -1130,7 +1172,7 @@ class RunControl:
             torch.save(self.agent.state_dict(), model_path)
             print(f"model saved to {model_path}")
         if self.args.eval_episodes > 0:
-            log_evaluation(evaluate(self.agent, self.args, device, self.args.eval_episodes), self.writer)
+            log_evaluation(evaluate(self.agent, self.args, self.device, self.args.eval_episodes), self.writer)
         self.writer.close()
 
 

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 import torch
-from sprig_ppo_atari import Agent, Args, attention_cost, follower_step, leader_step
+from sprig_ppo_atari import SPRIG_STATS, Agent, Args, attention_cost, follower_step, leader_step, ppo_loss, to_host
 
 
 def make_minibatch(agent, batch=32, seed=0):
@@ -162,3 +162,14 @@ def test_the_two_leader_utilities_move_theta_differently(setup):
         moved[leader_utility] = snapshot(copy_agent.leader_parameters())
     assert not unchanged(moved["follower"], moved["pg"])
     assert stats["u_follower"] == stats["u_policy"]  # pg, the last one: u_F is u_policy
+
+
+def test_both_stages_report_detached_scalar_tensors_under_the_names_the_loop_logs(setup):
+    agent, args, leader_optimizer, follower_optimizer, mb = setup
+    stats = leader_step(agent, leader_optimizer, mb, args)
+    stats |= follower_step(agent, follower_optimizer, mb, args)
+    _, ppo_stats = ppo_loss(*agent.get_action_and_value(mb["obs"], mb["actions"])[1:], mb, args)
+    assert set(stats) == set(ppo_stats) | set(SPRIG_STATS)
+    assert all(value.dim() == 0 and not value.requires_grad for value in stats.values())
+    host = to_host([stats, stats])  # one copy for the iteration: a float64 value per minibatch
+    assert all(values.tolist() == [stats[name].item()] * 2 for name, values in host.items())
