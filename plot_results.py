@@ -3,12 +3,13 @@
 Reproduces the layout of Figure 2 of the SPRIG paper (mean episodic return against environment steps, one panel per
 game, mean ± std over seeds) and summarises every (env, method) group in a table: each seed's final score (the mean of
 its last 100 episodic returns), their mean ± std, and their interquartile mean (IQM) with its 95% confidence interval,
-raw and human-normalised.
+raw and human-normalised (every game of Atari-57; a game outside it is reported raw).
 
-Statistics, after Agarwal et al., "Deep Reinforcement Learning at the Edge of the Statistical Precipice" (NeurIPS
-2021), with their library rliable: over the games with human reference scores, each method's human-normalised IQM,
-mean and optimality gap, and P(method > PPO), each with a 95% stratified-bootstrap confidence interval (seeds resampled
-within each game, percentile method). With a handful of seeds, a mean ± std says little about how sure a comparison is.
+Across games and seeds, after Agarwal et al., "Deep Reinforcement Learning at the Edge of the Statistical Precipice"
+(NeurIPS 2021), with their library rliable: each method's human-normalised IQM, median, mean and optimality gap, and
+P(method > PPO), each with a 95% stratified-bootstrap confidence interval (seeds resampled within each game,
+percentile method), and its performance profile. With a handful of seeds, a mean ± std says little about how sure a
+comparison is.
 
 Run:
     python plot_results.py benchmark_results/cleanrl
@@ -18,11 +19,11 @@ Run:
 Writes into --out-dir (default: the directory given):
     figure2.png, figure2.pdf   the learning curves, one panel per game
     aggregate.png              the aggregate statistics with their CIs (if a game has reference scores)
+    performance_profile.png    per method, the fraction of runs above each human-normalised score, with CI bands
     results.md, results.csv    one row per (env, method); results.md ends with the aggregate table
     results_aggregate.csv      one row per method: the aggregate statistics and their CIs
-
-A run is a directory that holds TensorBoard event files (read with tbparse), named by the training scripts
-`{env_id}__{exp_name}__{seed}__{unix_time}`; the env id, method (from exp_name) and seed are read from that name.
+Other commands (python plot_results.py COMMAND --help): sps, attention, tradeoff. The file reads top to bottom: reading
+runs (every command), then one section per command.
 """
 
 import csv
@@ -258,7 +259,8 @@ class Args:
     paper_reference: bool = False
     """if toggled, overlay the paper's Figure 2 points (read off the plot) on BeamRider panels"""
     out_dir: str | None = None
-    """where figure2.png/.pdf, aggregate.png, results.md/.csv and results_aggregate.csv go; None: into DIR itself"""
+    """where figure2.png/.pdf, aggregate.png, performance_profile.png, results.md/.csv and results_aggregate.csv go; None:
+    into DIR itself"""
     grid_points: int = 200
     """number of points of the common step grid the seeds' curves are interpolated onto"""
     band: Literal["std", "iqm"] = "std"
@@ -451,15 +453,71 @@ def plot_curves(curves: list[Curve], out_dir: str, paper_reference: bool = False
     return png_path, pdf_path
 
 
-# Random-play and human scores used for human normalisation, as in the DQN line of papers (Mnih et al., 2015;
-# van Hasselt et al., 2016; Badia et al., 2020, Agent57 appendix). Keyed by game name without version suffix.
+# Random-play and human scores of the 57 games of the Atari-57 benchmark, for human normalisation: 0% = a uniformly
+# random policy, 100% = a professional human games tester, both from no-op starts (up to 30 no-ops), episodes capped at
+# 30 minutes of play. One published table, copied as it stands: DQN Zoo's atari_data.py (Quan & Ostrovski, 2020),
+# which collects the scores of Mnih et al. (2015, Nature DQN) and, for the games they did not play, Wang et al. (2016,
+# dueling networks); the table the DQN line of papers normalises with, as do Badia et al. (2020, Agent57). Tables
+# differ on one entry only: some later ones give Video Pinball a random score of 0.0 instead of 16256.9. Keyed by
+# game name as ALE spells it (BeamRiderNoFrameskip-v4 and ALE/BeamRider-v5 are BeamRider): (random, human).
 RANDOM_AND_HUMAN_SCORES = {
+    "Alien": (227.8, 7127.7),
+    "Amidar": (5.8, 1719.5),
+    "Assault": (222.4, 742.0),
+    "Asterix": (210.0, 8503.3),
+    "Asteroids": (719.1, 47388.7),
+    "Atlantis": (12850.0, 29028.1),
+    "BankHeist": (14.2, 753.1),
+    "BattleZone": (2360.0, 37187.5),
     "BeamRider": (363.9, 16926.5),
+    "Berzerk": (123.7, 2630.4),
+    "Bowling": (23.1, 160.7),
+    "Boxing": (0.1, 12.1),
     "Breakout": (1.7, 30.5),
+    "Centipede": (2090.9, 12017.0),
+    "ChopperCommand": (811.0, 7387.8),
+    "CrazyClimber": (10780.5, 35829.4),
+    "Defender": (2874.5, 18688.9),
+    "DemonAttack": (152.1, 1971.0),
+    "DoubleDunk": (-18.6, -16.4),
+    "Enduro": (0.0, 860.5),
+    "FishingDerby": (-91.7, -38.7),
+    "Freeway": (0.0, 29.6),
+    "Frostbite": (65.2, 4334.7),
+    "Gopher": (257.6, 2412.5),
+    "Gravitar": (173.0, 3351.4),
+    "Hero": (1027.0, 30826.4),
+    "IceHockey": (-11.2, 0.9),
+    "Jamesbond": (29.0, 302.8),
+    "Kangaroo": (52.0, 3035.0),
+    "Krull": (1598.0, 2665.5),
+    "KungFuMaster": (258.5, 22736.3),
+    "MontezumaRevenge": (0.0, 4753.3),
+    "MsPacman": (307.3, 6951.6),
+    "NameThisGame": (2292.3, 8049.0),
+    "Phoenix": (761.4, 7242.6),
+    "Pitfall": (-229.4, 6463.7),
     "Pong": (-20.7, 14.6),
-    "Seaquest": (68.4, 42054.7),
-    "SpaceInvaders": (148.0, 1668.7),
+    "PrivateEye": (24.9, 69571.3),
     "Qbert": (163.9, 13455.0),
+    "Riverraid": (1338.5, 17118.0),
+    "RoadRunner": (11.5, 7845.0),
+    "Robotank": (2.2, 11.9),
+    "Seaquest": (68.4, 42054.7),
+    "Skiing": (-17098.1, -4336.9),
+    "Solaris": (1236.3, 12326.7),
+    "SpaceInvaders": (148.0, 1668.7),
+    "StarGunner": (664.0, 10250.0),
+    "Surround": (-10.0, 6.5),
+    "Tennis": (-23.8, -8.3),
+    "TimePilot": (3568.0, 5229.2),
+    "Tutankham": (11.4, 167.6),
+    "UpNDown": (533.4, 11693.2),
+    "Venture": (0.0, 1187.5),
+    "VideoPinball": (16256.9, 17667.9),
+    "WizardOfWor": (563.5, 4756.5),
+    "YarsRevenge": (3092.9, 54576.9),
+    "Zaxxon": (32.5, 9173.3),
 }
 
 
@@ -649,7 +707,8 @@ def write_results(results: list[Result], out_dir: str) -> tuple[str, str]:
     one); returns their paths."""
     markdown_path, csv_path = os.path.join(out_dir, "results.md"), os.path.join(out_dir, "results.csv")
     columns = [result_columns(result) for result in results]
-    lines = markdown_table([header for header, _, _ in columns[0]], [[cell for _, cell, _ in row] for row in columns])
+    lines = ["## Per game and method", ""]
+    lines += markdown_table([header for header, _, _ in columns[0]], [[cell for _, cell, _ in row] for row in columns])
     lines.append(
         f"\nIQM: the interquartile mean over seeds (25% trimmed from each end; with fewer than 4 seeds nothing is "
         f"trimmed and it is the mean), with a 95% percentile-bootstrap CI over seeds ({BOOTSTRAP_REPS:,} resamples, "
@@ -664,13 +723,18 @@ def write_results(results: list[Result], out_dir: str) -> tuple[str, str]:
 @dataclass
 class AggregateResult:
     """One method's row of the aggregate table: over its seeds x the games with reference scores that it ran, the
-    human-normalised IQM, mean and optimality gap (in percent of human), each with its 95% stratified-bootstrap CI."""
+    human-normalised IQM, median, mean and optimality gap (in percent of human), each with its 95% stratified-bootstrap
+    CI."""
 
     method: str
     env_ids: list[str]
     num_seeds: int
     """seeds per game in its score matrix: the first num_seeds (in seed order) of each game, the fewest it has"""
+    scores: np.ndarray
+    """the score matrix the statistics stand on: (num_seeds, len(env_ids)) human-normalised scores, 1.0 = human"""
     iqm: Estimate
+    median: Estimate
+    """the median over games of each game's mean over seeds: the Atari papers' usual summary (rliable's aggregate_median)"""
     mean: Estimate
     optimality_gap: Estimate
     """100 - the mean over seeds x games of min(score, 100): how far it stays below human play (rliable, gamma = 1)"""
@@ -680,7 +744,8 @@ class AggregateResult:
 
 def aggregate_scores(results: list[Result]) -> tuple[list[AggregateResult], list[str]]:
     """One AggregateResult per method that ran a game with reference scores, in method order, and the notes on what
-    the aggregates leave out (seeds beyond the fewest a method has on a game; games that not every method ran)."""
+    the aggregates leave out (games without reference scores; seeds beyond the fewest a method has on a game; games
+    that not every method ran)."""
     _, metrics = load_rliable()
     per_game: dict[str, dict[str, list[float]]] = {}  # method -> env_id -> seeds' human-normalised scores, 1.0 = human
     for result in results:
@@ -689,6 +754,12 @@ def aggregate_scores(results: list[Result]) -> tuple[list[AggregateResult], list
                 human_normalised(result.env_id, score) / 100 for score in result.seed_scores
             ]
     notes = []
+    unscored = sorted({result.env_id for result in results if human_normalised(result.env_id, 0.0) is None})
+    if unscored:
+        notes.append(
+            f"note: {', '.join(unscored)}: no human reference scores (not an Atari-57 game): reported raw, left out of "
+            "the aggregates"
+        )
     matrices: dict[str, tuple[list[str], np.ndarray]] = {}  # method -> (its env ids, (num_seeds, num_games) scores)
     for method in sorted(per_game, key=method_order):
         env_ids = sorted(per_game[method])
@@ -705,16 +776,21 @@ def aggregate_scores(results: list[Result]) -> tuple[list[AggregateResult], list
             "over the games both ran"
         )
 
-    def statistics(scores):  # [IQM, mean, optimality gap] in percent of human, from scores where 1.0 = human
+    def statistics(scores):  # [IQM, median, mean, optimality gap] in percent of human, from scores where 1.0 = human
         return 100 * np.array(
-            [metrics.aggregate_iqm(scores), metrics.aggregate_mean(scores), metrics.aggregate_optimality_gap(scores, gamma=1)]
+            [
+                metrics.aggregate_iqm(scores),
+                metrics.aggregate_median(scores),
+                metrics.aggregate_mean(scores),
+                metrics.aggregate_optimality_gap(scores, gamma=1),
+            ]
         )
 
     aggregates = []
     for method, (env_ids, scores) in matrices.items():
         values, (lows, highs) = interval_estimate(scores, statistics)
-        iqm, mean, gap = (Estimate(float(value), float(low), float(high)) for value, low, high in zip(values, lows, highs))
-        aggregates.append(AggregateResult(method, env_ids, scores.shape[0], iqm, mean, gap))
+        iqm, median, mean, gap = (Estimate(float(v), float(low), float(high)) for v, low, high in zip(values, lows, highs))
+        aggregates.append(AggregateResult(method, env_ids, scores.shape[0], scores, iqm, median, mean, gap))
     if "PPO" in matrices:
         ppo_env_ids, ppo_scores = matrices["PPO"]
         for aggregate in aggregates:
@@ -736,12 +812,63 @@ def aggregate_scores(results: list[Result]) -> tuple[list[AggregateResult], list
     return aggregates, notes
 
 
+PROFILE_POINTS = 201
+"""scores (taus) at which the performance profiles are evaluated, evenly spaced"""
+
+
+def performance_profiles(aggregates: list[AggregateResult]) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, ...]]]:
+    """Each method's performance profile (Agarwal et al., 2021, rliable's score distribution): at each human-normalised
+    score tau, the fraction of its runs (seeds x games) that score above tau, with its 95% stratified-bootstrap CI at
+    each tau (seeds resampled within each game). The taus, in percent of human and the same for every method, span 0%
+    (random), 100% (human) and every run's score. Returns (taus, {method: (fractions, CI lows, CI highs)})."""
+    scores = 100 * np.concatenate([aggregate.scores.ravel() for aggregate in aggregates])
+    taus = np.linspace(min(0.0, scores.min()), max(100.0, scores.max()), PROFILE_POINTS)
+
+    def fraction_above(matrix):  # (num_seeds, num_games), 1.0 = human -> the fraction of runs above each tau
+        return (100 * matrix[..., None] > taus).mean(axis=(0, 1))
+
+    profiles = {}
+    for aggregate in aggregates:
+        fractions, (lows, highs) = interval_estimate(aggregate.scores, fraction_above)
+        profiles[aggregate.method] = (fractions, lows, highs)
+    return taus, profiles
+
+
+def plot_performance_profile(aggregates: list[AggregateResult], out_dir: str) -> str:
+    """performance_profile.png: per method, the fraction of its runs above each human-normalised score, with its 95%
+    CI as a band; returns its path."""
+    plt = pyplot()
+    taus, profiles = performance_profiles(aggregates)
+    colors = method_colors(sorted({a.method for a in aggregates}, key=method_order))
+    figure, axis = plt.subplots(figsize=(7.5, 4.8))
+    for aggregate in aggregates:
+        fractions, lows, highs = profiles[aggregate.method]
+        runs = f"{len(aggregate.env_ids)} game{'s' if len(aggregate.env_ids) != 1 else ''} x {aggregate.num_seeds} seeds"
+        axis.plot(taus, fractions, color=colors[aggregate.method], label=f"{aggregate.method} ({runs})")
+        axis.fill_between(taus, lows, highs, color=colors[aggregate.method], alpha=0.2)
+    for score, name in [(0, "random"), (100, "human")]:
+        axis.axvline(score, color="gray", linestyle="--", linewidth=1)
+        axis.annotate(name, (score, 1.0), xytext=(3, -12), textcoords="offset points", color="gray", fontsize="small")
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_xlabel("human-normalised score τ (%)")
+    axis.set_ylabel("fraction of runs with score > τ")
+    axis.set_title(f"Performance profile, 95% stratified-bootstrap CIs over seeds ({BOOTSTRAP_REPS:,} resamples)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    path = os.path.join(out_dir, "performance_profile.png")
+    figure.savefig(path, dpi=150)
+    plt.close(figure)
+    return path
+
+
 def plot_aggregates(aggregates: list[AggregateResult], out_dir: str) -> str:
-    """aggregate.png: per method, the human-normalised IQM, mean and optimality gap as 95% CI bars with a tick at the
+    """aggregate.png: per method, the human-normalised IQM, median, mean and optimality gap as 95% CI bars with a tick at the
     point estimate, and P(method > PPO) where it was computed; returns its path."""
     plt = pyplot()
     panels = [
         ("IQM", "human-normalised score (%)", [(a.method, a.iqm) for a in aggregates]),
+        ("Median", "human-normalised score (%)", [(a.method, a.median) for a in aggregates]),
         ("Mean", "human-normalised score (%)", [(a.method, a.mean) for a in aggregates]),
         ("Optimality gap", "100 - mean of min(score, 100) (%)", [(a.method, a.optimality_gap) for a in aggregates]),
     ]
@@ -788,7 +915,13 @@ def aggregate_columns(aggregate: AggregateResult) -> list[tuple[str, str, dict[s
             {"env_ids": " ".join(aggregate.env_ids), "num_games": len(aggregate.env_ids)},
         ),
         ("seeds per game", str(aggregate.num_seeds), {"num_seeds_per_game": aggregate.num_seeds}),
+        (
+            "runs (games x seeds)",
+            f"{aggregate.scores.size} ({len(aggregate.env_ids)} x {aggregate.num_seeds})",
+            {"num_runs": aggregate.scores.size},
+        ),
         ("IQM (%) [95% CI]", estimate_text(aggregate.iqm), estimate_fields(aggregate.iqm, "iqm_percent")),
+        ("median (%) [95% CI]", estimate_text(aggregate.median), estimate_fields(aggregate.median, "median_percent")),
         ("mean (%) [95% CI]", estimate_text(aggregate.mean), estimate_fields(aggregate.mean, "mean_percent")),
         (
             "optimality gap (%) [95% CI]",
@@ -813,9 +946,11 @@ def write_aggregate_results(aggregates: list[AggregateResult], notes: list[str],
         "",
         "## Aggregate over the games with human reference scores",
         "",
-        f"Human-normalised final scores (0% = random play, 100% = human) over seeds x games: interquartile mean, mean "
-        f"and optimality gap (100 - mean of min(score, 100)), each with a 95% stratified-bootstrap CI (seeds resampled "
-        f"within each game, percentile method, {BOOTSTRAP_REPS:,} resamples; rliable, Agarwal et al., NeurIPS 2021)"
+        f"Human-normalised final scores (0% = random play, 100% = human), one per run: each row stands on its runs, "
+        f"games x seeds per game. Interquartile mean over all runs, median over games of each game's mean over seeds, "
+        f"mean, and optimality gap (100 - mean of min(score, 100)), each with a 95% stratified-bootstrap CI (seeds "
+        f"resampled within each game, percentile method, {BOOTSTRAP_REPS:,} resamples; rliable, Agarwal et al., NeurIPS "
+        f"2021). performance_profile.png shows, for every score, the fraction of runs above it"
         + (
             "; P(method > PPO): the probability that a run of the method beats a run of PPO on the same game, averaged "
             "over games (0.5: no difference)."
@@ -849,8 +984,8 @@ def collapse_summary(results: list[Result]) -> str:
 
 
 def plot_results(args: Args) -> int:
-    """The default command: figure2.png/.pdf, aggregate.png, results.md/.csv and results_aggregate.csv for all runs
-    under args.directory."""
+    """The default command: figure2.png/.pdf, aggregate.png, performance_profile.png, results.md/.csv and
+    results_aggregate.csv for all runs under args.directory."""
     if args.grid_points < 2:
         print(f"error: --grid-points must be at least 2, got {args.grid_points}", file=sys.stderr)
         return 2
@@ -864,12 +999,12 @@ def plot_results(args: Args) -> int:
     table_paths = write_results(results, out_dir)
     aggregates, notes = aggregate_scores(results)
     if aggregates:
-        figure_paths += (plot_aggregates(aggregates, out_dir),)
+        figure_paths += (plot_aggregates(aggregates, out_dir), plot_performance_profile(aggregates, out_dir))
         table_paths += (write_aggregate_results(aggregates, notes, out_dir),)
     else:
         print(
             "note: no game has human reference scores (RANDOM_AND_HUMAN_SCORES): no aggregate.png, no "
-            "results_aggregate.csv",
+            "performance_profile.png, no results_aggregate.csv",
             file=sys.stderr,
         )
     print(f"{len(runs)} runs in {len(results)} (env, method) groups")

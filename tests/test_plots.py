@@ -112,6 +112,26 @@ def test_human_normalised_score_uses_the_random_and_human_reference_scores(resul
     assert plot_results.human_normalised("BreakoutNoFrameskip-v4", 1.7) == pytest.approx(0.0)
 
 
+def test_the_reference_table_holds_the_57_games_of_atari_57_as_ale_names_them():
+    import ale_py
+    import gymnasium
+
+    gymnasium.register_envs(ale_py)
+    table = plot_results.RANDOM_AND_HUMAN_SCORES
+    assert len(table) == 57 and all(f"ALE/{game}-v5" in gymnasium.registry for game in table)
+    assert all(random_score < human_score for random_score, human_score in table.values())
+    atari5 = {
+        "BattleZone": (2360.0, 37187.5),
+        "DoubleDunk": (-18.6, -16.4),
+        "NameThisGame": (2292.3, 8049.0),
+        "Phoenix": (761.4, 7242.6),
+        "Qbert": (163.9, 13455.0),
+    }
+    assert {game: table[game] for game in atari5} == atari5 and table["BeamRider"] == (363.9, 16926.5)
+    assert plot_results.human_normalised("DoubleDunkNoFrameskip-v4", -16.4) == pytest.approx(100.0)
+    assert plot_results.human_normalised("ALE/Phoenix-v5", 761.4) == pytest.approx(0.0)
+
+
 def test_steps_reached_sps_and_wall_time_are_means_over_seeds(results_dir):
     ppo = results_by_method(results_dir)[(BEAMRIDER, "PPO")]
     assert ppo.steps_reached == pytest.approx((161_000 + 121_000 + 250_000) / 3)  # the last step of any scalar
@@ -399,7 +419,8 @@ def test_probability_of_improvement_is_one_when_every_seed_beats_every_ppo_seed_
 def test_aggregate_is_over_seeds_and_games_with_the_first_k_seeds_of_each_game_and_says_so():
     # Human-normalised scores (1.0 = human): BeamRider 0.1, 0.2, 0.3; Pong 0.0, 0.5, 1.5 and a 4th seed at 10.0 that
     # is left out (3 seeds on BeamRider). Mean: 2.6 / 6; IQM of 6 cuts one from each end: (0.1 + 0.2 + 0.3 + 0.5) / 4;
-    # optimality gap: 1 - (0.1 + 0.2 + 0.3 + 0.0 + 0.5 + 1.0) / 6 = 0.65. A game without reference scores is left out.
+    # optimality gap: 1 - (0.1 + 0.2 + 0.3 + 0.0 + 0.5 + 1.0) / 6 = 0.65; median of the games' means: (0.2 + 2/3) / 2.
+    # A game without reference scores is left out, and a note says so.
     beamrider = [363.9 + 16562.6 * fraction for fraction in (0.1, 0.2, 0.3)]
     pong = [-20.7 + 35.3 * fraction for fraction in (0.0, 0.5, 1.5, 10.0)]
     results = [
@@ -412,18 +433,79 @@ def test_aggregate_is_over_seeds_and_games_with_the_first_k_seeds_of_each_game_a
     assert aggregate.mean.value == pytest.approx(260 / 6)
     assert aggregate.iqm.value == pytest.approx(27.5)
     assert aggregate.optimality_gap.value == pytest.approx(65.0)
+    assert aggregate.median.value == pytest.approx(100 * (0.2 + 2.0 / 3) / 2)  # of the games' means over their 3 seeds
     assert notes == [
+        "note: MyGameNoFrameskip-v4: no human reference scores (not an Atari-57 game): reported raw, left out of the "
+        "aggregates",
         f"note: SPRIG has 3 seeds on {BEAMRIDER}, 4 seeds on PongNoFrameskip-v4; its aggregate uses the first 3 seeds "
-        f"(in seed order) of each game"
+        f"(in seed order) of each game",
     ]
+
+
+# Human-normalised final scores (1.0 = human) of SPRIG's three seeds on four of the Atari-5 games; every episode of a
+# seed scores the same, so its final score is known (to float32, as TensorBoard stores it).
+KNOWN_SCORES = {
+    "BattleZoneNoFrameskip-v4": [0.05, 0.10, 0.60],
+    "DoubleDunkNoFrameskip-v4": [-0.5, 0.25, 2.0],
+    "NameThisGameNoFrameskip-v4": [0.3, 0.4, 0.5],
+    "QbertNoFrameskip-v4": [1.2, 0.9, 0.02],
+}
+
+
+def test_median_over_games_and_performance_profile_equal_a_direct_numpy_computation(tmp_path, monkeypatch):
+    monkeypatch.setattr(plot_results, "BOOTSTRAP_REPS", 500)
+    for env_id, fractions in KNOWN_SCORES.items():
+        random_score, human_score = plot_results.RANDOM_AND_HUMAN_SCORES[plot_results.game_name(env_id)]
+        for seed, fraction in enumerate(fractions, start=1):
+            score = random_score + fraction * (human_score - random_score)
+            write_run(tmp_path, env_id, "sprig_ppo_atari", seed, [score] * 3, [1000, 2000, 3000])
+    [aggregate], notes = plot_results.aggregate_scores(plot_results.final_scores(plot_results.load_runs(tmp_path)))
+    scores = np.array([KNOWN_SCORES[env_id] for env_id in sorted(KNOWN_SCORES)]).T  # (seeds, games)
+    assert notes == [] and aggregate.env_ids == sorted(KNOWN_SCORES) and aggregate.scores == pytest.approx(scores, abs=1e-5)
+
+    # The median over games of each game's mean over seeds: the means are 0.25, 0.5833, 0.4, 0.7067 -> (0.4 + 0.5833) / 2.
+    assert (
+        aggregate.median.value
+        == pytest.approx(100 * np.median(scores.mean(axis=0)))
+        == pytest.approx(100 * 2.95 / 6, abs=1e-3)
+    )
+    low, high = numpy_stratified_bootstrap_interval(
+        aggregate.scores, lambda resampled: 100 * np.median(resampled.mean(axis=0))
+    )
+    assert aggregate.median.low == pytest.approx(low, rel=BOOTSTRAP_TOLERANCE)
+    assert aggregate.median.high == pytest.approx(high, rel=BOOTSTRAP_TOLERANCE)
+
+    # The profile: at each tau, the fraction of the 12 runs scoring above it; taus from the lowest to the highest score.
+    taus, profiles = plot_results.performance_profiles([aggregate])
+    fractions, lows, highs = profiles["SPRIG"]
+    assert len(taus) == plot_results.PROFILE_POINTS and (taus[0], taus[-1]) == pytest.approx((-50.0, 200.0), abs=1e-3)
+    assert fractions == pytest.approx([np.mean(100 * aggregate.scores > tau) for tau in taus])
+    assert (taus[1], fractions[1]) == pytest.approx((-48.75, 11 / 12), abs=1e-3)  # all but DoubleDunk's -50%
+    assert (taus[121], fractions[121]) == pytest.approx(
+        (101.25, 2 / 12), abs=1e-3
+    )  # above human: Qbert's 120%, DoubleDunk's 200%
+    assert fractions[-1] == 0.0
+    expected_lows, expected_highs = numpy_stratified_bootstrap_interval(
+        aggregate.scores, lambda resampled: (100 * resampled[..., None] > taus).mean(axis=(0, 1))
+    )
+    assert lows == pytest.approx(expected_lows) and highs == pytest.approx(expected_highs)
+    assert np.all(lows <= fractions) and np.all(fractions <= highs)
 
 
 def test_cli_writes_aggregate_png_and_csv_and_appends_the_aggregate_table_with_p_of_improvement(results_dir, tmp_path):
     result = run_cli(results_dir, "--out-dir", tmp_path, "--grid-points", "20", "--band", "iqm")
     assert result.returncode == 0, result.stderr
-    for name in ["figure2.png", "aggregate.png", "results.md", "results.csv", "results_aggregate.csv"]:
+    for name in [
+        "figure2.png",
+        "aggregate.png",
+        "performance_profile.png",
+        "results.md",
+        "results.csv",
+        "results_aggregate.csv",
+    ]:
         assert f"wrote {tmp_path / name}" in result.stdout
-    assert (tmp_path / "aggregate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ["aggregate.png", "performance_profile.png"]:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(tmp_path / "results_aggregate.csv") as file:
         rows = {row["method"]: row for row in csv.DictReader(file)}
     assert list(rows) == ["PPO", "SPRIG"]  # my_variant ran only a game without reference scores
@@ -434,8 +516,12 @@ def test_cli_writes_aggregate_png_and_csv_and_appends_the_aggregate_table_with_p
     assert rows["PPO"]["probability_of_improvement_over_ppo"] == ""
     markdown = (tmp_path / "results.md").read_text()
     assert "## Aggregate over the games with human reference scores" in markdown
-    assert f"| SPRIG | {BEAMRIDER} | 3 | {(556.5 - 363.9) / (16926.5 - 363.9) * 100:.1f} [" in markdown
-    assert markdown.rstrip().splitlines()[-1].endswith("| 1.00 [1.00, 1.00] |")
+    [sprig_row] = [line for line in markdown.splitlines() if line.startswith(f"| SPRIG | {BEAMRIDER} | 3 | 3 (1 x 3) |")]
+    assert f" | {(556.5 - 363.9) / (16926.5 - 363.9) * 100:.1f} [" in sprig_row and sprig_row.endswith("| 1.00 [1.00, 1.00] |")
+    assert markdown.rstrip().splitlines()[-1] == (
+        "note: MyGameNoFrameskip-v4: no human reference scores (not an Atari-57 game): reported raw, left out of the "
+        "aggregates"
+    )
     with open(tmp_path / "results.csv") as file:
         rows = {(row["env_id"], row["method"]): row for row in csv.DictReader(file)}
     assert float(rows[(BEAMRIDER, "PPO")]["final_score_iqm"]) == pytest.approx((99.5 + 195.0 + 200.0) / 3)
@@ -450,6 +536,7 @@ def test_without_reference_scores_there_is_no_aggregate_and_a_note_says_so(tmp_p
     assert result.returncode == 0, result.stderr
     assert "note: no game has human reference scores" in result.stderr
     assert not (tmp_path / "aggregate.png").exists() and not (tmp_path / "results_aggregate.csv").exists()
+    assert not (tmp_path / "performance_profile.png").exists()
     assert "Aggregate" not in (tmp_path / "results.md").read_text()
 
 
