@@ -25,6 +25,10 @@ options:
                             its default leader utility) and sprig-pg (sprig_ppo_atari.py --leader-utility pg:
                             Algorithm 1's printed policy term, in OUT/PRESET/ENV/sprig-pg/)
   --env-ids "IDS"           env ids (default: BeamRiderNoFrameskip-v4)
+  --games NAME              a game set instead of --env-ids, each game as its NoFrameskip-v4 id:
+                            atari5: BattleZone DoubleDunk NameThisGame Phoenix Qbert, the five games whose scores
+                                    best predict the median over all 57 (Atari-5; Aitchison, Sweetser & Hutter 2022)
+                            atari3: BattleZone NameThisGame Phoenix, that paper's validation set, for tuning
   --seeds "1 2 3 4 5"       seeds (default: 1 2 3 4 5)
   --total-timesteps N       env steps per run (default: 10000000)
   --workers N               runs in parallel (default: 1). On CPU each run uses about 2 cores; the cores are
@@ -39,7 +43,9 @@ options:
   --quick                   CPU-sized check: seeds 1 2, 50000 steps, 2 workers (each unless given explicitly);
                             about an hour on 2 cores
   --dry-run                 print the run matrix (method env seed dir [state]) and the exact commands; run
-                            nothing, create nothing (with --slurm: print the sbatch script instead of writing it)
+                            nothing, create nothing (with --slurm: print the sbatch script instead of writing it).
+                            It and a real run start with the cost: runs, env steps, and the wall time estimated
+                            from the speed --sps measured (with the same --out and --preset) for --workers
   --no-plot                 do not call plot_results.py at the end
   --sweep "FLAG=V1 V2 ..."  ablation of one SPRIG coefficient: run sprig once per VALUE of FLAG, a flag of
                             sprig_ppo_atari.py without its dashes (e.g. "alpha-coop=0.0 0.3 0.7 1.0" or
@@ -68,6 +74,7 @@ examples:
   ./benchmark.sh --preset paper --workers 2 -- --async-envs
   ./benchmark.sh --slurm --partition gpu --seeds "1 2 3 4 5"
   ./benchmark.sh --sps
+  ./benchmark.sh --games atari5 --preset paper --seeds "1 2 3" --dry-run
   ./benchmark.sh --sweep "alpha-coop=0.0 0.3 0.7 1.0" --sweep "attn-cost-coef=0 1e-4 1e-3"
 EOF
 }
@@ -86,6 +93,18 @@ PRESET_FLAGS_CLEANRL=()
 PRESET_FLAGS_PAPER=(--num-envs 8 --num-steps 256 --num-minibatches 32 --learning-rate 1e-4 --clip-coef 0.2
     --max-episode-steps 10000)
 
+# Game sets of --games, as NoFrameskip-v4 ids. atari5: the five games whose scores best predict the median
+# human-normalised score over all 57 (Aitchison, Sweetser & Hutter, "Atari-5: Distilling the Arcade Learning
+# Environment down to Five Games", 2022); atari3: the three games the same paper sets aside as a validation set,
+# for tuning. plot_results.py normalises every one of them (its table holds all 57).
+game_set() { # name -> its env ids; nothing for an unknown name
+    case $1 in
+    atari5) echo BattleZoneNoFrameskip-v4 DoubleDunkNoFrameskip-v4 NameThisGameNoFrameskip-v4 PhoenixNoFrameskip-v4 \
+        QbertNoFrameskip-v4 ;;
+    atari3) echo BattleZoneNoFrameskip-v4 NameThisGameNoFrameskip-v4 PhoenixNoFrameskip-v4 ;;
+    esac
+}
+
 script_of() { # method -> the training script; nothing for an unknown method
     case $1 in
     ppo) echo "$REPO_DIR/ppo_atari.py" ;;
@@ -96,6 +115,14 @@ script_of() { # method -> the training script; nothing for an unknown method
 method_flags() { # method -> the flags that make it, besides its script (its --exp-name names its directory and curve)
     case $1 in
     sprig-pg) echo "--leader-utility pg --exp-name sprig-pg" ;;
+    esac
+}
+
+method_label() { # method -> its name in plot_results.py's tables (and so in the speed table of --sps)
+    case $1 in
+    ppo) echo PPO ;;
+    sprig) echo SPRIG ;;
+    sprig-pg) echo SPRIG-pg ;;
     esac
 }
 
@@ -237,6 +264,8 @@ run_one() {
 # ---------------------------------------------------------------------------------------------------------------
 METHODS="ppo sprig"
 ENV_IDS="BeamRiderNoFrameskip-v4"
+ENV_IDS_GIVEN=0
+GAMES=""
 SEEDS=""
 TOTAL_TIMESTEPS=""
 WORKERS=""
@@ -267,12 +296,13 @@ while (($# > 0)); do
         usage
         exit 0
         ;;
-    --methods | --env-ids | --seeds | --total-timesteps | --workers | --out | --preset | --partition | --time | \
-        --gpus | --cpus-per-task | --sweep | --checkpoint-every | --sps-iterations)
+    --methods | --env-ids | --games | --seeds | --total-timesteps | --workers | --out | --preset | --partition | \
+        --time | --gpus | --cpus-per-task | --sweep | --checkpoint-every | --sps-iterations)
         (($# >= 2)) || die "$option needs a value (see --help)"
         case $option in
         --methods) METHODS=$2 ;;
-        --env-ids) ENV_IDS=$2 ;;
+        --env-ids) ENV_IDS=$2 ENV_IDS_GIVEN=1 ;;
+        --games) GAMES=$2 ;;
         --seeds) SEEDS=$2 ;;
         --total-timesteps) TOTAL_TIMESTEPS=$2 ;;
         --workers) WORKERS=$2 ;;
@@ -313,6 +343,12 @@ SEEDS=${SEEDS:-"1 2 3 4 5"}
 TOTAL_TIMESTEPS=${TOTAL_TIMESTEPS:-10000000}
 WORKERS=${WORKERS:-1}
 OUT=${OUT:-benchmark_results}
+
+if [[ -n $GAMES ]]; then
+    ((ENV_IDS_GIVEN == 0)) || die "--games and --env-ids do not go together: --games $GAMES names the env ids"
+    ENV_IDS=$(game_set "$GAMES")
+    [[ -n $ENV_IDS ]] || die "unknown game set '$GAMES' (known: atari5, atari3)"
+fi
 
 is_count() { [[ $1 =~ ^[0-9]+$ ]] && (($1 > 0)); }
 read -r -a METHOD_LIST <<<"$METHODS"
@@ -413,6 +449,7 @@ RESULTS_DIR=$OUT/$PRESET
 # The run matrix, seed-major so that a benchmark stopped halfway has every method at the same number of seeds.
 # ---------------------------------------------------------------------------------------------------------------
 RUN_LABELS=() # "method env seed", method being sprig_FLAG=VALUE in a sweep
+RUN_METHODS=() # ppo, sprig or sprig-pg: what the run costs
 RUN_DIRS=()
 RUN_COMMANDS=() # each a %q-quoted command line, without the thread variables
 RUN_SIGNATURES=()
@@ -430,6 +467,7 @@ for seed in "${SEED_LIST[@]}"; do
             fi
             script=$(script_of "$method")
             RUN_LABELS+=("${VARIANT_NAMES[variant]} $env_id $seed")
+            RUN_METHODS+=("$method")
             RUN_DIRS+=("$RESULTS_DIR/$env_id/${VARIANT_NAMES[variant]}/seed$seed")
             # The checkpoint flags are not in the signature: how often a run saves itself does not change its results.
             signature_flags=("${flags[@]}" ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
@@ -467,6 +505,76 @@ check_scripts_exist() {
 }
 
 # ---------------------------------------------------------------------------------------------------------------
+# The cost of the run matrix, before it starts: runs, env steps, and the wall time at the speed --sps measured. --sps
+# writes OUT/sps/DATE/sps.md (one row per method: SPS of one run alone on the machine, all cores to it, the preset's
+# batch) and `measured_with` beside it (the preset, and the flags after --); the newest one of this --preset is used.
+# ---------------------------------------------------------------------------------------------------------------
+speed_table() { # the newest OUT/sps/DATE/sps.md measured with this preset, or nothing
+    local table
+    while read -r table; do
+        if [[ $(head -n 1 "$(dirname "$table")/measured_with" 2>/dev/null) == "preset $PRESET" ]]; then
+            echo "$table"
+            return 0
+        fi
+    done < <(ls -1 "$OUT"/sps/*/sps.md 2>/dev/null | sort -r) # DATE is YYYYmmdd-HHMMSS: newest first
+    return 0
+}
+
+thousands() { # 40960 -> 40,960
+    local number=$1 grouped=""
+    while ((${#number} > 3)); do
+        grouped=",${number: -3}$grouped"
+        number=${number:0:${#number}-3}
+    done
+    echo "$number$grouped"
+}
+
+print_cost() { # the matrix's runs and env steps, and its estimated wall time for WORKERS workers
+    local table method count sps seconds=0 speeds="" unmeasured=""
+    echo "cost: $NUM_RUNS runs x $(thousands "$TOTAL_TIMESTEPS") steps = $(thousands $((NUM_RUNS * TOTAL_TIMESTEPS))) env steps"
+    table=$(speed_table)
+    if [[ -z $table ]]; then
+        echo "wall time: unknown, no speed measured with --preset $PRESET in $OUT/sps; measure it (a few minutes) with" \
+            "./benchmark.sh --sps --preset $PRESET --out $OUT, adding after -- the flags the runs get"
+        return 0
+    fi
+    for method in "${METHOD_LIST[@]}"; do
+        count=$(printf '%s\n' "${RUN_METHODS[@]}" | grep -cx -- "$method" || true)
+        sps=$(awk -F' *[|] *' -v method="$(method_label "$method")" '$2 == method { print $4; exit }' "$table")
+        if [[ -z $sps ]] || ! awk -v sps="$sps" 'BEGIN { exit !(sps + 0 > 0) }'; then
+            unmeasured+="${unmeasured:+, }$method ($count runs)"
+            continue
+        fi
+        speeds+="${speeds:+, }$(method_label "$method") $sps SPS"
+        seconds=$(awk -v total="$seconds" -v runs="$count" -v steps="$TOTAL_TIMESTEPS" -v sps="$sps" \
+            'BEGIN { print total + runs * steps / sps }')
+    done
+    if [[ -z $speeds ]]; then
+        echo "wall time: unknown, $table holds no speed of $unmeasured; measure it with --sps and --methods"
+        return 0
+    fi
+    # One run at a time, each at its measured speed; WORKERS runs side by side take between that over WORKERS (each
+    # keeps its speed: a run that leaves cores idle) and all of it (they share the machine's speed: runs that each
+    # keep every core busy, as on a CPU with a few cores). Start-up, evaluation and checkpoints are not counted.
+    awk -v seconds="$seconds" -v workers="$WORKERS" -v speeds="$speeds" -v measured="$(tail -n +2 "$(dirname "$table")/measured_with")" \
+        -v table="$table" 'function hms(s) {
+            s = int(s + 0.5)
+            return sprintf("%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) (s >= 172800 ? sprintf(" (%.1f days)", s / 86400) : "")
+        }
+        BEGIN {
+            print "wall time: about " hms(seconds) " one run at a time, at the speeds measured in " table " (" speeds \
+                (measured != "" ? "; flags after -- then: " measured : "") ")"
+            if (workers > 1)
+                print "with " workers " workers: between " hms(seconds / workers) " (if each run keeps that speed beside" \
+                    " the others) and " hms(seconds) " (if they share it, as runs that keep every core busy do);" \
+                    " start-up and evaluation not counted"
+        }'
+    if [[ -n $unmeasured ]]; then
+        echo "wall time leaves out $unmeasured: no speed measured in $table"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------------------------
 # Modes
 # ---------------------------------------------------------------------------------------------------------------
 print_dry_run() {
@@ -476,6 +584,7 @@ print_dry_run() {
     fi
     echo "# $NUM_RUNS runs = $variants x ${#ENV_LIST[@]} envs x ${#SEED_LIST[@]} seeds," \
         "preset $PRESET, $TOTAL_TIMESTEPS steps each, $WORKERS workers x $THREADS threads ($NUM_CORES cores)"
+    print_cost | sed 's/^/# /'
     for method in "${METHOD_LIST[@]}"; do
         [[ -f $(script_of "$method") ]] || echo "# warning: $(script_of "$method") does not exist (yet)"
     done
@@ -589,6 +698,7 @@ run_all() { # every combination, WORKERS at a time; then report and plot
     trap stop_workers INT TERM HUP
     echo "$NUM_RUNS runs, preset $PRESET, $TOTAL_TIMESTEPS steps each, $WORKERS workers x $THREADS threads," \
         "results in $RESULTS_DIR"
+    print_cost
     for ((i = 0; i < NUM_RUNS; i++)); do
         while (($(jobs -rp | wc -l) >= WORKERS)); do
             wait -n 2>/dev/null || sleep 1 # bash < 4.3 has no `wait -n`
@@ -643,6 +753,8 @@ measure_sps() { # each method in turn, alone on the machine, for SPS_ITERATIONS 
             die "$method failed; see $dir/$method/log.txt"
     done
     "$PYTHON" "$REPO_DIR/plot_results.py" sps "$dir"
+    # What the cost estimate of a later run reads back: the preset on the first line, the flags after -- on the second.
+    printf 'preset %s\n%s\n' "$PRESET" "${EXTRA_FLAGS[*]+${EXTRA_FLAGS[*]}}" >"$dir/measured_with"
 }
 
 if ((SPS_MODE)); then

@@ -132,6 +132,73 @@ def test_dry_run_prints_one_line_per_combination_and_the_commands_and_creates_no
     assert tree(sandbox / "work") == [] and fake_calls(sandbox) == []
 
 
+ATARI5 = [f"{game}NoFrameskip-v4" for game in ("BattleZone", "DoubleDunk", "NameThisGame", "Phoenix", "Qbert")]
+
+
+@pytest.mark.parametrize("preset", ["cleanrl", "paper"])
+def test_games_atari5_runs_every_method_and_seed_on_the_five_games_and_says_what_it_costs(sandbox, preset):
+    result = run_benchmark(sandbox, "--games", "atari5", "--preset", preset, "--seeds", "1 2 3", "--out", "out", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    matrix = [line.split() for line in lines if line.split()[0] in ("ppo", "sprig")]
+    assert [tuple(fields[:3]) for fields in matrix] == [
+        (method, env_id, seed) for seed in "123" for env_id in ATARI5 for method in ("ppo", "sprig")
+    ]
+    commands = [line for line in lines if line.startswith("cd ")]
+    assert len(commands) == 30 and all((PAPER_FLAGS in command) == (preset == "paper") for command in commands)
+    assert lines[0].startswith(f"# 30 runs = 2 methods x 5 envs x 3 seeds, preset {preset}, 10000000 steps each")
+    assert lines[1] == "# cost: 30 runs x 10,000,000 steps = 300,000,000 env steps"
+    out = sandbox / "work" / "out"
+    assert lines[2] == (
+        f"# wall time: unknown, no speed measured with --preset {preset} in {out}/sps; measure it (a few minutes) with "
+        f"./benchmark.sh --sps --preset {preset} --out {out}, adding after -- the flags the runs get"
+    )
+    assert tree(sandbox / "work") == []
+    atari3 = run_benchmark(sandbox, "--games", "atari3", "--seeds", "1", "--dry-run")
+    assert [line.split()[1] for line in atari3.stdout.splitlines() if line.startswith("ppo ")] == [
+        "BattleZoneNoFrameskip-v4",
+        "NameThisGameNoFrameskip-v4",
+        "PhoenixNoFrameskip-v4",
+    ]
+
+
+def write_speed_table(sandbox, date, preset, speeds, flags=""):
+    """OUT/sps/DATE/sps.md and measured_with as --sps writes them, with the given {method: SPS}."""
+    directory = sandbox / "work" / "out" / "sps" / date
+    directory.mkdir(parents=True)
+    rows = [f"| {method} | {ENV} | {sps} | 1 | 1 | 1 | 3 |" for method, sps in speeds.items()]
+    header = "| method | env | SPS | env s/iter | inference s/iter | update s/iter | iterations |\n| --- | --- | --- | --- | --- | --- | --- |"
+    (directory / "sps.md").write_text("\n".join([header, *rows]) + "\n")
+    (directory / "measured_with").write_text(f"preset {preset}\n{flags}\n")
+    return directory / "sps.md"
+
+
+def test_the_wall_time_is_estimated_from_the_newest_speed_measured_with_the_preset_for_the_workers(sandbox):
+    write_speed_table(sandbox, "20260101-120000", "cleanrl", {"PPO": "100", "SPRIG": "10"})
+    table = write_speed_table(sandbox, "20260102-120000", "cleanrl", {"PPO": "400", "SPRIG": "1e+02"}, "--async-envs")
+    write_speed_table(sandbox, "20260103-120000", "paper", {"PPO": "1", "SPRIG": "1"})
+    args = ["--games", "atari5", "--seeds", "1 2", "--total-timesteps", "2048", "--out", "out", "--workers", "2"]
+    result = run_benchmark(sandbox, *args, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    # 10 PPO runs of 2048 steps at 400 SPS (51.2 s) and 10 SPRIG runs at 100 SPS (204.8 s): 256 s, 128 s on 2 workers.
+    assert result.stdout.splitlines()[1:4] == [
+        "# cost: 20 runs x 2,048 steps = 40,960 env steps",
+        f"# wall time: about 0:04:16 one run at a time, at the speeds measured in {table} (PPO 400 SPS, SPRIG 1e+02 SPS; "
+        "flags after -- then: --async-envs)",
+        "# with 2 workers: between 0:02:08 (if each run keeps that speed beside the others) and 0:04:16 (if they share "
+        "it, as runs that keep every core busy do); start-up and evaluation not counted",
+    ]
+    # A real run says the same before it starts; a method without a measured speed is named, not guessed. 5 PPO runs of
+    # 10M steps at 400 SPS: 125,000 s.
+    result = run_benchmark(sandbox, *args[:2], "--seeds", "1", "--methods", "ppo sprig-pg", "--out", "out", "--no-plot")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "cost: 10 runs x 10,000,000 steps = 100,000,000 env steps\nwall time: about 34:43:20 one run at a time"
+        in result.stdout
+    )
+    assert f"wall time leaves out sprig-pg (5 runs): no speed measured in {table}\n" in result.stdout
+
+
 def test_dry_run_of_the_cleanrl_preset_adds_no_hyperparameter_flags_and_passes_extra_flags(sandbox):
     result = run_benchmark(sandbox, "--dry-run", "--seeds", "1", "--", "--async-envs", "--track")
     assert result.returncode == 0, result.stderr
@@ -382,6 +449,8 @@ def test_slurm_array_task_runs_the_combination_of_its_index(sandbox):
         (["--env-ids", "BeamRiderNoFrameskip-v4 CartPole-v1"], "error: --env-ids: 'CartPole-v1' is not an Atari game id"),
         (["--methods", "ppo dqn"], "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg)"),
         (["--preset", "fast"], "error: unknown preset 'fast' (known: cleanrl, paper)"),
+        (["--games", "atari7"], "error: unknown game set 'atari7' (known: atari5, atari3)"),
+        (["--games", "atari5", "--env-ids", ENV], "error: --games and --env-ids do not go together"),
         (["--frobnicate"], "error: unknown option '--frobnicate' (see --help)"),
         (["--workers", "two"], "error: --workers must be a positive integer, got 'two'"),
         (["--workers", "0"], "error: --workers must be a positive integer, got '0'"),
@@ -417,7 +486,7 @@ def options_taking_a_value():
 
 def test_the_help_shows_every_option_that_takes_a_value():
     assert {"--seeds", "--out", "--sweep", "--sps-iterations", "--cpus-per-task"} <= set(options_taking_a_value())
-    assert len(options_taking_a_value()) == 14
+    assert len(options_taking_a_value()) == 15
 
 
 @pytest.mark.parametrize("option", options_taking_a_value())
@@ -462,6 +531,15 @@ def test_sps_mode_measures_both_real_scripts_and_splits_the_time(tmp_path):
         assert 0 < float(env_seconds) and 0 < float(inference_seconds) and 0 < float(update_seconds)
     (table,) = tmp_path.glob("sps/*/sps.md")
     assert table.read_text().count("\n") == 4
+    assert (table.parent / "measured_with").read_text() == "preset cleanrl\n" + " ".join(tiny) + "\n"
+    # A later run of the same --out and --preset estimates its wall time from these speeds.
+    dry_run = subprocess.run(
+        ["bash", os.path.join(REPO, "benchmark.sh"), "--games", "atari3", "--dry-run", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    speeds = {row.split("|")[1].strip(): row.split("|")[3].strip() for row in rows}
+    assert f"(PPO {speeds['PPO']} SPS, SPRIG {speeds['SPRIG']} SPS; flags after -- then: {' '.join(tiny)})" in dry_run.stdout
 
 
 def sweep_dir(sandbox, name, seed, out="out", preset="cleanrl", env_id=ENV):
