@@ -15,6 +15,7 @@ run machinery (checkpoints, resume, signals, evaluation, timing) is fenced off a
 
 import contextlib
 import difflib
+import io
 import math
 import multiprocessing
 import os
@@ -514,7 +515,7 @@ def parse_args():
     """The command line as Args, checked; with --resume, the checkpoint's flags fill in those not given. Returns
     (args, saved): saved is the checkpoint of --resume or the agent's weights of --eval-checkpoint, read and checked,
     else None. Every mistake is one line, before anything is built or written."""
-    args = tyro.cli(Args, default=Args(async_envs=CORES >= 8))
+    args = command_line(default=Args(async_envs=CORES >= 8))
     saved = None
     if args.resume is not None:
         saved = check_checkpoint(load_torch_file(args.resume, "--resume"), args.resume, "--resume")
@@ -523,6 +524,24 @@ def parse_args():
     if args.eval_checkpoint is not None:
         saved = load_agent_state(args.eval_checkpoint)
     return args, saved
+
+
+def command_line(default):
+    """tyro.cli(Args) with these defaults; a usage mistake (an unknown flag, a value of the wrong type or not among
+    the choices) is one line instead of tyro's framed message."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return tyro.cli(Args, default=default)
+    except SystemExit as exit:
+        if not exit.code:
+            raise
+        # tyro's message, framed or not: a title, (a rule,) the mistake, a rule, help. The mistake is what we keep.
+        lines = [line.strip("\u2502\u256d\u256e\u2570\u256f ") for line in captured.getvalue().splitlines() if line.strip()]
+        is_rule = [not line.strip("-\u2500") for line in lines]
+        start = next((n for n in range(1, len(lines)) if not is_rule[n]), len(lines))
+        end = next((n for n in range(start, len(lines)) if is_rule[n]), len(lines))
+        raise SystemExit(f"error: {' '.join(' '.join(lines[start:end]).split())}") from None
 
 
 # What each numeric flag must be, and the test of it; None, an optional flag left unset, always passes.
@@ -583,7 +602,7 @@ def args_for_resume(checkpoint, resume):
     saved = {name: value for name, value in checkpoint["args"].items() if name in {field.name for field in fields(Args)}}
     saved.update(resume=resume, eval_checkpoint=None)
     saved["async_envs"] = CORES >= 8  # how the envs step changes no result: this machine's default, unless given
-    args = tyro.cli(Args, default=Args(**saved))
+    args = command_line(default=Args(**saved))
     differ = [
         f"--{name.replace('_', '-')} (checkpoint {saved[name]}, now {getattr(args, name)})"
         for name in saved

@@ -17,6 +17,7 @@ run machinery (checkpoints, resume, signals, evaluation, timing) is fenced off a
 
 import contextlib
 import difflib
+import io
 import itertools
 import math
 import multiprocessing
@@ -108,6 +109,14 @@ class Args:
     """SPRIG's lambda_c, the weight of the attention cost C_theta"""
     leader_utility: Literal["follower", "pg"] = "follower"
     """SPRIG's u_F in the leader's utility: the follower's PPO objective (follower), or Algorithm 1's printed u_policy (pg)"""
+    leader_gradient: Literal["direct", "implicit"] = "direct"
+    """the leader's gradient: d u_L/d theta with phi held (direct, Algorithm 1), or through the follower's response (implicit)"""
+    implicit_damping: float = 1.0
+    """--leader-gradient implicit: lambda, added to the follower's Hessian -d2 u_F/d phi2 before it is inverted"""
+    implicit_cg_iters: int = 10
+    """--leader-gradient implicit: conjugate-gradient iterations per follower head (policy, value) to solve for w"""
+    implicit_max_ratio: float = 1.0
+    """--leader-gradient implicit: the implicit term is scaled down to at most this many times the direct term's norm"""
 
     # The run's machinery: saving, checkpoints, evaluation, how the envs step (none of it changes what is learned)
     save_model: bool = False
@@ -419,32 +428,40 @@ def ppo_loss(newlogprob, entropy, newvalue, mb, args):
     return loss, stats
 
 
+def follower_utilities(agent, features, mb, args):
+    """The follower's utilities on these features: u_F = -ppo_loss, its own PPO objective (clipped surrogate, value
+    loss, entropy bonus), and u_policy = mean(log pi_phi(a | f) * A), Algorithm 1's printed policy term."""
+    _, logprob, entropy, value = agent.follow(features, mb["actions"])
+    follower_loss, _ = ppo_loss(logprob, entropy, value, mb, args)
+    return -follower_loss, (logprob * mb["advantages"]).mean()
+
+
 def leader_step(agent, leader_optimizer, mb, args):
     """Algorithm 1, Leader (Perception) Stage: theta moves first, against the current follower phi.
 
     u_L = alpha_coop * (-C_theta) + (1 - alpha_coop) * u_F, the cooperative value of Eq. 8 in Algorithm 1's order,
     with u_F the follower's utility (--leader-utility): `follower` is the follower's own PPO objective on the leader's
     new features, -ppo_loss (clipped surrogate, value loss, entropy bonus; phi fixed); `pg` is Algorithm 1's printed
-    u_policy = mean(log pi_phi(a | f_theta) * A), an unclipped policy gradient. Returns its statistics as tensors.
+    u_policy = mean(log pi_phi(a | f_theta) * A), an unclipped policy gradient. theta moves along d u_L/d theta with
+    phi held fixed (--leader-gradient direct), or along the total derivative through phi's response (implicit, below).
+    Returns its statistics as tensors.
     """
     features, masks = agent.perception(mb["obs"] / 255.0)  # f_theta(s), m_k(s)
     cost = attention_cost(masks, args.attn_cost_coef)  # C_theta(s)
-    _, logprob, entropy, value = agent.follow(features, mb["actions"])  # pi_phi and V_phi on f_theta
-    u_policy = (logprob * mb["advantages"]).mean()
-    if args.leader_utility == "follower":
-        # The same function the follower stage minimises, so the two stages cannot drift apart. Its ratio against
-        # the rollout's log-probabilities is clipped: the leader too moves the policy only inside PPO's trust region.
-        follower_loss, _ = ppo_loss(logprob, entropy, value, mb, args)
-        u_follower = -follower_loss
-    else:
-        u_follower = u_policy
+    u_ppo, u_policy = follower_utilities(agent, features, mb, args)  # pi_phi and V_phi on f_theta
+    # `follower`: the same function the follower stage minimises, so the two stages cannot drift apart. Its ratio
+    # against the rollout's log-probabilities is clipped: the leader too moves the policy only inside PPO's trust region.
+    u_follower = u_ppo if args.leader_utility == "follower" else u_policy
     leader_utility = args.alpha_coop * -cost + (1 - args.alpha_coop) * u_follower
     leader_params = agent.leader_parameters()
     leader_optimizer.zero_grad()
-    (-leader_utility).backward(inputs=leader_params)  # gradients into theta only: phi is held fixed
+    stats = {"attention_cost": cost, "u_policy": u_policy, "u_follower": u_follower, "leader_utility": leader_utility}
+    if args.leader_gradient == "direct":
+        (-leader_utility).backward(inputs=leader_params)  # gradients into theta only: phi is held fixed
+    else:  # the Stackelberg leader's total derivative, through the follower's response to theta
+        stats |= implicit_leader_gradient(agent, features, mb, leader_utility, args)
     grad_norm = nn.utils.clip_grad_norm_(leader_params, args.max_grad_norm)
     leader_optimizer.step()
-    stats = {"attention_cost": cost, "u_policy": u_policy, "u_follower": u_follower, "leader_utility": leader_utility}
     stats |= {f"mask_mean_block{k}": mask.mean() for k, mask in enumerate(masks, start=1)}
     return {name: value.detach() for name, value in stats.items()} | {"leader_grad_norm": grad_norm}
 
@@ -469,9 +486,103 @@ def follower_step(agent, follower_optimizer, mb, args):
     return stats | {"follower_grad_norm": grad_norm}
 
 
-# What the two stages report beyond ppo_loss's statistics, logged as sprig/* (the grad norms before clipping).
+# What the two stages report beyond ppo_loss's statistics, logged as sprig/* (the grad norms before clipping); the
+# last three only under --leader-gradient implicit.
 SPRIG_STATS = ["attention_cost", "u_policy", "u_follower", "leader_utility", "mask_mean_block1", "mask_mean_block2"]
 SPRIG_STATS += ["mask_mean_block3", "leader_grad_norm", "follower_grad_norm"]
+SPRIG_STATS += ["implicit_grad_norm", "implicit_direct_ratio", "cg_residual"]
+
+
+# --leader-gradient implicit (docs/design.md, "The implicit leader gradient"). Algorithm 1 moves theta along
+# d u_L/d theta with phi held fixed: alternating gradient play, in which the leader never anticipates the follower.
+# A Stackelberg leader follows the total derivative through the follower's best response phi*(theta) (implicit
+# function theorem; Fiez, Chasnov, Ratliff, ICML 2020):
+#     d u_L/d theta = d u_L/d theta|phi + (d2 u_F/d theta d phi) w,   (H + lambda I) w = d u_L/d phi,   H = -d2 u_F/d phi2
+
+
+def conjugate_gradient(hessian_vector_product, b, iterations):
+    """Solve H w = b by conjugate gradient, H known only through products H v. Stops early where the residual vanishes
+    or the curvature along the search direction is not positive (p^T H p <= 0: H is not positive definite there and a
+    step along p would grow without bound). Returns (w, the relative residual |b - H w| / |b|)."""
+    w = torch.zeros_like(b)
+    residual, direction = b.clone(), b.clone()
+    squared = residual @ residual
+    for _ in range(iterations):
+        product = hessian_vector_product(direction)
+        curvature = direction @ product
+        if squared == 0 or curvature <= 0:
+            break
+        step = squared / curvature
+        w = w + step * direction
+        residual = residual - step * product
+        squared, previous = residual @ residual, squared
+        direction = residual + (squared / previous) * direction
+    return w, residual.norm() / b.norm().clamp_min(1e-30)
+
+
+def implicit_term(leader_phi_gradient, u_follower_fixed, u_follower_live, leader_params, follower_blocks, args):
+    """The implicit part of the leader's total derivative, (d2 u_F/d theta d phi) w, one tensor per leader parameter,
+    and the conjugate gradient's largest relative residual.
+
+    w solves (H + lambda I) w = d u_L/d phi (leader_phi_gradient, one tensor per follower parameter), H = -d2 u_F/d phi2
+    taken from u_follower_fixed (u_F with theta held fixed), block by block: u_F does not couple the policy head with
+    the value head, so H has one block per head and each is solved on its own (the value block is quadratic, positive
+    semi-definite, and solved to its residual; negative curvature in the policy block stops only that block's solve).
+    The cross term is the theta-gradient of <d u_F/d phi, w> with w held fixed, on u_follower_live (u_F with theta's
+    graph).
+    """
+    w, residuals, b_parts = [], [], iter(leader_phi_gradient)
+    for block in follower_blocks:
+        b = torch.cat([next(b_parts).flatten() for _ in block])
+        gradient = torch.cat([g.flatten() for g in torch.autograd.grad(u_follower_fixed, block, create_graph=True)])
+
+        def hessian_vector_product(v, gradient=gradient, block=block):
+            # (H + lambda I) v = -d<d u_F/d phi, v>/d phi + lambda v: two passes through one head
+            second = torch.autograd.grad(gradient @ v, block, retain_graph=True)
+            return -torch.cat([s.flatten() for s in second]) + args.implicit_damping * v
+
+        w_block, residual = conjugate_gradient(hessian_vector_product, b, args.implicit_cg_iters)
+        w += list(torch.split(w_block, [p.numel() for p in block]))
+        residuals.append(residual)
+    follower_params = [p for block in follower_blocks for p in block]
+    live_gradient = torch.autograd.grad(u_follower_live, follower_params, create_graph=True)
+    cross = sum((g * w_p.view_as(g)).sum() for g, w_p in zip(live_gradient, w))
+    term = torch.autograd.grad(cross, leader_params, allow_unused=True)
+    return [torch.zeros_like(p) if t is None else t for t, p in zip(term, leader_params)], torch.stack(residuals).max()
+
+
+def implicit_leader_gradient(agent, features, mb, leader_utility, args):
+    """Set theta's .grad to -(d u_L/d theta), the leader's total derivative: the direct part (phi held fixed) plus the
+    implicit part through the follower's response, scaled down to at most --implicit-max-ratio times the direct
+    part's norm. Returns the implicit part's statistics.
+
+    The minibatch is split in halves: w (d u_L/d phi and H) comes from the first, the cross term from the second.
+    From the same samples, the noise in d u_F/d phi would multiply itself and reward the leader for inflating the
+    follower's gradient rather than for helping it.
+    """
+    leader_params, follower_params = agent.leader_parameters(), agent.follower_parameters()
+    half = len(mb["obs"]) // 2
+    first = {name: value[:half] for name, value in mb.items()}
+    second = {name: value[half:] for name, value in mb.items()}
+    # d u_L/d phi on the first half, features fixed. C_theta does not depend on phi: it is (1 - alpha) d u_F/d phi.
+    u_ppo, u_policy = follower_utilities(agent, features[:half].detach(), first, args)
+    u_follower = u_ppo if args.leader_utility == "follower" else u_policy
+    leader_phi_gradient = torch.autograd.grad(
+        (1 - args.alpha_coop) * u_follower, follower_params, retain_graph=True, allow_unused=True  # pg: no value head
+    )
+    leader_phi_gradient = [torch.zeros_like(p) if g is None else g for g, p in zip(leader_phi_gradient, follower_params)]
+    direct = torch.autograd.grad(leader_utility, leader_params, retain_graph=True)
+    u_follower_live, _ = follower_utilities(agent, features[half:], second, args)
+    heads = [list(agent.actor.parameters()), list(agent.critic.parameters())]
+    implicit, residual = implicit_term(leader_phi_gradient, u_ppo, u_follower_live, leader_params, heads, args)
+    direct_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in direct]))
+    implicit_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in implicit]))
+    # A lookahead through a damped, possibly indefinite Hessian can dwarf the leader's own gradient: bound it.
+    scale = torch.clamp(args.implicit_max_ratio * direct_norm / implicit_norm.clamp_min(1e-30), max=1.0)
+    for parameter, direct_part, implicit_part in zip(leader_params, direct, implicit):
+        parameter.grad = -(direct_part + scale * implicit_part)
+    ratio = implicit_norm / direct_norm.clamp_min(1e-30)
+    return {"implicit_grad_norm": implicit_norm, "implicit_direct_ratio": ratio, "cg_residual": residual}
 
 
 def to_host(minibatch_stats):
@@ -622,7 +733,7 @@ def main():
         writer.add_scalar("losses/clipfrac", stats["clipfrac"].mean(), global_step)
         writer.add_scalar("losses/explained_variance", explained_var, global_step)
         writer.add_scalar("charts/SPS", run.sps(global_step), global_step)
-        for name in SPRIG_STATS:  # SPRIG's game, averaged over the iteration's minibatches (grad norms before clipping)
+        for name in filter(stats.__contains__, SPRIG_STATS):  # SPRIG's game, averaged over the iteration's minibatches
             writer.add_scalar(f"sprig/{name}", stats[name].mean(), global_step)
         run.log_attention(iteration, global_step, obs)  # every --log-attention-every iterations: env 0's frames and masks
         # perf/* times, the progress line, --checkpoint-every; after Ctrl-C: a checkpoint, then exit
@@ -647,7 +758,7 @@ def parse_args():
     """The command line as Args, checked; with --resume, the checkpoint's flags fill in those not given. Returns
     (args, saved): saved is the checkpoint of --resume or the agent's weights of --eval-checkpoint, read and checked,
     else None. Every mistake is one line, before anything is built or written."""
-    args = tyro.cli(Args, default=Args(async_envs=CORES >= 8))
+    args = command_line(default=Args(async_envs=CORES >= 8))
     saved = None
     if args.resume is not None:
         saved = check_checkpoint(load_torch_file(args.resume, "--resume"), args.resume, "--resume")
@@ -658,16 +769,37 @@ def parse_args():
     return args, saved
 
 
+def command_line(default):
+    """tyro.cli(Args) with these defaults; a usage mistake (an unknown flag, a value of the wrong type or not among
+    the choices) is one line instead of tyro's framed message."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return tyro.cli(Args, default=default)
+    except SystemExit as exit:
+        if not exit.code:
+            raise
+        # tyro's message, framed or not: a title, (a rule,) the mistake, a rule, help. The mistake is what we keep.
+        lines = [line.strip("\u2502\u256d\u256e\u2570\u256f ") for line in captured.getvalue().splitlines() if line.strip()]
+        is_rule = [not line.strip("-\u2500") for line in lines]
+        start = next((n for n in range(1, len(lines)) if not is_rule[n]), len(lines))
+        end = next((n for n in range(start, len(lines)) if is_rule[n]), len(lines))
+        raise SystemExit(f"error: {' '.join(' '.join(lines[start:end]).split())}") from None
+
+
 # What each numeric flag must be, and the test of it; None, an optional flag left unset, always passes.
 FLAG_RANGES = {
     "positive": (
         lambda value: value > 0,
         ["total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "max_episode_steps"]
-        + ["learning_rate", "clip_coef", "max_grad_norm", "target_kl"],
+        + ["learning_rate", "clip_coef", "max_grad_norm", "target_kl"]
+        + ["implicit_cg_iters"],
     ),
     "non-negative": (
         lambda value: value >= 0,
-        ["ent_coef", "vf_coef", "checkpoint_every", "eval_episodes"] + ["attn_cost_coef", "log_attention_every"],
+        ["ent_coef", "vf_coef", "checkpoint_every", "eval_episodes"]
+        + ["attn_cost_coef", "log_attention_every"]
+        + ["implicit_damping", "implicit_max_ratio"],
     ),
     "in [0, 1]": (lambda value: 0 <= value <= 1, ["gamma", "gae_lambda", "repeat_action_probability", "alpha_coop"]),
 }
@@ -719,8 +851,9 @@ def args_for_resume(checkpoint, resume):
     saved = {name: value for name, value in checkpoint["args"].items() if name in {field.name for field in fields(Args)}}
     saved.update(resume=resume, eval_checkpoint=None)
     saved.setdefault("leader_utility", "pg")  # checkpoints from before --leader-utility trained with the printed form
+    saved.setdefault("leader_gradient", "direct")  # and those from before --leader-gradient with the direct one
     saved["async_envs"] = CORES >= 8  # how the envs step changes no result: this machine's default, unless given
-    args = tyro.cli(Args, default=Args(**saved))
+    args = command_line(default=Args(**saved))
     differ = [
         f"--{name.replace('_', '-')} (checkpoint {saved[name]}, now {getattr(args, name)})"
         for name in saved

@@ -158,18 +158,24 @@ def test_resuming_with_flags_that_change_the_algorithm_names_them(ppo_checkpoint
     assert_one_line_error(result, "differ from the checkpoint", named)
 
 
-def test_resuming_sprig_with_the_other_leader_utility_is_refused_and_older_checkpoints_mean_pg(tmp_path):
+def test_resuming_sprig_with_the_other_leader_utility_or_gradient_is_refused_and_older_checkpoints_mean_pg_direct(
+    tmp_path,
+):
     run_script("sprig_ppo_atari.py", *TINY_RUN, "--total-timesteps", 128, "--checkpoint-every", 1, cwd=tmp_path)
     (run_dir,) = run_dirs(tmp_path)
     path = os.path.join(run_dir, "checkpoint.pt")
     result = run_script("sprig_ppo_atari.py", "--resume", path, "--leader-utility", "pg", cwd=tmp_path, check=False)
     assert_one_line_error(result, "--leader-utility (checkpoint follower, now pg)")
-    # A checkpoint written before the flag existed trained with Algorithm 1's printed term: it resumes as pg.
+    result = run_script("sprig_ppo_atari.py", "--resume", path, "--leader-gradient", "implicit", cwd=tmp_path, check=False)
+    assert_one_line_error(result, "--leader-gradient (checkpoint direct, now implicit)")
+    # A checkpoint written before the flags existed trained with Algorithm 1's printed term and its direct gradient.
     checkpoint = torch.load(path, weights_only=True)
-    del checkpoint["args"]["leader_utility"]
+    del checkpoint["args"]["leader_utility"], checkpoint["args"]["leader_gradient"]
     torch.save(checkpoint, path)
     result = run_script("sprig_ppo_atari.py", "--resume", path, "--leader-utility", "follower", cwd=tmp_path, check=False)
     assert_one_line_error(result, "--leader-utility (checkpoint pg, now follower)")
+    result = run_script("sprig_ppo_atari.py", "--resume", path, "--leader-gradient", "implicit", cwd=tmp_path, check=False)
+    assert_one_line_error(result, "--leader-gradient (checkpoint direct, now implicit)")
 
 
 def test_a_missing_or_foreign_file_is_one_clear_line(ppo_checkpoint, tmp_path):

@@ -30,6 +30,8 @@ BAD_INPUTS = [
     (["--eval-checkpoint", "model.pt"], "--eval-checkpoint needs --eval-episodes N"),
     (["--env-id", "CartPole-v1"], "--env-id CartPole-v1 is not an Atari game"),
     (["--repeat-action-probability", "1.5"], "--repeat-action-probability must be in [0, 1], got 1.5"),
+    (["--num-envs", "eight"], "Error parsing --num-envs: invalid literal for int() with base 10: 'eight'"),
+    (["--num-env", "8"], "Unrecognized options: --num-env"),
 ]
 
 
@@ -46,6 +48,10 @@ def test_bad_input_exits_with_one_clear_line(script, flags, message, tmp_path):
 SPRIG_BAD_INPUTS = [
     (["--alpha-coop", "1.5"], "--alpha-coop must be in [0, 1], got 1.5"),
     (["--attn-cost-coef", "-1e-4"], "--attn-cost-coef must be non-negative, got -0.0001"),
+    (["--leader-gradient", "total"], "invalid choice 'total' for argument '--leader-gradient'. Expected one of"),
+    (["--implicit-damping", "-1"], "--implicit-damping must be non-negative, got -1.0"),
+    (["--implicit-cg-iters", "0"], "--implicit-cg-iters must be positive, got 0"),
+    (["--implicit-max-ratio", "-0.5"], "--implicit-max-ratio must be non-negative, got -0.5"),
 ]
 
 

@@ -17,6 +17,7 @@ from helpers import REPO
 # Definitions only one script has, or that SPRIG rewrites: the perception leader, the follower heads, the two stages.
 PPO_OWN = {"Agent", "ppo_step"}
 SPRIG_OWN = {"GatedSelfAttention", "Perception", "attention_cost", "Agent", "leader_step", "follower_step", "SPRIG_STATS"}
+SPRIG_OWN |= {"follower_utilities", "conjugate_gradient", "implicit_term", "implicit_leader_gradient"}  # implicit
 SPRIG_OWN |= {"attention_overlays", "attention_figure", "RunControl.log_attention"}  # drawing the masks
 
 # The remaining lines that differ, stripped of indentation: "-" only in ppo_atari.py, "+" only in sprig_ppo_atari.py.
@@ -34,9 +35,18 @@ DIFFERING_LINES = [
     '+leader_utility: Literal["follower", "pg"] = "follower"',
     "+\"\"\"SPRIG's u_F in the leader's utility: the follower's PPO objective (follower), or Algorithm 1's printed "
     'u_policy (pg)"""',
+    '+leader_gradient: Literal["direct", "implicit"] = "direct"',
+    '+"""the leader\'s gradient: d u_L/d theta with phi held (direct, Algorithm 1), or through the follower\'s response '
+    '(implicit)"""',
+    "+implicit_damping: float = 1.0",
+    '+"""--leader-gradient implicit: lambda, added to the follower\'s Hessian -d2 u_F/d phi2 before it is inverted"""',
+    "+implicit_cg_iters: int = 10",
+    '+"""--leader-gradient implicit: conjugate-gradient iterations per follower head (policy, value) to solve for w"""',
+    "+implicit_max_ratio: float = 1.0",
+    '+"""--leader-gradient implicit: the implicit term is scaled down to at most this many times the direct term\'s '
+    'norm"""',
     "+log_attention_every: int = 0",
     '+"""every N iterations, draw env 0\'s latest frames with the three blocks\' masks to TensorBoard (sprig/attention)"""',
-    "+# What the two stages report beyond ppo_loss's statistics, logged as sprig/* (the grad norms before clipping).",
     # main(): two optimisers, annealed together; the two stages; SPRIG's logs
     "-optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)",
     '-optimizers = {"optimizer": optimizer}  # as named in checkpoints',
@@ -53,7 +63,7 @@ DIFFERING_LINES = [
     "+stats |= follower_step(agent, follower_optimizer, mb, args)  # ... then the follower responds",
     '-writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)',
     '+writer.add_scalar("charts/learning_rate", follower_optimizer.param_groups[0]["lr"], global_step)',
-    "+for name in SPRIG_STATS:  # SPRIG's game, averaged over the iteration's minibatches (grad norms before clipping)",
+    "+for name in filter(stats.__contains__, SPRIG_STATS):  # SPRIG's game, averaged over the iteration's minibatches",
     '+writer.add_scalar(f"sprig/{name}", stats[name].mean(), global_step)',
     "+run.log_attention(iteration, global_step, obs)  # every --log-attention-every iterations: env 0's frames and masks",
     # the run machinery: SPRIG's flags checked, and checkpoints older than --leader-utility
@@ -61,10 +71,16 @@ DIFFERING_LINES = [
     '-"in [0, 1]": (lambda value: 0 <= value <= 1, ["gamma", "gae_lambda", "repeat_action_probability"]),',
     '+"non-negative": (',
     "+lambda value: value >= 0,",
-    '+["ent_coef", "vf_coef", "checkpoint_every", "eval_episodes"] + ["attn_cost_coef", "log_attention_every"],',
+    '-+ ["learning_rate", "clip_coef", "max_grad_norm", "target_kl"],',
+    '++ ["learning_rate", "clip_coef", "max_grad_norm", "target_kl"]',
+    '++ ["implicit_cg_iters"],',
+    '+["ent_coef", "vf_coef", "checkpoint_every", "eval_episodes"]',
+    '++ ["attn_cost_coef", "log_attention_every"]',
+    '++ ["implicit_damping", "implicit_max_ratio"],',
     "+),",
     '+"in [0, 1]": (lambda value: 0 <= value <= 1, ["gamma", "gae_lambda", "repeat_action_probability", "alpha_coop"]),',
     '+saved.setdefault("leader_utility", "pg")  # checkpoints from before --leader-utility trained with the printed form',
+    '+saved.setdefault("leader_gradient", "direct")  # and those from before --leader-gradient with the direct one',
 ]
 
 # What both scripts share: the env, GAE, the PPO loss and its statistics, and the run machinery's pieces.
@@ -97,11 +113,14 @@ def lines_outside(script, own):
     tree = ast.parse(source)
     spans = definitions(tree)
     dropped = set(range(tree.body[0].lineno, tree.body[0].end_lineno + 1))  # the module docstring
+    lines = source.splitlines()
     for name in own:
         assert name in spans, f"{script} has no {name}"
         for first, last in spans[name]:
+            while first > 1 and (not lines[first - 2].strip() or lines[first - 2].startswith("#")):
+                first -= 1  # the comments above a definition belong to it
             dropped |= set(range(first, last + 1))
-    return [line.strip() for number, line in enumerate(source.splitlines(), 1) if number not in dropped and line.strip()]
+    return [line.strip() for number, line in enumerate(lines, 1) if number not in dropped and line.strip()]
 
 
 def test_the_scripts_differ_only_in_sprigs_own_lines():
