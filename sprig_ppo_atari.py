@@ -273,7 +273,7 @@ class GatedSelfAttention(nn.Module):
 
     def __init__(self, channels):
         super().__init__()
-        # The spec's 1x1 convolutions are linear maps of each position's C channels, applied here as exactly that:
+        # The paper's 1x1 convolutions are linear maps of each position's C channels, applied here as exactly that:
         # nn.Linear on (B, N, C) is the same function and trains faster on CPU than four small convolutions.
         self.query = layer_init(nn.Linear(channels, channels // 8))
         self.key = layer_init(nn.Linear(channels, channels // 8))

@@ -45,13 +45,13 @@ def test_masks_lie_strictly_between_zero_and_one():
 
 
 def conv1x1(linear, x):
-    """The spec's 1x1 convolution with a linear layer's weights: (B, C, H, W) -> (B, out, H, W)."""
+    """The paper's 1x1 convolution with a linear layer's weights: (B, C, H, W) -> (B, out, H, W)."""
     return F.conv2d(x, linear.weight[:, :, None, None], linear.bias)
 
 
 def test_gated_attention_equals_the_per_position_formula():
     """y_i = x_i + m_i * sum_j softmax_j(q_i . k_j / sqrt(C/8)) v_j, written position by position, with q, k, v and
-    m from the spec's 1x1 convolutions."""
+    m from the paper's 1x1 convolutions."""
     torch.manual_seed(2)
     attention = GatedSelfAttention(16)
     x = torch.randn(2, 16, 3, 4, dtype=torch.float64)

@@ -110,7 +110,7 @@ def test_leader_utility_pg_combines_cost_and_policy_term_as_algorithm_1(setup):
 
 
 def written_leader_utility(agent, mb, args):
-    """u_L as spec section 4 writes it, term by term, independently of the script's ppo_loss."""
+    """u_L as docs/design.md ('The leader's utility') writes it, term by term, independently of the script's ppo_loss."""
     features, masks = agent.perception(mb["obs"] / 255.0)
     cost = args.attn_cost_coef * sum(mask.flatten(1).sum(1) / mask[0].numel() for mask in masks).mean()
     logits = agent.actor(features)
