@@ -38,7 +38,8 @@ options:
                             A run stopped with Ctrl-C or kill writes one on its way out in any case
   --out DIR                 results directory (default: benchmark_results; benchmark_results_quick with --quick)
   --preset NAME             cleanrl: the scripts' defaults (CleanRL's ppo_atari, default)
-                            paper:   the paper's Table 1 for both methods (spec section 6):
+                            paper:   the paper's Table 1 for both methods (docs/design.md, "The paper's
+                                     setup (Table 1, Figure 2)"):
                                      ${PRESET_FLAGS_PAPER[*]}
   --quick                   CPU-sized check: seeds 1 2, 50000 steps, 2 workers (each unless given explicitly);
                             about an hour on 2 cores
@@ -85,7 +86,8 @@ die() { # a one-line error for a usage mistake, exit 2
 }
 
 # ---------------------------------------------------------------------------------------------------------------
-# Presets: flags added to every run. `paper` maps spec section 6 (Table 1) to both methods equally:
+# Presets: flags added to every run. `paper` maps the paper's Table 1 (Martinez-Lopez, Chen & Lu, arXiv 2502.14264;
+# docs/design.md, section "The paper's setup (Table 1, Figure 2)") to both methods equally:
 # 8 envs x 256 steps = rollouts of 2048, 32 minibatches of 64, lr 1e-4, clip 0.2, episodes cut at 10000 steps.
 # The remaining Table 1 values (4 epochs, gamma, GAE lambda, coefficients) are already the scripts' defaults.
 # ---------------------------------------------------------------------------------------------------------------

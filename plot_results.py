@@ -398,16 +398,44 @@ def game_name(env_id: str) -> str:
     return re.sub(r"(NoFrameskip|Deterministic)$", "", name)
 
 
-# Figure 2 of the paper, BeamRider, read off the plot by eye (see spec section 6): {method: {step: return}}.
+# Figure 2 of the paper (Martinez-Lopez, Chen & Lu, arXiv 2502.14264), BeamRider, read off the plot by eye; see
+# docs/design.md, section "The paper's setup (Table 1, Figure 2)": {method: {step: return}}.
 PAPER_FIGURE2_BEAMRIDER = {
     "SPRIG": {0: 335, 1_000_000: 595, 2_000_000: 690, 3_000_000: 790, 5_000_000: 733, 6_400_000: 607, 10_000_000: 850},
     "PPO": {0: 470, 1_000_000: 520, 2_000_000: 537, 5_000_000: 590, 10_000_000: 677},
 }
 
 
-def plot_curves(curves: list[Curve], out_dir: str, paper_reference: bool = False, band: str = "std") -> tuple[str, str]:
-    """figure2.png and figure2.pdf: one panel per env, per method a line and band (mean ± std over seeds, or with
-    band "iqm" the IQM over seeds and its 95% bootstrap CI); returns their paths."""
+def step_unit(last_step: float) -> tuple[float, str]:
+    """(divisor, name) of the x axis for curves reaching last_step: millions from 1M steps on, thousands below."""
+    return (1e6, "millions") if last_step >= 1e6 else (1e3, "thousands")
+
+
+def draw_paper_reference(axis, last_step: float, unit: float) -> None:
+    """The paper's Figure 2 points on a panel whose runs reach last_step: those within the runs' steps as hollow
+    markers; for each method with points beyond them, one filled marker at the right edge at its last point's return,
+    with a note of that return and step. So a 50k-step panel shows its curves, not a smear at 0 under a 10M-step axis,
+    and still tells where the paper ends."""
+    for method, points in PAPER_FIGURE2_BEAMRIDER.items():
+        style = dict(linestyle="none", marker="o" if method == "SPRIG" else "s", color=METHOD_COLORS[method])
+        inside = {step: value for step, value in points.items() if step <= last_step}
+        if inside:  # hollow; not clipped, as step 0 sits on the panel's edge
+            x, label = np.array(list(inside)) / unit, f"{method} paper (read off Fig. 2)"
+            axis.plot(x, list(inside.values()), **style, markerfacecolor="none", clip_on=False, label=label)
+        beyond = [step for step in points if step > last_step]
+        if beyond:
+            step, value = max(beyond), points[max(beyond)]
+            label = f"{method} paper beyond these steps (its last point, at the edge)"
+            axis.plot([last_step / unit], [value], **style, clip_on=False, label=label)
+            note = f"{method} paper: {value} at {step / 1e6:g}M steps"
+            where = dict(xytext=(-8, 0), textcoords="offset points", ha="right", va="center")  # left of the marker
+            axis.annotate(note, (last_step / unit, value), **where, size=8, color=style["color"])
+
+
+def curves_figure(curves: list[Curve], paper_reference: bool = False, band: str = "std"):
+    """The learning curves, one panel per env, each over its own runs' steps (from 0 to the last step its curves
+    reach); per method a line and band (mean ± std over seeds, or with band "iqm" the IQM over seeds and its 95%
+    bootstrap CI); with paper_reference, BeamRider panels show the paper's Figure 2 points (draw_paper_reference)."""
     plt = pyplot()
     env_ids = sorted({curve.env_id for curve in curves})
     columns = min(len(env_ids), 3)
@@ -415,10 +443,13 @@ def plot_curves(curves: list[Curve], out_dir: str, paper_reference: bool = False
     figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4 * rows), squeeze=False)
     colors = method_colors(sorted({curve.method for curve in curves}, key=method_order))
     for axis, env_id in zip(axes.flat, env_ids):
-        for curve in (curve for curve in curves if curve.env_id == env_id):
+        panel = [curve for curve in curves if curve.env_id == env_id]
+        last_step = max(float(curve.steps[-1]) for curve in panel)
+        unit, unit_name = step_unit(last_step)
+        for curve in panel:
             color = colors[curve.method]
             seeds = f"{curve.num_seeds} seed" + ("s" if curve.num_seeds != 1 else "")
-            x = curve.steps / 1e6
+            x = curve.steps / unit
             if band == "iqm":
                 line, low, high = iqm_band(curve.per_seed)
                 label = f"{curve.method} (IQM, 95% bootstrap CI over {seeds})"
@@ -426,40 +457,38 @@ def plot_curves(curves: list[Curve], out_dir: str, paper_reference: bool = False
                 line, low, high = curve.mean, curve.mean - curve.std, curve.mean + curve.std
                 label = f"{curve.method} (mean ± std over {seeds})"
             axis.plot(x, line, color=color, label=label)
-            axis.fill_between(x, low, high, color=axis.lines[-1].get_color(), alpha=0.2)
+            axis.fill_between(x, low, high, color=color, alpha=0.2)
         if paper_reference and game_name(env_id) == "BeamRider":
-            for method, points in PAPER_FIGURE2_BEAMRIDER.items():
-                axis.plot(
-                    np.array(list(points)) / 1e6,
-                    list(points.values()),
-                    linestyle="none",
-                    marker="o" if method == "SPRIG" else "s",
-                    markerfacecolor="none",
-                    color=METHOD_COLORS[method],
-                    label=f"{method} paper (read off Fig. 2)",
-                )
+            draw_paper_reference(axis, last_step, unit)
+        axis.set_xlim(0, last_step / unit)
         axis.set_title(env_id)
-        axis.set_xlabel("environment steps (millions)")
+        axis.set_xlabel(f"environment steps ({unit_name})")
         axis.set_ylabel(f"episodic return (mean of last {LAST_EPISODES} episodes)")
         axis.grid(alpha=0.3)
         axis.legend(fontsize="small")
     for axis in list(axes.flat)[len(env_ids) :]:
         axis.set_visible(False)
     figure.tight_layout()
+    return figure
+
+
+def plot_curves(curves: list[Curve], out_dir: str, paper_reference: bool = False, band: str = "std") -> tuple[str, str]:
+    """figure2.png and figure2.pdf (curves_figure); returns their paths."""
+    figure = curves_figure(curves, paper_reference, band)
     png_path, pdf_path = os.path.join(out_dir, "figure2.png"), os.path.join(out_dir, "figure2.pdf")
     figure.savefig(png_path, dpi=150)
     figure.savefig(pdf_path)
-    plt.close(figure)
+    pyplot().close(figure)
     return png_path, pdf_path
 
 
 # Random-play and human scores of the 57 games of the Atari-57 benchmark, for human normalisation: 0% = a uniformly
-# random policy, 100% = a professional human games tester, both from no-op starts (up to 30 no-ops), episodes capped at
-# 30 minutes of play. One published table, copied as it stands: DQN Zoo's atari_data.py (Quan & Ostrovski, 2020),
-# which collects the scores of Mnih et al. (2015, Nature DQN) and, for the games they did not play, Wang et al. (2016,
-# dueling networks); the table the DQN line of papers normalises with, as do Badia et al. (2020, Agent57). Tables
-# differ on one entry only: some later ones give Video Pinball a random score of 0.0 instead of 16256.9. Keyed by
-# game name as ALE spells it (BeamRiderNoFrameskip-v4 and ALE/BeamRider-v5 are BeamRider): (random, human).
+# random policy, 100% = a professional human games tester, both played from no-op starts (up to 30 no-ops). One
+# published table, copied as it stands: DQN Zoo's atari_data.py (Quan & Ostrovski, 2020), which gathers the values the
+# DQN line of papers normalises with (Mnih et al., 2015; van Hasselt et al., 2016; Wang et al., 2016; Badia et al.,
+# 2020). Tables in use differ on one entry: some later ones give Video Pinball a random score of 0.0, not 16256.9.
+# Keyed by the game's name as ALE spells it (BeamRiderNoFrameskip-v4 and ALE/BeamRider-v5 are BeamRider): (random,
+# human).
 RANDOM_AND_HUMAN_SCORES = {
     "Alien": (227.8, 7127.7),
     "Amidar": (5.8, 1719.5),

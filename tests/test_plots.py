@@ -255,6 +255,55 @@ def test_the_default_command_imports_neither_torch_nor_the_emulator(results_dir,
     assert result.stdout.splitlines()[-1] == "[]"
 
 
+def paper_reference_figure(tmp_path, last_steps):
+    """The figure of PPO runs (two seeds) on each {env id: last step}, 100 episodes each, with the paper's points."""
+    for env_id, last_step in last_steps.items():
+        for seed in (1, 2):
+            steps = [last_step * (i + 1) // 100 for i in range(100)]
+            write_run(tmp_path / env_id, env_id, "ppo_atari", seed, [500.0 + i for i in range(100)], steps)
+    return plot_results.curves_figure(plot_results.aggregate(plot_results.load_runs(tmp_path), 50), paper_reference=True)
+
+
+def markers(axis):
+    """{label: (x, y)} of the lines drawn without a line: the paper's points."""
+    return {
+        line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))
+        for line in axis.lines
+        if line.get_linestyle() == "None"
+    }
+
+
+def test_with_the_paper_reference_a_short_run_keeps_its_own_steps_and_the_papers_later_points_sit_at_the_edge(tmp_path):
+    figure = paper_reference_figure(tmp_path, {BEAMRIDER: 51_200, "PongNoFrameskip-v4": 20_000})
+    beamrider, pong = figure.axes
+    assert beamrider.get_xlim() == pytest.approx((0.0, 51.2)) and beamrider.get_xlabel() == "environment steps (thousands)"
+    assert pong.get_xlim() == pytest.approx((0.0, 20.0)) and markers(pong) == {}  # its own range; no paper there
+    # Within 51,200 steps lies only the paper's step 0; its later points are summarised by its last one, at the edge.
+    assert markers(beamrider) == {
+        "SPRIG paper (read off Fig. 2)": ([0.0], [335.0]),
+        "PPO paper (read off Fig. 2)": ([0.0], [470.0]),
+        "SPRIG paper beyond these steps (its last point, at the edge)": ([51.2], [850.0]),
+        "PPO paper beyond these steps (its last point, at the edge)": ([51.2], [677.0]),
+    }
+    assert sorted(text.get_text() for text in beamrider.texts) == [
+        "PPO paper: 677 at 10M steps",
+        "SPRIG paper: 850 at 10M steps",
+    ]
+    plot_results.pyplot().close(figure)
+
+
+def test_with_the_paper_reference_a_full_length_run_shows_every_point_of_the_paper(tmp_path):
+    figure = paper_reference_figure(tmp_path, {BEAMRIDER: 10_000_000})
+    [axis] = figure.axes
+    assert axis.get_xlim() == pytest.approx((0.0, 10.0)) and axis.get_xlabel() == "environment steps (millions)"
+    assert markers(axis) == {
+        "SPRIG paper (read off Fig. 2)": ([0.0, 1.0, 2.0, 3.0, 5.0, 6.4, 10.0], [335, 595, 690, 790, 733, 607, 850]),
+        "PPO paper (read off Fig. 2)": ([0.0, 1.0, 2.0, 5.0, 10.0], [470, 520, 537, 590, 677]),
+    }
+    assert len(axis.texts) == 0
+    plot_results.pyplot().close(figure)
+
+
 def test_a_seed_whose_entropy_fell_below_the_threshold_is_flagged_collapsed_in_the_table_and_one_line(tmp_path):
     steps = [1000, 2000, 3000, 4000]
     returns = [300.0, 400.0, 10.0, 0.0]
