@@ -733,8 +733,9 @@ def main():
         writer.add_scalar("losses/clipfrac", stats["clipfrac"].mean(), global_step)
         writer.add_scalar("losses/explained_variance", explained_var, global_step)
         writer.add_scalar("charts/SPS", run.sps(global_step), global_step)
-        for name in filter(stats.__contains__, SPRIG_STATS):  # SPRIG's game, averaged over the iteration's minibatches
-            writer.add_scalar(f"sprig/{name}", stats[name].mean(), global_step)
+        for name in SPRIG_STATS:  # SPRIG's game, averaged over the iteration's minibatches (grad norms before clipping)
+            if name in stats:  # (the implicit gradient's only under --leader-gradient implicit)
+                writer.add_scalar(f"sprig/{name}", stats[name].mean(), global_step)
         run.log_attention(iteration, global_step, obs)  # every --log-attention-every iterations: env 0's frames and masks
         # perf/* times, the progress line, --checkpoint-every; after Ctrl-C: a checkpoint, then exit
         run.end_iteration(iteration, global_step, next_obs, next_done)

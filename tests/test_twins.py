@@ -63,7 +63,8 @@ DIFFERING_LINES = [
     "+stats |= follower_step(agent, follower_optimizer, mb, args)  # ... then the follower responds",
     '-writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)',
     '+writer.add_scalar("charts/learning_rate", follower_optimizer.param_groups[0]["lr"], global_step)',
-    "+for name in filter(stats.__contains__, SPRIG_STATS):  # SPRIG's game, averaged over the iteration's minibatches",
+    "+for name in SPRIG_STATS:  # SPRIG's game, averaged over the iteration's minibatches (grad norms before clipping)",
+    "+if name in stats:  # (the implicit gradient's only under --leader-gradient implicit)",
     '+writer.add_scalar(f"sprig/{name}", stats[name].mean(), global_step)',
     "+run.log_attention(iteration, global_step, obs)  # every --log-attention-every iterations: env 0's frames and masks",
     # the run machinery: SPRIG's flags checked, and checkpoints older than --leader-utility
