@@ -509,7 +509,8 @@ check_scripts_exist() {
 # ---------------------------------------------------------------------------------------------------------------
 # The cost of the run matrix, before it starts: runs, env steps, and the wall time at the speed --sps measured. --sps
 # writes OUT/sps/DATE/sps.md (one row per method: SPS of one run alone on the machine, all cores to it, the preset's
-# batch) and `measured_with` beside it (the preset, and the flags after --); the newest one of this --preset is used.
+# batch) and `measured_with` beside it (the preset, the flags after --, the machine's load average when it started);
+# the newest one of this --preset is used.
 # ---------------------------------------------------------------------------------------------------------------
 speed_table() { # the newest OUT/sps/DATE/sps.md measured with this preset, or nothing
     local table
@@ -532,7 +533,7 @@ thousands() { # 40960 -> 40,960
 }
 
 print_cost() { # the matrix's runs and env steps, and its estimated wall time for WORKERS workers
-    local table method count sps seconds=0 speeds="" unmeasured=""
+    local table method count sps seconds=0 speeds="" unmeasured="" measured
     echo "cost: $NUM_RUNS runs x $(thousands "$TOTAL_TIMESTEPS") steps = $(thousands $((NUM_RUNS * TOTAL_TIMESTEPS))) env steps"
     table=$(speed_table)
     if [[ -z $table ]]; then
@@ -558,14 +559,16 @@ print_cost() { # the matrix's runs and env steps, and its estimated wall time fo
     # One run at a time, each at its measured speed; WORKERS runs side by side take between that over WORKERS (each
     # keeps its speed: a run that leaves cores idle) and all of it (they share the machine's speed: runs that each
     # keep every core busy, as on a CPU with a few cores). Start-up, evaluation and checkpoints are not counted.
-    awk -v seconds="$seconds" -v workers="$WORKERS" -v speeds="$speeds" -v measured="$(tail -n +2 "$(dirname "$table")/measured_with")" \
-        -v table="$table" 'function hms(s) {
+    measured=$(sed -n 2p "$(dirname "$table")/measured_with")
+    measured+=$(sed -n 3p "$(dirname "$table")/measured_with" | sed 's/^./; &/') # older tables have no load line
+    awk -v seconds="$seconds" -v workers="$WORKERS" -v speeds="$speeds" -v measured="$measured" -v table="$table" \
+        'function hms(s) {
             s = int(s + 0.5)
             return sprintf("%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) (s >= 172800 ? sprintf(" (%.1f days)", s / 86400) : "")
         }
         BEGIN {
             print "wall time: about " hms(seconds) " one run at a time, at the speeds measured in " table " (" speeds \
-                (measured != "" ? "; flags after -- then: " measured : "") ")"
+                "; flags after -- then: " (measured ~ /^;|^$/ ? "none" : "") measured ")"
             if (workers > 1)
                 print "with " workers " workers: between " hms(seconds / workers) " (if each run keeps that speed beside" \
                     " the others) and " hms(seconds) " (if they share it, as runs that keep every core busy do);" \
@@ -738,7 +741,14 @@ run_all() { # every combination, WORKERS at a time; then report and plot
 }
 
 measure_sps() { # each method in turn, alone on the machine, for SPS_ITERATIONS iterations; then the speed table
-    local dir=$OUT/sps/$(date +%Y%m%d-%H%M%S) method flags method_flags num_envs=8 num_steps=128 i
+    local dir=$OUT/sps/$(date +%Y%m%d-%H%M%S) method flags method_flags num_envs=8 num_steps=128 i load
+    # Other work on the machine slows the runs measured here (threads waiting for busy cores), and so lengthens every
+    # wall time estimated from them: the load is recorded with the speeds, and a busy machine is said to be one.
+    load=$(cut -d ' ' -f 1 /proc/loadavg 2>/dev/null || true)
+    if [[ -n $load ]] && awk -v load="$load" -v cores="$NUM_CORES" 'BEGIN { exit !(load >= cores / 2) }'; then
+        echo "warning: the machine is busy (load average $load on $NUM_CORES cores): the speeds measured now, and the" \
+            "wall times estimated from them, come out slower than on an idle machine" >&2
+    fi
     flags=(--env-id "${ENV_LIST[0]}" --seed "${SEED_LIST[0]}" ${PRESET_FLAGS[@]+"${PRESET_FLAGS[@]}"})
     flags+=(${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
     for ((i = 0; i < ${#flags[@]} - 1; i++)); do # the batch size the runs will use, so each does whole iterations
@@ -755,8 +765,9 @@ measure_sps() { # each method in turn, alone on the machine, for SPS_ITERATIONS 
             die "$method failed; see $dir/$method/log.txt"
     done
     "$PYTHON" "$REPO_DIR/plot_results.py" sps "$dir"
-    # What the cost estimate of a later run reads back: the preset on the first line, the flags after -- on the second.
-    printf 'preset %s\n%s\n' "$PRESET" "${EXTRA_FLAGS[*]+${EXTRA_FLAGS[*]}}" >"$dir/measured_with"
+    # What the cost estimate of a later run reads back: the preset, the flags after --, the load before measuring.
+    printf 'preset %s\n%s\n%s\n' "$PRESET" "${EXTRA_FLAGS[*]+${EXTRA_FLAGS[*]}}" \
+        "load average ${load:-unknown} on $NUM_CORES cores when measured" >"$dir/measured_with"
 }
 
 if ((SPS_MODE)); then

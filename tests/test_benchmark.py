@@ -531,7 +531,9 @@ def test_sps_mode_measures_both_real_scripts_and_splits_the_time(tmp_path):
         assert 0 < float(env_seconds) and 0 < float(inference_seconds) and 0 < float(update_seconds)
     (table,) = tmp_path.glob("sps/*/sps.md")
     assert table.read_text().count("\n") == 4
-    assert (table.parent / "measured_with").read_text() == "preset cleanrl\n" + " ".join(tiny) + "\n"
+    preset, flags, load = (table.parent / "measured_with").read_text().splitlines()
+    assert (preset, flags) == ("preset cleanrl", " ".join(tiny))
+    assert re.fullmatch(rf"load average \d+\.\d+ on {len(os.sched_getaffinity(0))} cores when measured", load)
     # A later run of the same --out and --preset estimates its wall time from these speeds.
     dry_run = subprocess.run(
         ["bash", os.path.join(REPO, "benchmark.sh"), "--games", "atari3", "--dry-run", "--out", str(tmp_path)],
@@ -539,7 +541,7 @@ def test_sps_mode_measures_both_real_scripts_and_splits_the_time(tmp_path):
         text=True,
     )
     speeds = {row.split("|")[1].strip(): row.split("|")[3].strip() for row in rows}
-    assert f"(PPO {speeds['PPO']} SPS, SPRIG {speeds['SPRIG']} SPS; flags after -- then: {' '.join(tiny)})" in dry_run.stdout
+    assert f"(PPO {speeds['PPO']} SPS, SPRIG {speeds['SPRIG']} SPS; flags after -- then: {flags}; {load})" in dry_run.stdout
 
 
 def sweep_dir(sandbox, name, seed, out="out", preset="cleanrl", env_id=ENV):
