@@ -914,6 +914,8 @@ def plot_aggregates(aggregates: list[AggregateResult], out_dir: str) -> str:
         axis.set_yticks(range(len(entries)), [method for method, _ in entries])
         axis.set_ylim(-0.6, len(entries) - 0.4)
         axis.invert_yaxis()  # the first method (PPO) on top
+        axis.use_sticky_edges = False  # margins beyond the bars: an interval of width 0 at an edge stays visible
+        axis.margins(x=0.08)
         if title.startswith("P("):
             axis.axvline(0.5, color="gray", linestyle="--", linewidth=1)
             axis.set_xlim(-0.05, 1.05)  # a tick at exactly 0 or 1 stays visible
