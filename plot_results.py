@@ -849,9 +849,12 @@ def performance_profiles(aggregates: list[AggregateResult]) -> tuple[np.ndarray,
     """Each method's performance profile (Agarwal et al., 2021, rliable's score distribution): at each human-normalised
     score tau, the fraction of its runs (seeds x games) that score above tau, with its 95% stratified-bootstrap CI at
     each tau (seeds resampled within each game). The taus, in percent of human and the same for every method, span 0%
-    (random), 100% (human) and every run's score. Returns (taus, {method: (fractions, CI lows, CI highs)})."""
+    (random), 100% (human) and every run's score, from 1 down to 0. Returns (taus, {method: (fractions, CI lows, CI
+    highs)})."""
     scores = 100 * np.concatenate([aggregate.scores.ravel() for aggregate in aggregates])
-    taus = np.linspace(min(0.0, scores.min()), max(100.0, scores.max()), PROFILE_POINTS)
+    low, high = min(0.0, scores.min()), max(100.0, scores.max())
+    step = (high - low) / (PROFILE_POINTS - 2)
+    taus = np.linspace(low - step, high, PROFILE_POINTS)  # one step below the lowest score: every run is above it
 
     def fraction_above(matrix):  # (num_seeds, num_games), 1.0 = human -> the fraction of runs above each tau
         return (100 * matrix[..., None] > taus).mean(axis=(0, 1))

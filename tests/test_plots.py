@@ -524,16 +524,16 @@ def test_median_over_games_and_performance_profile_equal_a_direct_numpy_computat
     assert aggregate.median.low == pytest.approx(low, rel=BOOTSTRAP_TOLERANCE)
     assert aggregate.median.high == pytest.approx(high, rel=BOOTSTRAP_TOLERANCE)
 
-    # The profile: at each tau, the fraction of the 12 runs scoring above it; taus from the lowest to the highest score.
+    # The profile: at each tau, the fraction of the 12 runs scoring above it; taus evenly spaced from just below the
+    # lowest score (-50%) to the highest (200%).
     taus, profiles = plot_results.performance_profiles([aggregate])
     fractions, lows, highs = profiles["SPRIG"]
-    assert len(taus) == plot_results.PROFILE_POINTS and (taus[0], taus[-1]) == pytest.approx((-50.0, 200.0), abs=1e-3)
+    assert len(taus) == plot_results.PROFILE_POINTS and np.allclose(np.diff(taus), 250 / (plot_results.PROFILE_POINTS - 2))
+    assert (taus[1], taus[-1]) == pytest.approx((-50.0, 200.0), abs=1e-3)
     assert fractions == pytest.approx([np.mean(100 * aggregate.scores > tau) for tau in taus])
-    assert (taus[1], fractions[1]) == pytest.approx((-48.75, 11 / 12), abs=1e-3)  # all but DoubleDunk's -50%
-    assert (taus[121], fractions[121]) == pytest.approx(
-        (101.25, 2 / 12), abs=1e-3
-    )  # above human: Qbert's 120%, DoubleDunk's 200%
-    assert fractions[-1] == 0.0
+    assert fractions[0] == 1.0 and fractions[-1] == 0.0
+    assert fractions[np.flatnonzero(taus > -49.99)[0]] == pytest.approx(11 / 12)  # all but DoubleDunk's -50%
+    assert fractions[np.flatnonzero(taus > 100.01)[0]] == pytest.approx(2 / 12)  # above human: 120% and 200%
     expected_lows, expected_highs = numpy_stratified_bootstrap_interval(
         aggregate.scores, lambda resampled: (100 * resampled[..., None] > taus).mean(axis=(0, 1))
     )
