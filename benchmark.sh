@@ -22,8 +22,9 @@ concurrent invocations never run the same combination twice.
 
 options:
   --methods "ppo sprig"     methods to run (default: ppo sprig): ppo (ppo_atari.py), sprig (sprig_ppo_atari.py,
-                            its default leader utility) and sprig-pg (sprig_ppo_atari.py --leader-utility pg:
-                            Algorithm 1's printed policy term, in OUT/PRESET/ENV/sprig-pg/)
+                            its default leader utility), sprig-pg (sprig_ppo_atari.py --leader-utility pg:
+                            Algorithm 1's printed policy term, in OUT/PRESET/ENV/sprig-pg/) and sprig-implicit
+                            (--leader-gradient implicit: the leader's total derivative through the follower)
   --env-ids "IDS"           env ids (default: BeamRiderNoFrameskip-v4)
   --games NAME              a game set instead of --env-ids, each game as its NoFrameskip-v4 id:
                             atari5: BattleZone DoubleDunk NameThisGame Phoenix Qbert, the five games whose scores
@@ -110,13 +111,14 @@ game_set() { # name -> its env ids; nothing for an unknown name
 script_of() { # method -> the training script; nothing for an unknown method
     case $1 in
     ppo) echo "$REPO_DIR/ppo_atari.py" ;;
-    sprig | sprig-pg) echo "$REPO_DIR/sprig_ppo_atari.py" ;;
+    sprig | sprig-pg | sprig-implicit) echo "$REPO_DIR/sprig_ppo_atari.py" ;;
     esac
 }
 
 method_flags() { # method -> the flags that make it, besides its script (its --exp-name names its directory and curve)
     case $1 in
     sprig-pg) echo "--leader-utility pg --exp-name sprig-pg" ;;
+    sprig-implicit) echo "--leader-gradient implicit --exp-name sprig-implicit" ;;
     esac
 }
 
@@ -125,6 +127,7 @@ method_label() { # method -> its name in plot_results.py's tables (and so in the
     ppo) echo PPO ;;
     sprig) echo SPRIG ;;
     sprig-pg) echo SPRIG-pg ;;
+    sprig-implicit) echo SPRIG-implicit ;;
     esac
 }
 
@@ -358,7 +361,7 @@ read -r -a ENV_LIST <<<"$ENV_IDS"
 read -r -a SEED_LIST <<<"$SEEDS"
 ((${#METHOD_LIST[@]} > 0)) || die "--methods is empty"
 for method in "${METHOD_LIST[@]}"; do
-    [[ -n $(script_of "$method") ]] || die "unknown method '$method' (known: ppo, sprig, sprig-pg)"
+    [[ -n $(script_of "$method") ]] || die "unknown method '$method' (known: ppo, sprig, sprig-pg, sprig-implicit)"
 done
 ((${#ENV_LIST[@]} > 0)) || die "--env-ids is empty"
 for env_id in "${ENV_LIST[@]}"; do # the id shapes ale-py registers; the scripts check the rest (a typo, say) themselves
@@ -451,7 +454,7 @@ RESULTS_DIR=$OUT/$PRESET
 # The run matrix, seed-major so that a benchmark stopped halfway has every method at the same number of seeds.
 # ---------------------------------------------------------------------------------------------------------------
 RUN_LABELS=() # "method env seed", method being sprig_FLAG=VALUE in a sweep
-RUN_METHODS=() # ppo, sprig or sprig-pg: what the run costs
+RUN_METHODS=() # ppo, sprig, sprig-pg or sprig-implicit: what the run costs
 RUN_DIRS=()
 RUN_COMMANDS=() # each a %q-quoted command line, without the thread variables
 RUN_SIGNATURES=()

@@ -219,6 +219,17 @@ def test_sprig_pg_is_a_method_of_its_own_running_the_printed_leader_utility_in_i
     assert (run_dir(sandbox, "sprig-pg", 1) / "done").exists()
 
 
+def test_sprig_implicit_is_a_method_of_its_own_running_the_implicit_leader_gradient_in_its_own_dir(sandbox):
+    result = run_benchmark(sandbox, "--methods", "sprig sprig-implicit", "--seeds", "1", "--out", "out", "--no-plot")
+    assert result.returncode == 0, result.stderr
+    calls = {os.path.relpath(cwd, sandbox / "work" / "out" / "cleanrl" / ENV): args for cwd, _, args in fake_calls(sandbox)}
+    assert set(calls) == {"sprig/seed1", "sprig-implicit/seed1"}
+    assert calls["sprig-implicit/seed1"].split()[0].endswith("/repo/sprig_ppo_atari.py")
+    assert "--leader-gradient implicit --exp-name sprig-implicit" in calls["sprig-implicit/seed1"]
+    assert "--leader-gradient" not in calls["sprig/seed1"]
+    assert (run_dir(sandbox, "sprig-implicit", 1) / "done").exists()
+
+
 def test_quick_runs_two_seeds_of_50000_steps_on_two_workers_with_cores_split(sandbox):
     result = run_benchmark(sandbox, "--quick", "--dry-run")
     assert result.returncode == 0, result.stderr
@@ -447,7 +458,7 @@ def test_slurm_array_task_runs_the_combination_of_its_index(sandbox):
     "args, message",
     [
         (["--env-ids", "BeamRiderNoFrameskip-v4 CartPole-v1"], "error: --env-ids: 'CartPole-v1' is not an Atari game id"),
-        (["--methods", "ppo dqn"], "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg)"),
+        (["--methods", "ppo dqn"], "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg, sprig-implicit)"),
         (["--preset", "fast"], "error: unknown preset 'fast' (known: cleanrl, paper)"),
         (["--games", "atari7"], "error: unknown game set 'atari7' (known: atari5, atari3)"),
         (["--games", "atari5", "--env-ids", ENV], "error: --games and --env-ids do not go together"),
