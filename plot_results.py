@@ -41,8 +41,9 @@ import tyro
 LAST_EPISODES = 100
 """final score of a seed = mean of its last 100 episodic returns; the curves use the same trailing window"""
 
-METHOD_NAMES = {"ppo_atari": "PPO", "sprig_ppo_atari": "SPRIG", "sprig-pg": "SPRIG-pg"}
-"""exp_name (the training script's file stem by default; benchmark.sh's sprig-pg) -> the method shown in plots and tables"""
+METHOD_NAMES = {"ppo_atari": "PPO", "sprig_ppo_atari": "SPRIG", "sprig-pg": "SPRIG-pg", "sprig-implicit": "SPRIG-implicit"}
+"""exp_name (the training script's file stem by default; benchmark.sh's sprig-pg and sprig-implicit) -> the method shown
+in plots and tables (benchmark.sh's method_label names them the same, to read --sps speeds back)"""
 
 COLLAPSED_ENTROPY = 0.05
 """a seed whose losses/entropy ever fell below this has a collapsed policy: below 0.05 nats a policy plays one action

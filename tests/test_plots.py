@@ -88,6 +88,7 @@ def results_by_method(directory):
 def test_run_name_gives_env_method_seed_and_time():
     assert plot_results.parse_run_name(f"{BEAMRIDER}__ppo_atari__3__1700000000") == (BEAMRIDER, "PPO", 3, 1700000000)
     assert plot_results.parse_run_name(f"{BEAMRIDER}__sprig_ppo_atari__1__17") == (BEAMRIDER, "SPRIG", 1, 17)
+    assert plot_results.parse_run_name(f"{BEAMRIDER}__sprig-implicit__2__17") == (BEAMRIDER, "SPRIG-implicit", 2, 17)
     assert plot_results.parse_run_name("Pong-v5__my__exp__2__17") == ("Pong-v5", "my__exp", 2, 17)
     assert plot_results.parse_run_name("not_a_run") is None
 
