@@ -547,8 +547,8 @@ def implicit_term(leader_phi_gradient, u_follower_fixed, u_follower_live, leader
     follower_params = [p for block in follower_blocks for p in block]
     live_gradient = torch.autograd.grad(u_follower_live, follower_params, create_graph=True)
     cross = sum((g * w_p.view_as(g)).sum() for g, w_p in zip(live_gradient, w))
-    term = torch.autograd.grad(cross, leader_params, allow_unused=True)
-    return [torch.zeros_like(p) if t is None else t for t, p in zip(term, leader_params)], torch.stack(residuals).max()
+    term = torch.autograd.grad(cross, leader_params, allow_unused=True, materialize_grads=True)  # unused: zeros
+    return list(term), torch.stack(residuals).max()
 
 
 def implicit_leader_gradient(agent, features, mb, leader_utility, args):
@@ -567,16 +567,14 @@ def implicit_leader_gradient(agent, features, mb, leader_utility, args):
     # d u_L/d phi on the first half, features fixed. C_theta does not depend on phi: it is (1 - alpha) d u_F/d phi.
     u_ppo, u_policy = follower_utilities(agent, features[:half].detach(), first, args)
     u_follower = u_ppo if args.leader_utility == "follower" else u_policy
-    leader_phi_gradient = torch.autograd.grad(
-        (1 - args.alpha_coop) * u_follower, follower_params, retain_graph=True, allow_unused=True  # pg: no value head
+    leader_phi_gradient = torch.autograd.grad(  # under pg the value head is unused: its gradient is zeros
+        (1 - args.alpha_coop) * u_follower, follower_params, retain_graph=True, allow_unused=True, materialize_grads=True
     )
-    leader_phi_gradient = [torch.zeros_like(p) if g is None else g for g, p in zip(leader_phi_gradient, follower_params)]
     direct = torch.autograd.grad(leader_utility, leader_params, retain_graph=True)
     u_follower_live, _ = follower_utilities(agent, features[half:], second, args)
     heads = [list(agent.actor.parameters()), list(agent.critic.parameters())]
     implicit, residual = implicit_term(leader_phi_gradient, u_ppo, u_follower_live, leader_params, heads, args)
-    direct_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in direct]))
-    implicit_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in implicit]))
+    direct_norm, implicit_norm = nn.utils.get_total_norm(direct), nn.utils.get_total_norm(implicit)
     # A lookahead through a damped, possibly indefinite Hessian can dwarf the leader's own gradient: bound it.
     scale = torch.clamp(args.implicit_max_ratio * direct_norm / implicit_norm.clamp_min(1e-30), max=1.0)
     for parameter, direct_part, implicit_part in zip(leader_params, direct, implicit):

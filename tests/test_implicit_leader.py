@@ -9,10 +9,17 @@ import dataclasses
 import pytest
 import torch
 import torch.nn as nn
-from sprig_ppo_atari import Agent, Args, conjugate_gradient, follower_utilities, implicit_term, leader_step, layer_init
+from sprig_ppo_atari import (
+    Agent,
+    Args,
+    conjugate_gradient,
+    follower_utilities,
+    implicit_term,
+    layer_init,
+    leader_step,
+    ppo_loss,
+)
 from test_sprig_update import make_minibatch, snapshot, unchanged
-
-torch.set_default_dtype(torch.float32)
 
 
 def flat(tensors):
@@ -77,28 +84,13 @@ def test_on_real_heads_conjugate_gradient_matches_a_dense_solve_of_the_damped_he
     block = list(getattr(agent, head).parameters())
     shapes = [p.shape for p in block]
 
-    def u_follower_of(flat_parameters):  # u_F as a function of this head's parameters only, for the dense Hessian
-        parameters = torch.split(flat_parameters, [shape.numel() for shape in shapes])
-        original = [p.data for p in block]
-        for p, value in zip(block, parameters):
-            p.data = value.view(p.shape)
-        try:
-            return torch.func.functional_call(
-                getattr(agent, head), dict(zip(["weight", "bias"], [v.view(s) for v, s in zip(parameters, shapes)])), features
-            )
-        finally:
-            for p, value in zip(block, original):
-                p.data = value
-
-    def dense_utility(flat_parameters):
-        output = u_follower_of(flat_parameters)
+    def dense_utility(flat_parameters):  # u_F as a function of this head's parameters only, for the dense Hessian
+        parameters = [v.view(s) for v, s in zip(torch.split(flat_parameters, [s.numel() for s in shapes]), shapes)]
+        output = torch.func.functional_call(getattr(agent, head), dict(zip(["weight", "bias"], parameters)), features)
         other = agent.critic(features) if head == "actor" else agent.actor(features)
         logits, value = (output, other) if head == "actor" else (other, output)
         distribution = torch.distributions.Categorical(logits=logits)
-        from sprig_ppo_atari import ppo_loss
-
-        action = mb["actions"]
-        return -ppo_loss(distribution.log_prob(action), distribution.entropy(), value, mb, args)[0]
+        return -ppo_loss(distribution.log_prob(mb["actions"]), distribution.entropy(), value, mb, args)[0]
 
     hessian = -torch.autograd.functional.hessian(dense_utility, flat(block).detach())
     damping = max(0.0, -torch.linalg.eigvalsh(hessian)[0].item()) + 0.5  # positive definite once damped
@@ -148,7 +140,7 @@ def test_the_implicit_leader_step_moves_theta_and_gives_phi_no_gradient(setup, l
 
 def test_with_the_implicit_part_bounded_to_zero_the_step_is_the_direct_one(setup):
     agent, args, optimizer, mb = setup
-    direct_agent, direct_optimizer = copy.deepcopy(agent), None
+    direct_agent = copy.deepcopy(agent)
     direct_optimizer = torch.optim.Adam(direct_agent.leader_parameters(), lr=args.learning_rate, eps=1e-5)
     leader_step(agent, optimizer, mb, dataclasses.replace(args, implicit_max_ratio=0.0))
     leader_step(direct_agent, direct_optimizer, mb, dataclasses.replace(args, leader_gradient="direct"))
