@@ -23,8 +23,10 @@ concurrent invocations never run the same combination twice.
 options:
   --methods "ppo sprig"     methods to run (default: ppo sprig): ppo (ppo_atari.py), sprig (sprig_ppo_atari.py,
                             its default leader utility), sprig-pg (sprig_ppo_atari.py --leader-utility pg:
-                            Algorithm 1's printed policy term, in OUT/PRESET/ENV/sprig-pg/) and sprig-implicit
-                            (--leader-gradient implicit: the leader's total derivative through the follower)
+                            Algorithm 1's printed policy term, in OUT/PRESET/ENV/sprig-pg/), sprig-implicit
+                            (--leader-gradient implicit: the leader's total derivative through the follower) and
+                            sprig-joint (--update joint: SPRIG's network trained as plain PPO, the control that
+                            tells the network's effect from the game's)
   --env-ids "IDS"           env ids (default: BeamRiderNoFrameskip-v4)
   --games NAME              a game set instead of --env-ids, each game as its NoFrameskip-v4 id:
                             atari5: BattleZone DoubleDunk NameThisGame Phoenix Qbert, the five games whose scores
@@ -32,6 +34,10 @@ options:
                             atari3: BattleZone NameThisGame Phoenix, that paper's validation set, for tuning
   --seeds "1 2 3 4 5"       seeds (default: 1 2 3 4 5)
   --total-timesteps N       env steps per run (default: 10000000)
+  --stop-at-step N          pause every run once it has N steps, on the schedule of --total-timesteps (its
+                            learning rate anneals over all of them): it writes its checkpoint and is reported
+                            paused, not done. The same command with a larger N (or without it) goes on, so a
+                            campaign grows: the first 1M steps of 10M-step runs, then 2M, ...
   --workers N               runs in parallel (default: 1). On CPU each run uses about 2 cores; the cores are
                             split between the runs: OMP_NUM_THREADS = MKL_NUM_THREADS = max(1, cores / workers)
   --checkpoint-every N      each run writes its checkpoint.pt every N iterations, for resuming it if it is
@@ -111,7 +117,7 @@ game_set() { # name -> its env ids; nothing for an unknown name
 script_of() { # method -> the training script; nothing for an unknown method
     case $1 in
     ppo) echo "$REPO_DIR/ppo_atari.py" ;;
-    sprig | sprig-pg | sprig-implicit) echo "$REPO_DIR/sprig_ppo_atari.py" ;;
+    sprig | sprig-pg | sprig-implicit | sprig-joint) echo "$REPO_DIR/sprig_ppo_atari.py" ;;
     esac
 }
 
@@ -119,6 +125,7 @@ method_flags() { # method -> the flags that make it, besides its script (its --e
     case $1 in
     sprig-pg) echo "--leader-utility pg --exp-name sprig-pg" ;;
     sprig-implicit) echo "--leader-gradient implicit --exp-name sprig-implicit" ;;
+    sprig-joint) echo "--update joint --exp-name sprig-joint" ;;
     esac
 }
 
@@ -128,6 +135,7 @@ method_label() { # method -> its name in plot_results.py's tables (and so in the
     sprig) echo SPRIG ;;
     sprig-pg) echo SPRIG-pg ;;
     sprig-implicit) echo SPRIG-implicit ;;
+    sprig-joint) echo "PPO on SPRIG's network" ;;
     esac
 }
 
@@ -136,13 +144,24 @@ method_label() { # method -> its name in plot_results.py's tables (and so in the
 # use only their arguments and the environment, never this script's globals.
 # ---------------------------------------------------------------------------------------------------------------
 
-# The lock is a directory (mkdir is atomic) holding `owner`: "host pid slurm_job_id". A lock whose owner is dead
-# (same host and pid gone, or a Slurm job no longer in the queue) is stale and taken over.
+# The lock is a directory (mkdir is atomic) holding `owner`: "host pid slurm_job_id process". A lock whose owner is
+# dead (same host and pid gone or taken by another process since, or a Slurm job no longer in the queue) is stale and
+# taken over. `process` (the boot and the pid's start time) tells a pid reused after a restart from the owner.
+process_identity() { # pid -> "boot_id:start time", the same only for the same process of the same boot
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    stat=${stat##*) } # the fields after the command name, which may hold spaces; the start time is the 20th
+    read -r -a stat <<<"$stat"
+    echo "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null):${stat[19]}"
+}
+
 lock_is_stale() { # lock_dir
-    local host pid job
-    read -r host pid job 2>/dev/null <"$1/owner" || return 1 # no owner yet: being created right now
-    if [[ $host == "$(hostname)" ]] && ! kill -0 "$pid" 2>/dev/null; then
-        return 0
+    local host pid job process
+    read -r host pid job process 2>/dev/null <"$1/owner" || return 1 # no owner yet: being created right now
+    if [[ $host == "$(hostname)" ]]; then
+        if ! kill -0 "$pid" 2>/dev/null || [[ -n ${process:-} && $(process_identity "$pid") != "$process" ]]; then
+            return 0
+        fi
     fi
     if [[ -n ${job:-} && $job != - ]] && command -v squeue >/dev/null && [[ -z $(squeue -h -j "$job" 2>/dev/null) ]]; then
         return 0
@@ -165,7 +184,7 @@ acquire_lock() { # run_dir; fails if another live process holds the lock
         rm -rf "$aside"
         mkdir "$lock" 2>/dev/null || return 1
     fi
-    echo "$(hostname) $BASHPID ${SLURM_JOB_ID:--}" >"$lock/owner"
+    echo "$(hostname) $BASHPID ${SLURM_JOB_ID:--} $(process_identity $BASHPID)" >"$lock/owner"
 }
 
 release_lock() { # run_dir
@@ -189,14 +208,15 @@ clean_partial_run() { # run_dir: remove what a killed or failed run left (runs/,
     find "$1" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
 }
 
-# run_state RUN_DIR SIGNATURE: what a run there needs, in one word. new; done; conflict (done, with other flags);
-# resume (a checkpoint of a run started with SIGNATURE; a run started with other flags is restarted instead, as the
-# script would refuse to resume it); clean (an unfinished run's output without a checkpoint, removed before it starts).
+# run_state RUN_DIR SIGNATURE STOP: what a run there needs, in one word. new; done; conflict (done, with other flags);
+# paused (paused by --stop-at-step at a step of at least STOP, "-" for none: nothing to do until STOP grows); resume (a
+# checkpoint of a run started with SIGNATURE; a run started with other flags is restarted instead, as the script would
+# refuse to resume it); clean (an unfinished run's output without a checkpoint, removed before it starts).
 run_state() {
     if [[ -e $1/done ]]; then
         if [[ ! -s $1/done || $(<"$1/done") == "$2" ]]; then echo done; else echo conflict; fi
     elif [[ -n $(resumable_checkpoint "$1" "$2") ]]; then
-        echo resume
+        if [[ $3 != - && -s $1/paused ]] && (($(<"$1/paused") >= $3)); then echo paused; else echo resume; fi
     elif [[ -n $(ls -A "$1" 2>/dev/null | grep -vx '\.lock' || true) ]]; then
         echo clean
     else
@@ -204,29 +224,35 @@ run_state() {
     fi
 }
 
-# run_one RUN_DIR THREADS SIGNATURE COMMAND...: run COMMAND in RUN_DIR unless it is done, and mark it done if it
+# run_one RUN_DIR THREADS SIGNATURE STOP COMMAND...: run COMMAND in RUN_DIR unless it is done, and mark it done if it
 # exits 0. SIGNATURE (script and flags) is stored in `done`, so a finished run is only skipped by a rerun asking for
 # the same thing. A run killed earlier resumes from its checkpoint if it was started (file `started`) with the same
-# SIGNATURE. Sets RUN_STATUS to ran, skipped, failed, interrupted, locked or conflict; returns 0 unless
-# failed/conflict.
+# SIGNATURE. STOP is COMMAND's --stop-at-step ("-" for none): a run that paused there records its step in `paused`,
+# and is left as it is until STOP grows. Sets RUN_STATUS to ran, skipped, paused, failed, interrupted, locked or
+# conflict; returns 0 unless failed/conflict.
 run_one() {
-    local dir=$1 threads=$2 signature=$3 rc=0 start=$SECONDS checkpoint state resume_flags=()
-    shift 3
+    local dir=$1 threads=$2 signature=$3 stop=$4 rc=0 start=$SECONDS checkpoint state resume_flags=() paused_at
+    shift 4
     mkdir -p "$dir"
-    state=$(run_state "$dir" "$signature")
-    if [[ $state != done && $state != conflict ]]; then
+    state=$(run_state "$dir" "$signature" "$stop")
+    if [[ $state != done && $state != conflict && $state != paused ]]; then
         if ! acquire_lock "$dir"; then
             RUN_STATUS=locked
             echo "$dir: locked by another live run ($(cat "$dir/.lock/owner" 2>/dev/null)); left to it" \
-                "(if that run is dead, remove $dir/.lock)"
+                "(if that run is dead, remove $dir/.lock: a lock written on another machine, or before this one's" \
+            "hostname changed, is never taken for stale)"
             return 0
         fi
-        state=$(run_state "$dir" "$signature") # again under the lock: another invocation may have finished it meanwhile
-        [[ $state != done && $state != conflict ]] || release_lock "$dir"
+        state=$(run_state "$dir" "$signature" "$stop") # again under the lock: another invocation may have finished it
+        [[ $state != done && $state != conflict && $state != paused ]] || release_lock "$dir"
     fi
     case $state in
     done)
         RUN_STATUS=skipped
+        return 0
+        ;;
+    paused)
+        RUN_STATUS=paused
         return 0
         ;;
     conflict)
@@ -244,6 +270,7 @@ run_one() {
         clean_partial_run "$dir"
         ;;
     esac
+    rm -f "$dir/paused"
     echo "$signature" >"$dir/started"
     echo "$dir: started (log: $dir/log.txt)"
     local command=(env "OMP_NUM_THREADS=$threads" "MKL_NUM_THREADS=$threads" "$@" ${resume_flags[@]+"${resume_flags[@]}"})
@@ -251,8 +278,12 @@ run_one() {
     local log_start=1 # a resumed run appends to the log: its own output starts after what is there
     [[ -f $dir/log.txt ]] && log_start=$(($(wc -c <"$dir/log.txt") + 1))
     (cd "$dir" && "${command[@]}") </dev/null >>"$dir/log.txt" 2>&1 || rc=$?
+    paused_at=$(tail -c "+$log_start" "$dir/log.txt" | sed -n 's/^paused at step \([0-9]*\) .*/\1/p' | tail -n 1)
     if ((rc == 0)) && tail -c "+$log_start" "$dir/log.txt" | grep -q "^interrupted at step"; then
         RUN_STATUS=interrupted # stopped by a signal after writing its checkpoint: not done, resumed next time
+    elif ((rc == 0)) && [[ -n $paused_at ]]; then
+        RUN_STATUS=paused # at --stop-at-step, with its checkpoint: not done, goes on when asked for more steps
+        echo "$paused_at" >"$dir/paused"
     elif ((rc == 0)); then
         echo "$signature" >"$dir/done"
         RUN_STATUS=ran
@@ -273,6 +304,7 @@ ENV_IDS_GIVEN=0
 GAMES=""
 SEEDS=""
 TOTAL_TIMESTEPS=""
+STOP_AT_STEP=""
 WORKERS=""
 OUT=""
 PRESET=cleanrl
@@ -302,7 +334,7 @@ while (($# > 0)); do
         exit 0
         ;;
     --methods | --env-ids | --games | --seeds | --total-timesteps | --workers | --out | --preset | --partition | \
-        --time | --gpus | --cpus-per-task | --sweep | --checkpoint-every | --sps-iterations)
+        --time | --gpus | --cpus-per-task | --sweep | --checkpoint-every | --sps-iterations | --stop-at-step)
         (($# >= 2)) || die "$option needs a value (see --help)"
         case $option in
         --methods) METHODS=$2 ;;
@@ -310,6 +342,7 @@ while (($# > 0)); do
         --games) GAMES=$2 ;;
         --seeds) SEEDS=$2 ;;
         --total-timesteps) TOTAL_TIMESTEPS=$2 ;;
+        --stop-at-step) STOP_AT_STEP=$2 ;;
         --workers) WORKERS=$2 ;;
         --out) OUT=$2 ;;
         --preset) PRESET=$2 ;;
@@ -361,7 +394,7 @@ read -r -a ENV_LIST <<<"$ENV_IDS"
 read -r -a SEED_LIST <<<"$SEEDS"
 ((${#METHOD_LIST[@]} > 0)) || die "--methods is empty"
 for method in "${METHOD_LIST[@]}"; do
-    [[ -n $(script_of "$method") ]] || die "unknown method '$method' (known: ppo, sprig, sprig-pg, sprig-implicit)"
+    [[ -n $(script_of "$method") ]] || die "unknown method '$method' (known: ppo, sprig, sprig-pg, sprig-implicit, sprig-joint)"
 done
 ((${#ENV_LIST[@]} > 0)) || die "--env-ids is empty"
 for env_id in "${ENV_LIST[@]}"; do # the id shapes ale-py registers; the scripts check the rest (a typo, say) themselves
@@ -378,6 +411,7 @@ paper) PRESET_FLAGS=("${PRESET_FLAGS_PAPER[@]}") ;;
 *) die "unknown preset '$PRESET' (known: cleanrl, paper)" ;;
 esac
 is_count "$TOTAL_TIMESTEPS" || die "--total-timesteps must be a positive integer, got '$TOTAL_TIMESTEPS'"
+[[ -z $STOP_AT_STEP ]] || is_count "$STOP_AT_STEP" || die "--stop-at-step must be a positive integer, got '$STOP_AT_STEP'"
 [[ $CHECKPOINT_EVERY =~ ^[0-9]+$ ]] || die "--checkpoint-every must be a non-negative integer, got '$CHECKPOINT_EVERY'"
 is_count "$WORKERS" || die "--workers must be a positive integer, got '$WORKERS'"
 [[ $GPUS =~ ^[0-9]+$ ]] || die "--gpus must be a non-negative integer, got '$GPUS'"
@@ -458,7 +492,10 @@ RUN_METHODS=() # ppo, sprig, sprig-pg or sprig-implicit: what the run costs
 RUN_DIRS=()
 RUN_COMMANDS=() # each a %q-quoted command line, without the thread variables
 RUN_SIGNATURES=()
+# How often a run saves itself and where it pauses do not change its results: they stay out of its signature.
 CHECKPOINT_FLAGS=(--checkpoint-every "$CHECKPOINT_EVERY")
+[[ -z $STOP_AT_STEP ]] || CHECKPOINT_FLAGS+=(--stop-at-step "$STOP_AT_STEP")
+STOP=${STOP_AT_STEP:--} # run_one's and run_state's STOP
 for seed in "${SEED_LIST[@]}"; do
     for env_id in "${ENV_LIST[@]}"; do
         for ((variant = 0; variant < ${#VARIANT_NAMES[@]}; variant++)); do
@@ -474,7 +511,6 @@ for seed in "${SEED_LIST[@]}"; do
             RUN_LABELS+=("${VARIANT_NAMES[variant]} $env_id $seed")
             RUN_METHODS+=("$method")
             RUN_DIRS+=("$RESULTS_DIR/$env_id/${VARIANT_NAMES[variant]}/seed$seed")
-            # The checkpoint flags are not in the signature: how often a run saves itself does not change its results.
             signature_flags=("${flags[@]}" ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
             RUN_SIGNATURES+=("$(basename "$script") ${signature_flags[*]}")
             flags+=(${CHECKPOINT_FLAGS[@]+"${CHECKPOINT_FLAGS[@]}"} ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"})
@@ -598,9 +634,10 @@ print_dry_run() {
     done
     echo "# method env seed dir [state]"
     for ((i = 0; i < NUM_RUNS; i++)); do
-        case $(run_state "${RUN_DIRS[i]}" "${RUN_SIGNATURES[i]}") in
+        case $(run_state "${RUN_DIRS[i]}" "${RUN_SIGNATURES[i]}" "$STOP") in
         new) state="[new]" ;;
         done) state="[done: skip]" ;;
+        paused) state="[paused at step $(<"${RUN_DIRS[i]}/paused"): skip, until --stop-at-step grows]" ;;
         conflict) state="[done with other flags: conflict]" ;;
         resume) state="[unfinished: resume from its checkpoint]" ;;
         clean) state="[unfinished: clean and rerun]" ;;
@@ -635,8 +672,8 @@ slurm_script() { # the sbatch job array, on stdout
     echo "set -euo pipefail"
     echo "# Load modules / activate the Python environment here if the job needs it."
     echo
-    declare -f lock_is_stale acquire_lock release_lock latest_checkpoint resumable_checkpoint clean_partial_run run_state \
-        run_one
+    declare -f process_identity lock_is_stale acquire_lock release_lock latest_checkpoint resumable_checkpoint \
+        clean_partial_run run_state run_one
     echo
     echo "case \${SLURM_ARRAY_TASK_ID:?run this script with sbatch} in"
     for ((i = 0; i < NUM_RUNS; i++)); do
@@ -647,9 +684,9 @@ slurm_script() { # the sbatch job array, on stdout
     done
     echo "*) echo \"no run for array task \$SLURM_ARRAY_TASK_ID\" >&2 && exit 1 ;;"
     echo "esac"
-    echo "run_one \"\$dir\" \"\${SLURM_CPUS_PER_TASK:-$CPUS_PER_TASK}\" \"\$signature\" \"\${command[@]}\""
+    echo "run_one \"\$dir\" \"\${SLURM_CPUS_PER_TASK:-$CPUS_PER_TASK}\" \"\$signature\" $STOP \"\${command[@]}\""
     echo "echo \"\$dir: \$RUN_STATUS\""
-    echo "[[ \$RUN_STATUS == ran || \$RUN_STATUS == skipped ]]"
+    echo "[[ \$RUN_STATUS == ran || \$RUN_STATUS == skipped || \$RUN_STATUS == paused ]]"
 }
 
 write_slurm_script() {
@@ -674,6 +711,11 @@ describe_status() { # status index seconds -> sets COUNTED_AS, PROGRESS and PROB
     case $1 in
     ran) COUNTED_AS=ran PROGRESS="finished in $3 s" ;;
     skipped) COUNTED_AS=skipped PROGRESS="already done, skipped" ;;
+    paused)
+        COUNTED_AS=paused
+        PROGRESS="paused at step $(cat "$dir/paused" 2>/dev/null) (--stop-at-step $STOP_AT_STEP), checkpointed; not done:"
+        PROGRESS+=" the same command with a larger --stop-at-step, or none, goes on"
+        ;;
     locked) COUNTED_AS=locked PROGRESS="running in another invocation, left to it" ;;
     conflict)
         PROGRESS="NOT RUN: finished earlier with other flags"
@@ -697,7 +739,7 @@ stop_workers() { # on Ctrl-C or kill: stop every worker's process group (the wor
 }
 
 run_all() { # every combination, WORKERS at a time; then report and plot
-    local i failed=0 locked=0 ran=0 skipped=0 status
+    local i failed=0 locked=0 paused=0 ran=0 skipped=0 status
     STATUS_DIR=$(mktemp -d) # each worker writes its run's RUN_STATUS here
     trap 'rm -rf "$STATUS_DIR"' EXIT
     # Each worker in its own process group: Ctrl-C reaches only this script, whose trap then stops every worker
@@ -715,7 +757,7 @@ run_all() { # every combination, WORKERS at a time; then report and plot
             RUN_STATUS=failed
             start=$SECONDS
             eval "command=(${RUN_COMMANDS[i]})"
-            run_one "${RUN_DIRS[i]}" "$THREADS" "${RUN_SIGNATURES[i]}" "${command[@]}" || true
+            run_one "${RUN_DIRS[i]}" "$THREADS" "${RUN_SIGNATURES[i]}" "$STOP" "${command[@]}" || true
             echo "$RUN_STATUS" >"$STATUS_DIR/$i"
             describe_status "$RUN_STATUS" "$i" $((SECONDS - start))
             echo "[$((i + 1))/$NUM_RUNS] ${RUN_LABELS[i]}: $PROGRESS"
@@ -726,10 +768,11 @@ run_all() { # every combination, WORKERS at a time; then report and plot
     echo
     for ((i = 0; i < NUM_RUNS; i++)); do
         describe_status "$(cat "$STATUS_DIR/$i" 2>/dev/null || echo failed)" "$i" 0
-        : $(($COUNTED_AS += 1)) # the counter COUNTED_AS names: ran, skipped, locked or failed
+        : $(($COUNTED_AS += 1)) # the counter COUNTED_AS names: ran, skipped, paused, locked or failed
         [[ -z $PROBLEM ]] || echo "$PROBLEM" >&2
     done
-    echo "summary: $ran ran, $skipped already done (skipped), $locked running elsewhere (locked), $failed failed"
+    echo "summary: $ran ran, $skipped already done (skipped), $paused paused at --stop-at-step," \
+        "$locked running elsewhere (locked), $failed failed"
     if ((PLOT)); then
         for ((i = 0; i < ${#PLOT_COMMANDS[@]}; i++)); do
             if eval "${PLOT_COMMANDS[i]}"; then

@@ -42,8 +42,9 @@ LAST_EPISODES = 100
 """final score of a seed = mean of its last 100 episodic returns; the curves use the same trailing window"""
 
 METHOD_NAMES = {"ppo_atari": "PPO", "sprig_ppo_atari": "SPRIG", "sprig-pg": "SPRIG-pg", "sprig-implicit": "SPRIG-implicit"}
-"""exp_name (the training script's file stem by default; benchmark.sh's sprig-pg and sprig-implicit) -> the method shown
-in plots and tables (benchmark.sh's method_label names them the same, to read --sps speeds back)"""
+METHOD_NAMES["sprig-joint"] = "PPO on SPRIG's network"  # --update joint: SPRIG's network without its game
+"""exp_name (the training script's file stem by default; benchmark.sh's sprig-pg, sprig-implicit and sprig-joint) -> the
+method shown in plots and tables (benchmark.sh's method_label names them the same, to read --sps speeds back)"""
 
 COLLAPSED_ENTROPY = 0.05
 """a seed whose losses/entropy ever fell below this has a collapsed policy: below 0.05 nats a policy plays one action
@@ -383,8 +384,9 @@ def iqm_band(per_seed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return value, low, high
 
 
-METHOD_COLORS = {"PPO": "tab:blue", "SPRIG": "tab:orange", "SPRIG-pg": "tab:red"}
-OTHER_COLORS = ["tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
+METHOD_COLORS = {"PPO": "tab:blue", "SPRIG": "tab:orange", "SPRIG-pg": "tab:red", "SPRIG-implicit": "tab:purple"}
+METHOD_COLORS["PPO on SPRIG's network"] = "tab:green"
+OTHER_COLORS = ["tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray", "tab:green", "tab:purple"]
 
 
 def method_colors(methods) -> dict[str, str]:

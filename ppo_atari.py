@@ -102,6 +102,8 @@ class Args:
     """whether to save the trained agent's weights to `runs/{run_name}/{exp_name}.cleanrl_model` at the end"""
     checkpoint_every: int = 0
     """write the full training state to runs/{run_name}/checkpoint.pt every this many iterations (0: never)"""
+    stop_at_step: int | None = None
+    """pause once this many steps are done: write the checkpoint and exit, on the schedule of --total-timesteps"""
     resume: str | None = None
     """continue the run of this checkpoint.pt to its --total-timesteps, in its run directory"""
     eval_episodes: int = 0
@@ -548,7 +550,7 @@ def command_line(default):
 FLAG_RANGES = {
     "positive": (
         lambda value: value > 0,
-        ["total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "max_episode_steps"]
+        ["total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "max_episode_steps", "stop_at_step"]
         + ["learning_rate", "clip_coef", "max_grad_norm", "target_kl"],
     ),
     "non-negative": (lambda value: value >= 0, ["ent_coef", "vf_coef", "checkpoint_every", "eval_episodes"]),
@@ -593,14 +595,14 @@ def check_args(args: Args) -> None:
 
 # Flags that do not change what is learned: they may differ between a run and its resume.
 RESUME_FREE_FLAGS = {"track", "wandb_project_name", "wandb_entity", "capture_video", "cuda", "async_envs", "resume"}
-RESUME_FREE_FLAGS |= {"checkpoint_every", "save_model", "eval_episodes", "eval_checkpoint"}
+RESUME_FREE_FLAGS |= {"checkpoint_every", "save_model", "eval_episodes", "eval_checkpoint", "stop_at_step"}
 
 
 def args_for_resume(checkpoint, resume):
     """Parse the command line again with the checkpoint's flags as defaults: flags not given continue the run as it
     was; flags given must agree with the checkpoint, except those that do not change what is learned."""
     saved = {name: value for name, value in checkpoint["args"].items() if name in {field.name for field in fields(Args)}}
-    saved.update(resume=resume, eval_checkpoint=None)
+    saved.update(resume=resume, eval_checkpoint=None, stop_at_step=None)  # a paused run goes on unless told to stop
     saved["async_envs"] = CORES >= 8  # how the envs step changes no result: this machine's default, unless given
     args = command_line(default=Args(**saved))
     differ = [
@@ -923,6 +925,8 @@ class RunControl:
             print(
                 f"resumed from {self.args.resume} at iteration {checkpoint['iteration']}, step {self.start_step}", flush=True
             )
+            if self.pausing(checkpoint["iteration"]):  # resumed with a --stop-at-step it has already reached
+                self.pause(self.start_step)
         return start_iteration, self.start_step, next_obs, next_done
 
     @contextlib.contextmanager
@@ -953,20 +957,41 @@ class RunControl:
             self.writer.add_scalar(f"perf/{name}_seconds", value, global_step)
             self.seconds[name] = 0.0
         sps, returns = self.sps(global_step), self.recent_returns
-        eta = (self.args.num_iterations - iteration) * self.args.batch_size / max(sps, 1)
+        last = self.args.num_iterations
+        if self.args.stop_at_step is not None:  # this process trains up to its pause
+            last = min(last, -(-self.args.stop_at_step // self.args.batch_size))
+        eta = (last - iteration) * self.args.batch_size / max(sps, 1)
         mean_return = f"{np.mean(returns):.1f}" if returns else "n/a"
         print(
             f"iter {iteration}/{self.args.num_iterations} | step {global_step} | SPS {sps} | "
             f"return (last {len(returns)} episodes) {mean_return} | ETA {format_seconds(eta)}",
             flush=True,
         )
-        every = self.args.checkpoint_every
-        if self.stop.requested or (every > 0 and iteration % every == 0):
+        every, pausing = self.args.checkpoint_every, self.pausing(iteration)
+        if self.stop.requested or pausing or (every > 0 and iteration % every == 0):
             self.write_checkpoint(iteration, global_step, next_obs, next_done)
         if self.stop.requested:
             self.close()
             print(f"interrupted at step {global_step}; resume with: python {SCRIPT} --resume {self.checkpoint_path}")
             raise SystemExit(0)
+        if pausing:
+            self.pause(global_step)
+
+    def pausing(self, iteration):
+        """Whether --stop-at-step pauses the run after this iteration: it has reached that step and has iterations left
+        on the schedule of --total-timesteps."""
+        stop = self.args.stop_at_step
+        return stop is not None and iteration * self.args.batch_size >= stop and iteration < self.args.num_iterations
+
+    def pause(self, global_step):
+        """--stop-at-step: with the checkpoint written, close and exit 0, saying how to go on."""
+        self.close()
+        print(
+            f"paused at step {global_step} (--stop-at-step {self.args.stop_at_step}); go on with: python {SCRIPT} "
+            f"--resume {self.checkpoint_path}, and a larger --stop-at-step or none",
+            flush=True,
+        )
+        raise SystemExit(0)
 
     def write_checkpoint(self, iteration, global_step, next_obs, next_done):
         """Everything the next iteration depends on, at this iteration's end: a resumed run goes on exactly as this one."""

@@ -103,6 +103,8 @@ class Args:
     """the target KL divergence threshold"""
 
     # SPRIG's game: the leader (perception, theta) and the follower (policy and value, phi)
+    update: Literal["stackelberg", "joint"] = "stackelberg"
+    """SPRIG's two-stage game (stackelberg), or its network trained as plain PPO, one optimiser over all (joint: the control)"""
     alpha_coop: float = 0.7
     """SPRIG's cooperation weight: the leader maximises alpha * (-C_theta) + (1 - alpha) * u_F"""
     attn_cost_coef: float = 1e-4
@@ -123,6 +125,8 @@ class Args:
     """whether to save the trained agent's weights to `runs/{run_name}/{exp_name}.cleanrl_model` at the end"""
     checkpoint_every: int = 0
     """write the full training state to runs/{run_name}/checkpoint.pt every this many iterations (0: never)"""
+    stop_at_step: int | None = None
+    """pause once this many steps are done: write the checkpoint and exit, on the schedule of --total-timesteps"""
     resume: str | None = None
     """continue the run of this checkpoint.pt to its --total-timesteps, in its run directory"""
     eval_episodes: int = 0
@@ -487,10 +491,11 @@ def follower_step(agent, follower_optimizer, mb, args):
 
 
 # What the two stages report beyond ppo_loss's statistics, logged as sprig/* (the grad norms before clipping); the
-# last three only under --leader-gradient implicit.
+# implicit_* and cg_residual only under --leader-gradient implicit; under --update joint, the cost, the masks and
+# grad_norm, the one norm over all parameters.
 SPRIG_STATS = ["attention_cost", "u_policy", "u_follower", "leader_utility", "mask_mean_block1", "mask_mean_block2"]
 SPRIG_STATS += ["mask_mean_block3", "leader_grad_norm", "follower_grad_norm"]
-SPRIG_STATS += ["implicit_grad_norm", "implicit_direct_ratio", "cg_residual"]
+SPRIG_STATS += ["implicit_grad_norm", "implicit_direct_ratio", "cg_residual", "grad_norm"]
 
 
 # --leader-gradient implicit (docs/design.md, "The implicit leader gradient"). Algorithm 1 moves theta along
@@ -618,10 +623,13 @@ def main():
     assert isinstance(envs.single_action_space, gym.spaces.Discrete), "only discrete action space is supported"
 
     agent = Agent(envs.single_action_space.n).to(device)
-    # Two players, two optimisers over disjoint parameter sets: theta (perception) and phi (policy and value).
-    leader_optimizer = optim.Adam(agent.leader_parameters(), lr=args.learning_rate, eps=1e-5)
-    follower_optimizer = optim.Adam(agent.follower_parameters(), lr=args.learning_rate, eps=1e-5)
-    optimizers = {"leader_optimizer": leader_optimizer, "follower_optimizer": follower_optimizer}  # as named in checkpoints
+    if args.update == "stackelberg":
+        # Two players, two optimisers over disjoint parameter sets: theta (perception) and phi (policy and value).
+        leader_optimizer = optim.Adam(agent.leader_parameters(), lr=args.learning_rate, eps=1e-5)
+        follower_optimizer = optim.Adam(agent.follower_parameters(), lr=args.learning_rate, eps=1e-5)
+        optimizers = {"leader_optimizer": leader_optimizer, "follower_optimizer": follower_optimizer}  # as in checkpoints
+    else:  # --update joint, the architecture control (joint_step, after main): PPO's one optimiser over theta and phi
+        optimizers = {"joint_optimizer": optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)}
 
     # ALGO Logic: Storage setup
     # Observations stay uint8 (4x smaller) until a network divides them by 255.
@@ -643,8 +651,8 @@ def main():
         if args.anneal_lr:
             frac = 1.0 - (iteration - 1.0) / args.num_iterations
             lrnow = frac * args.learning_rate
-            leader_optimizer.param_groups[0]["lr"] = lrnow
-            follower_optimizer.param_groups[0]["lr"] = lrnow
+            for optimizer in optimizers.values():
+                optimizer.param_groups[0]["lr"] = lrnow
 
         for step in range(0, args.num_steps):
             global_step += args.num_envs
@@ -711,8 +719,11 @@ def main():
                         "returns": b_returns[mb_inds],
                         "values": b_values[mb_inds],
                     }
-                    stats = leader_step(agent, leader_optimizer, mb, args)  # the leader commits first ...
-                    stats |= follower_step(agent, follower_optimizer, mb, args)  # ... then the follower responds
+                    if args.update == "stackelberg":
+                        stats = leader_step(agent, leader_optimizer, mb, args)  # the leader commits first ...
+                        stats |= follower_step(agent, follower_optimizer, mb, args)  # ... then the follower responds
+                    else:  # --update joint: one PPO step on theta and phi together (joint_step, after main)
+                        stats = joint_step(agent, optimizers["joint_optimizer"], mb, args)
                     minibatch_stats.append(stats)
 
                 if args.target_kl is not None and stats["approx_kl"] > args.target_kl:
@@ -725,20 +736,44 @@ def main():
         explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
 
         # TRY NOT TO MODIFY: record rewards for plotting purposes
-        writer.add_scalar("charts/learning_rate", follower_optimizer.param_groups[0]["lr"], global_step)
+        writer.add_scalar("charts/learning_rate", next(iter(optimizers.values())).param_groups[0]["lr"], global_step)
         for name in ("value_loss", "policy_loss", "entropy", "old_approx_kl", "approx_kl"):  # the last minibatch's
             writer.add_scalar(f"losses/{name}", stats[name][-1], global_step)
         writer.add_scalar("losses/clipfrac", stats["clipfrac"].mean(), global_step)
         writer.add_scalar("losses/explained_variance", explained_var, global_step)
         writer.add_scalar("charts/SPS", run.sps(global_step), global_step)
         for name in SPRIG_STATS:  # SPRIG's game, averaged over the iteration's minibatches (grad norms before clipping)
-            if name in stats:  # (the implicit gradient's only under --leader-gradient implicit)
+            if name in stats:  # (each only where its update computes it)
                 writer.add_scalar(f"sprig/{name}", stats[name].mean(), global_step)
         run.log_attention(iteration, global_step, obs)  # every --log-attention-every iterations: env 0's frames and masks
         # perf/* times, the progress line, --checkpoint-every; after Ctrl-C: a checkpoint, then exit
         run.end_iteration(iteration, global_step, next_obs, next_done)
 
     run.finish()  # --save-model, --eval-episodes, close envs and logs
+
+
+# --update joint, the architecture control (docs/design.md, "The architecture control"). SPRIG changes two things of
+# PPO at once: the network (attention blocks instead of the Nature CNN) and the update (the leader's and the follower's
+# stages). joint keeps the network and drops the game, training it exactly as ppo_atari.py trains its CNN: PPO against
+# joint measures the network, joint against SPRIG the game.
+
+
+def joint_step(agent, optimizer, mb, args):
+    """One PPO step on theta and phi together, as ppo_atari.py's ppo_step: one forward pass, the loss of ppo_loss, one
+    clip of the grad norm over all parameters, one optimiser. No leader stage and no C_theta in the loss; the cost and
+    the masks are still reported, to show what the masks do when nothing prices them. Returns the statistics as tensors.
+    """
+    features, masks = agent.perception(mb["obs"] / 255.0)
+    _, newlogprob, entropy, newvalue = agent.follow(features, mb["actions"])
+    loss, stats = ppo_loss(newlogprob, entropy, newvalue, mb, args)
+
+    optimizer.zero_grad()
+    loss.backward()
+    grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+    optimizer.step()
+    stats["attention_cost"] = attention_cost(masks, args.attn_cost_coef).detach()
+    stats |= {f"mask_mean_block{k}": mask.mean().detach() for k, mask in enumerate(masks, start=1)}
+    return stats | {"grad_norm": grad_norm}
 
 
 # =====================================================================================================================
@@ -790,7 +825,7 @@ def command_line(default):
 FLAG_RANGES = {
     "positive": (
         lambda value: value > 0,
-        ["total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "max_episode_steps"]
+        ["total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "max_episode_steps", "stop_at_step"]
         + ["learning_rate", "clip_coef", "max_grad_norm", "target_kl"]
         + ["implicit_cg_iters"],
     ),
@@ -802,6 +837,16 @@ FLAG_RANGES = {
     ),
     "in [0, 1]": (lambda value: 0 <= value <= 1, ["gamma", "gae_lambda", "repeat_action_probability", "alpha_coop"]),
 }
+
+# The flags only the leader stage reads: --update joint has no leader stage, so a value given to one is a mistake.
+LEADER_FLAGS = [
+    "alpha_coop",
+    "leader_utility",
+    "leader_gradient",
+    "implicit_damping",
+    "implicit_cg_iters",
+    "implicit_max_ratio",
+]
 
 
 def check_args(args: Args) -> None:
@@ -828,6 +873,9 @@ def check_args(args: Args) -> None:
         )
     if args.total_timesteps < batch_size:
         fail(f"--total-timesteps {args.total_timesteps} is smaller than one batch ({batch_size} steps)")
+    ignored = [f"--{name.replace('_', '-')}" for name in LEADER_FLAGS if getattr(args, name) != getattr(Args, name)]
+    if args.update == "joint" and ignored:
+        fail(f"--update joint has no leader stage, so {', '.join(ignored)} would change nothing; leave them out")
     if args.eval_checkpoint is not None and args.eval_episodes == 0:
         fail("--eval-checkpoint needs --eval-episodes N (N > 0 games to play)")
     if args.eval_checkpoint is not None and args.resume is not None:
@@ -841,16 +889,17 @@ def check_args(args: Args) -> None:
 
 # Flags that do not change what is learned: they may differ between a run and its resume.
 RESUME_FREE_FLAGS = {"track", "wandb_project_name", "wandb_entity", "capture_video", "cuda", "async_envs", "resume"}
-RESUME_FREE_FLAGS |= {"checkpoint_every", "save_model", "eval_episodes", "eval_checkpoint"}
+RESUME_FREE_FLAGS |= {"checkpoint_every", "save_model", "eval_episodes", "eval_checkpoint", "stop_at_step"}
 
 
 def args_for_resume(checkpoint, resume):
     """Parse the command line again with the checkpoint's flags as defaults: flags not given continue the run as it
     was; flags given must agree with the checkpoint, except those that do not change what is learned."""
     saved = {name: value for name, value in checkpoint["args"].items() if name in {field.name for field in fields(Args)}}
-    saved.update(resume=resume, eval_checkpoint=None)
+    saved.update(resume=resume, eval_checkpoint=None, stop_at_step=None)  # a paused run goes on unless told to stop
     saved.setdefault("leader_utility", "pg")  # checkpoints from before --leader-utility trained with the printed form
     saved.setdefault("leader_gradient", "direct")  # and those from before --leader-gradient with the direct one
+    saved.setdefault("update", "stackelberg")  # and those from before --update played the game
     saved["async_envs"] = CORES >= 8  # how the envs step changes no result: this machine's default, unless given
     args = command_line(default=Args(**saved))
     differ = [
@@ -1217,6 +1266,8 @@ class RunControl:
             print(
                 f"resumed from {self.args.resume} at iteration {checkpoint['iteration']}, step {self.start_step}", flush=True
             )
+            if self.pausing(checkpoint["iteration"]):  # resumed with a --stop-at-step it has already reached
+                self.pause(self.start_step)
         return start_iteration, self.start_step, next_obs, next_done
 
     @contextlib.contextmanager
@@ -1259,20 +1310,41 @@ class RunControl:
             self.writer.add_scalar(f"perf/{name}_seconds", value, global_step)
             self.seconds[name] = 0.0
         sps, returns = self.sps(global_step), self.recent_returns
-        eta = (self.args.num_iterations - iteration) * self.args.batch_size / max(sps, 1)
+        last = self.args.num_iterations
+        if self.args.stop_at_step is not None:  # this process trains up to its pause
+            last = min(last, -(-self.args.stop_at_step // self.args.batch_size))
+        eta = (last - iteration) * self.args.batch_size / max(sps, 1)
         mean_return = f"{np.mean(returns):.1f}" if returns else "n/a"
         print(
             f"iter {iteration}/{self.args.num_iterations} | step {global_step} | SPS {sps} | "
             f"return (last {len(returns)} episodes) {mean_return} | ETA {format_seconds(eta)}",
             flush=True,
         )
-        every = self.args.checkpoint_every
-        if self.stop.requested or (every > 0 and iteration % every == 0):
+        every, pausing = self.args.checkpoint_every, self.pausing(iteration)
+        if self.stop.requested or pausing or (every > 0 and iteration % every == 0):
             self.write_checkpoint(iteration, global_step, next_obs, next_done)
         if self.stop.requested:
             self.close()
             print(f"interrupted at step {global_step}; resume with: python {SCRIPT} --resume {self.checkpoint_path}")
             raise SystemExit(0)
+        if pausing:
+            self.pause(global_step)
+
+    def pausing(self, iteration):
+        """Whether --stop-at-step pauses the run after this iteration: it has reached that step and has iterations left
+        on the schedule of --total-timesteps."""
+        stop = self.args.stop_at_step
+        return stop is not None and iteration * self.args.batch_size >= stop and iteration < self.args.num_iterations
+
+    def pause(self, global_step):
+        """--stop-at-step: with the checkpoint written, close and exit 0, saying how to go on."""
+        self.close()
+        print(
+            f"paused at step {global_step} (--stop-at-step {self.args.stop_at_step}); go on with: python {SCRIPT} "
+            f"--resume {self.checkpoint_path}, and a larger --stop-at-step or none",
+            flush=True,
+        )
+        raise SystemExit(0)
 
     def write_checkpoint(self, iteration, global_step, next_obs, next_done):
         """Everything the next iteration depends on, at this iteration's end: a resumed run goes on exactly as this one."""

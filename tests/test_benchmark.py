@@ -230,6 +230,58 @@ def test_sprig_implicit_is_a_method_of_its_own_running_the_implicit_leader_gradi
     assert (run_dir(sandbox, "sprig-implicit", 1) / "done").exists()
 
 
+def test_sprig_joint_is_a_method_of_its_own_training_sprigs_network_as_plain_ppo_in_its_own_dir(sandbox):
+    result = run_benchmark(sandbox, "--methods", "sprig sprig-joint", "--seeds", "1", "--out", "out", "--no-plot")
+    assert result.returncode == 0, result.stderr
+    calls = {os.path.relpath(cwd, sandbox / "work" / "out" / "cleanrl" / ENV): args for cwd, _, args in fake_calls(sandbox)}
+    assert set(calls) == {"sprig/seed1", "sprig-joint/seed1"}
+    assert calls["sprig-joint/seed1"].split()[0].endswith("/repo/sprig_ppo_atari.py")
+    assert "--update joint --exp-name sprig-joint" in calls["sprig-joint/seed1"]
+    assert "--update" not in calls["sprig/seed1"]
+    assert (run_dir(sandbox, "sprig-joint", 1) / "done").exists()
+
+
+def test_stop_at_step_pauses_real_runs_and_the_same_command_with_a_larger_stop_grows_them(tmp_path):
+    """Real scripts, tiny iterations of 128 steps on the schedule of 640: paused at 256, left alone by the same
+    command, grown to 512 by a larger stop, and finished (done) without one."""
+    tiny = ["--num-envs", "2", "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "1", "--no-cuda"]
+    base = ["--methods", "ppo sprig-joint", "--seeds", "1", "--total-timesteps", "640", "--workers", "2", "--no-plot"]
+    base += ["--checkpoint-every", "0", "--out", str(tmp_path / "out")]
+
+    def benchmark(*flags):
+        result = subprocess.run(
+            ["bash", os.path.join(REPO, "benchmark.sh"), *base, *flags, "--", *tiny],
+            env=dict(os.environ, PYTHON=sys.executable),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    dirs = [tmp_path / "out" / "cleanrl" / ENV / method / "seed1" for method in ("ppo", "sprig-joint")]
+    output = benchmark("--stop-at-step", "256")
+    assert "0 ran, 0 already done (skipped), 2 paused at --stop-at-step" in output
+    assert "paused at step 256 (--stop-at-step 256), checkpointed; not done" in output
+    for directory in dirs:
+        assert (directory / "paused").read_text() == "256\n" and not (directory / "done").exists()
+        assert "--update joint" in (directory / "command.txt").read_text() or directory.parent.name == "ppo"
+    logs = [(directory / "log.txt").read_text() for directory in dirs]
+    output = benchmark("--stop-at-step", "256")  # nothing to do: no run starts
+    assert "2 paused at --stop-at-step" in output and [(d / "log.txt").read_text() for d in dirs] == logs
+    assert "[paused at step 256: skip, until --stop-at-step grows]" in benchmark("--stop-at-step", "256", "--dry-run")
+    output = benchmark("--stop-at-step", "512")
+    assert "2 paused at --stop-at-step" in output
+    for directory in dirs:
+        assert (directory / "paused").read_text() == "512\n"
+        assert "resumed from" in (directory / "log.txt").read_text()
+    assert "2 ran, 0 already done" in benchmark()
+    for directory in dirs:
+        assert (directory / "done").exists() and not (directory / "paused").exists()
+        assert len(list((directory / "runs").iterdir())) == 1  # one run, grown twice
+        assert "iter 5/5 | step 640" in (directory / "log.txt").read_text()
+
+
 def test_quick_runs_two_seeds_of_50000_steps_on_two_workers_with_cores_split(sandbox):
     result = run_benchmark(sandbox, "--quick", "--dry-run")
     assert result.returncode == 0, result.stderr

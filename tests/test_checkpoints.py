@@ -97,6 +97,26 @@ def test_losses_after_the_resume_equal_the_uninterrupted_runs(kill_and_resume):
     assert resumed.get("charts/episodic_return") == whole.get("charts/episodic_return")
 
 
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_stop_at_step_pauses_on_the_full_schedule_and_resuming_goes_on_as_the_uninterrupted_run(script, tmp_path):
+    flags = [*TINY_RUN, "--total-timesteps", 128 * 4, "--checkpoint-every", 0]
+    run_script(script, *flags, "--exp-name", "whole", cwd=tmp_path)
+    paused = run_script(script, *flags, "--exp-name", "paused", "--stop-at-step", 200, cwd=tmp_path)
+    assert re.search(
+        r"^paused at step 256 \(--stop-at-step 200\); go on with: python \S+ --resume \S+checkpoint\.pt", paused.stdout, re.M
+    )
+    assert "iter 3/4" not in paused.stdout and "ETA" in paused.stdout
+    (checkpoint,) = glob.glob(os.path.join(tmp_path, "runs", "*__paused__*", "checkpoint.pt"))
+    again = run_script(script, "--resume", checkpoint, "--stop-at-step", 256, cwd=tmp_path)  # already there: no step
+    assert "paused at step 256" in again.stdout and "iter " not in again.stdout
+    run_script(script, "--resume", checkpoint, cwd=tmp_path)  # no --stop-at-step: to the end of the schedule
+    whole, grown = (
+        read_scalars(glob.glob(os.path.join(tmp_path, "runs", f"*__{name}__*"))[0]) for name in ("whole", "paused")
+    )
+    for tag in ("losses/value_loss", "losses/policy_loss", "losses/entropy", "charts/learning_rate"):
+        assert grown[tag] == whole[tag], tag  # the learning rate annealed over all 4 iterations, not over 2
+
+
 @pytest.fixture(scope="module")
 def ppo_checkpoint(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("checkpoint")
@@ -168,6 +188,8 @@ def test_resuming_sprig_with_the_other_leader_utility_or_gradient_is_refused_and
     assert_one_line_error(result, "--leader-utility (checkpoint follower, now pg)")
     result = run_script("sprig_ppo_atari.py", "--resume", path, "--leader-gradient", "implicit", cwd=tmp_path, check=False)
     assert_one_line_error(result, "--leader-gradient (checkpoint direct, now implicit)")
+    result = run_script("sprig_ppo_atari.py", "--resume", path, "--update", "joint", cwd=tmp_path, check=False)
+    assert_one_line_error(result, "--update (checkpoint stackelberg, now joint)")
     # A checkpoint written before the flags existed trained with Algorithm 1's printed term and its direct gradient.
     checkpoint = torch.load(path, weights_only=True)
     del checkpoint["args"]["leader_utility"], checkpoint["args"]["leader_gradient"]

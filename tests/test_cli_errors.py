@@ -32,6 +32,7 @@ BAD_INPUTS = [
     (["--repeat-action-probability", "1.5"], "--repeat-action-probability must be in [0, 1], got 1.5"),
     (["--num-envs", "eight"], "Error parsing --num-envs: invalid literal for int() with base 10: 'eight'"),
     (["--num-env", "8"], "Unrecognized options: --num-env"),
+    (["--stop-at-step", "0"], "--stop-at-step must be positive, got 0"),
 ]
 
 
@@ -52,6 +53,12 @@ SPRIG_BAD_INPUTS = [
     (["--implicit-damping", "-1"], "--implicit-damping must be non-negative, got -1.0"),
     (["--implicit-cg-iters", "0"], "--implicit-cg-iters must be positive, got 0"),
     (["--implicit-max-ratio", "-0.5"], "--implicit-max-ratio must be non-negative, got -0.5"),
+    (["--update", "both"], "invalid choice 'both' for argument '--update'. Expected one of"),
+    (
+        ["--update", "joint", "--leader-utility", "pg", "--implicit-cg-iters", "3"],
+        "--update joint has no leader stage, so --leader-utility, --implicit-cg-iters would change nothing",
+    ),
+    (["--update", "joint", "--alpha-coop", "0.5"], "--update joint has no leader stage, so --alpha-coop would change"),
 ]
 
 

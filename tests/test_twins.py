@@ -18,6 +18,7 @@ from helpers import REPO
 PPO_OWN = {"Agent", "ppo_step"}
 SPRIG_OWN = {"GatedSelfAttention", "Perception", "attention_cost", "Agent", "leader_step", "follower_step", "SPRIG_STATS"}
 SPRIG_OWN |= {"follower_utilities", "conjugate_gradient", "implicit_term", "implicit_leader_gradient"}  # implicit
+SPRIG_OWN |= {"joint_step", "LEADER_FLAGS"}  # --update joint
 SPRIG_OWN |= {"attention_overlays", "attention_figure", "RunControl.log_attention"}  # drawing the masks
 
 # The remaining lines that differ, stripped of indentation: "-" only in ppo_atari.py, "+" only in sprig_ppo_atari.py.
@@ -28,6 +29,9 @@ DIFFERING_LINES = [
     "+import torch.nn.functional as F",
     # Args: SPRIG's game, and drawing its attention
     "+# SPRIG's game: the leader (perception, theta) and the follower (policy and value, phi)",
+    '+update: Literal["stackelberg", "joint"] = "stackelberg"',
+    '+"""SPRIG\'s two-stage game (stackelberg), or its network trained as plain PPO, one optimiser over all (joint: the '
+    'control)"""',
     "+alpha_coop: float = 0.7",
     '+"""SPRIG\'s cooperation weight: the leader maximises alpha * (-C_theta) + (1 - alpha) * u_F"""',
     "+attn_cost_coef: float = 1e-4",
@@ -47,24 +51,27 @@ DIFFERING_LINES = [
     'norm"""',
     "+log_attention_every: int = 0",
     '+"""every N iterations, draw env 0\'s latest frames with the three blocks\' masks to TensorBoard (sprig/attention)"""',
-    # main(): two optimisers, annealed together; the two stages; SPRIG's logs
+    # main(): two optimisers (or, under --update joint, one), annealed together; the two stages; SPRIG's logs
     "-optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)",
     '-optimizers = {"optimizer": optimizer}  # as named in checkpoints',
+    '+if args.update == "stackelberg":',
     "+# Two players, two optimisers over disjoint parameter sets: theta (perception) and phi (policy and value).",
     "+leader_optimizer = optim.Adam(agent.leader_parameters(), lr=args.learning_rate, eps=1e-5)",
     "+follower_optimizer = optim.Adam(agent.follower_parameters(), lr=args.learning_rate, eps=1e-5)",
-    '+optimizers = {"leader_optimizer": leader_optimizer, "follower_optimizer": follower_optimizer}  # as named in '
-    "checkpoints",
-    '-optimizer.param_groups[0]["lr"] = lrnow',
-    '+leader_optimizer.param_groups[0]["lr"] = lrnow',
-    '+follower_optimizer.param_groups[0]["lr"] = lrnow',
+    '+optimizers = {"leader_optimizer": leader_optimizer, "follower_optimizer": follower_optimizer}  # as in checkpoints',
+    "+else:  # --update joint, the architecture control (joint_step, after main): PPO's one optimiser over theta and phi",
+    '+optimizers = {"joint_optimizer": optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)}',
+    "+for optimizer in optimizers.values():",
     "-stats = ppo_step(agent, optimizer, mb, args)",
+    '+if args.update == "stackelberg":',
     "+stats = leader_step(agent, leader_optimizer, mb, args)  # the leader commits first ...",
     "+stats |= follower_step(agent, follower_optimizer, mb, args)  # ... then the follower responds",
+    "+else:  # --update joint: one PPO step on theta and phi together (joint_step, after main)",
+    '+stats = joint_step(agent, optimizers["joint_optimizer"], mb, args)',
     '-writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)',
-    '+writer.add_scalar("charts/learning_rate", follower_optimizer.param_groups[0]["lr"], global_step)',
+    '+writer.add_scalar("charts/learning_rate", next(iter(optimizers.values())).param_groups[0]["lr"], global_step)',
     "+for name in SPRIG_STATS:  # SPRIG's game, averaged over the iteration's minibatches (grad norms before clipping)",
-    "+if name in stats:  # (the implicit gradient's only under --leader-gradient implicit)",
+    "+if name in stats:  # (each only where its update computes it)",
     '+writer.add_scalar(f"sprig/{name}", stats[name].mean(), global_step)',
     "+run.log_attention(iteration, global_step, obs)  # every --log-attention-every iterations: env 0's frames and masks",
     # the run machinery: SPRIG's flags checked, and checkpoints older than --leader-utility
@@ -82,6 +89,10 @@ DIFFERING_LINES = [
     '+"in [0, 1]": (lambda value: 0 <= value <= 1, ["gamma", "gae_lambda", "repeat_action_probability", "alpha_coop"]),',
     '+saved.setdefault("leader_utility", "pg")  # checkpoints from before --leader-utility trained with the printed form',
     '+saved.setdefault("leader_gradient", "direct")  # and those from before --leader-gradient with the direct one',
+    '+saved.setdefault("update", "stackelberg")  # and those from before --update played the game',
+    "+ignored = [f\"--{name.replace('_', '-')}\" for name in LEADER_FLAGS if getattr(args, name) != getattr(Args, name)]",
+    '+if args.update == "joint" and ignored:',
+    "+fail(f\"--update joint has no leader stage, so {', '.join(ignored)} would change nothing; leave them out\")",
 ]
 
 # What both scripts share: the env, GAE, the PPO loss and its statistics, and the run machinery's pieces.
