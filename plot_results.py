@@ -22,7 +22,7 @@ Writes into --out-dir (default: the directory given):
     performance_profile.png    per method, the fraction of runs above each human-normalised score, with CI bands
     results.md, results.csv    one row per (env, method); results.md ends with the aggregate table
     results_aggregate.csv      one row per method: the aggregate statistics and their CIs
-Other commands (python plot_results.py COMMAND --help): sps, attention, tradeoff. The file reads top to bottom: reading
+Other commands (python plot_results.py COMMAND --help): sps, attention, tradeoff, compact. The file reads top to bottom: reading
 runs (every command), then one section per command.
 """
 
@@ -1369,6 +1369,61 @@ def plot_tradeoffs(args: TradeoffArgs) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# `python plot_results.py compact DIR OUT`: the scalars the figures and tables read, small enough to commit.
+# ---------------------------------------------------------------------------------------------------------------
+COMPACT_TAGS = ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "losses/entropy", "losses/clipfrac"]
+COMPACT_TAGS += ["losses/approx_kl", "sprig/attention_cost"] + [f"sprig/mask_mean_block{k}" for k in (1, 2, 3)]
+"""what a compact copy of a run keeps: returns and lengths with their steps, the policy's health, speed, the masks"""
+
+
+@dataclass
+class CompactArgs:
+    directory: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="DIR")]
+    """directory searched recursively for runs (a benchmark.sh --out, or a runs/ directory)"""
+    out: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="OUT")]
+    """where the compact copies go, each at its run's path relative to DIR, under the run's own name"""
+
+
+def write_compact_run(run_dir: str, out_dir: str) -> int:
+    """Write the COMPACT_TAGS of one run (as read_scalars reads them: a resumed run's superseded points dropped) into
+    one new event file in out_dir, with their steps and wall times. Returns the number of points written."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    scalars = read_scalars(run_dir)
+    points = sorted(
+        (wall_time, int(step), tag, float(value))
+        for tag in COMPACT_TAGS
+        for step, value, wall_time in zip(*scalars.get(tag, NO_POINTS))
+    )
+    os.makedirs(out_dir, exist_ok=True)
+    for name in os.listdir(out_dir):  # a copy made again replaces the one before
+        if name.startswith("events.out.tfevents."):
+            os.remove(os.path.join(out_dir, name))
+    writer = EventFileWriter(out_dir)
+    for wall_time, step, tag, value in points:
+        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)])
+        writer.add_event(event_pb2.Event(wall_time=wall_time, step=step, summary=summary))
+    writer.close()
+    return len(points)
+
+
+def compact_runs(args: CompactArgs) -> int:
+    """Copy every run under args.directory, COMPACT_TAGS only, to the same relative path under args.out: the default
+    command reads the copies as it reads the runs themselves."""
+    runs = [path for path in find_run_dirs(args.directory) if parse_run_name(os.path.basename(path)) is not None]
+    if not runs:
+        print(f"error: no runs (TensorBoard event files in run directories) under {args.directory}", file=sys.stderr)
+        return 1
+    for path in runs:
+        out_dir = os.path.join(args.out, os.path.relpath(path, args.directory))
+        count = write_compact_run(path, out_dir)
+        size = sum(os.path.getsize(os.path.join(out_dir, name)) for name in os.listdir(out_dir))
+        print(f"{out_dir}: {count} points, {size / 1024:.0f} KiB")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The command line: the default command, or one of the others by name.
 # ---------------------------------------------------------------------------------------------------------------
 # Commands besides the default one, as `python plot_results.py NAME [flags]`: NAME -> (its Args class, its function).
@@ -1377,6 +1432,7 @@ SUBCOMMANDS: dict[str, tuple[type, Callable[..., int]]] = {
     "sps": (SpeedArgs, print_speeds),
     "attention": (AttentionArgs, plot_attention),
     "tradeoff": (TradeoffArgs, plot_tradeoffs),
+    "compact": (CompactArgs, compact_runs),
 }
 
 

@@ -206,6 +206,37 @@ def test_a_resumed_runs_steps_are_read_once_with_the_values_it_logged_again(tmp_
     assert run.last_step == 8 and run.wall_time == pytest.approx(107.0)
 
 
+def test_a_compact_copy_keeps_the_listed_tags_of_a_resumed_run_once_and_plots_the_same_results(results_dir, tmp_path):
+    run_dir = tmp_path / "runs" / f"{BEAMRIDER}__sprig-joint__1__1700000001"
+    first = SummaryWriter(str(run_dir))
+    for step in range(1, 7):
+        first.add_scalar("charts/episodic_return", float(step), step, walltime=START_WALL_TIME + step)
+        first.add_scalar("losses/value_loss", 0.5, step, walltime=START_WALL_TIME + step)  # not a compact tag
+    first.close()
+    second = SummaryWriter(str(run_dir))  # resumed from step 3
+    for step in range(4, 9):
+        second.add_scalar("charts/episodic_return", 100.0 + step, step, walltime=START_WALL_TIME + 100 + step)
+        second.add_scalar("sprig/mask_mean_block2", 0.25, step, walltime=START_WALL_TIME + 100 + step)
+    second.close()
+    result = run_cli("compact", tmp_path / "runs", tmp_path / "compact")
+    assert result.returncode == 0, result.stderr
+    copy = tmp_path / "compact" / run_dir.name
+    assert len(list(copy.glob("events.out.tfevents.*"))) == 1 and f"{copy}: 13 points" in result.stdout  # 8 returns, 5 masks
+    scalars = plot_results.read_scalars(str(copy))
+    assert set(scalars) == {"charts/episodic_return", "sprig/mask_mean_block2"}
+    steps, values, wall_times = scalars["charts/episodic_return"]
+    assert steps.tolist() == [1, 2, 3, 4, 5, 6, 7, 8] and values.tolist() == [1, 2, 3, 104, 105, 106, 107, 108]
+    assert wall_times.tolist() == [START_WALL_TIME + t for t in (1, 2, 3, 104, 105, 106, 107, 108)]
+    assert plot_results.load_run(str(copy)).method == "PPO on SPRIG's network"
+    # A whole benchmark directory: its compact copy gives the same results table, and compacting again replaces it.
+    for _ in range(2):
+        assert run_cli("compact", results_dir, tmp_path / "results").returncode == 0
+    for directory in (results_dir, tmp_path / "results"):
+        assert run_cli(directory, "--out-dir", tmp_path / f"out_{directory.name}", "--grid-points", "20").returncode == 0
+    tables = [(tmp_path / f"out_{name}" / "results.md").read_text() for name in (results_dir.name, "results")]
+    assert tables[0] == tables[1]
+
+
 def test_speed_table_sps_is_the_steps_over_the_wall_time_after_the_warmup_iteration(tmp_path):
     # charts/SPS at steps 1000, 2000, 4000, logged at 0, 50 and 100 s: after the first iteration, 3000 steps in 100 s.
     run_dir = write_run(tmp_path, BEAMRIDER, "ppo_atari", 1, [], [], [(1000, 1.0), (2000, 2.0), (4000, 3.0)], 100.0)
