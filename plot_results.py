@@ -1381,7 +1381,7 @@ class CompactArgs:
     directory: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="DIR")]
     """directory searched recursively for runs (a benchmark.sh --out, or a runs/ directory)"""
     out: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="OUT")]
-    """where the compact copies go, each at its run's path relative to DIR, under the run's own name"""
+    """where the compact copies go, each in OUT/{run_name} (no runs/ level: .gitignore leaves those out of git)"""
 
 
 def write_compact_run(run_dir: str, out_dir: str) -> int:
@@ -1409,14 +1409,14 @@ def write_compact_run(run_dir: str, out_dir: str) -> int:
 
 
 def compact_runs(args: CompactArgs) -> int:
-    """Copy every run under args.directory, COMPACT_TAGS only, to the same relative path under args.out: the default
-    command reads the copies as it reads the runs themselves."""
+    """Copy every run under args.directory, COMPACT_TAGS only, to args.out/{run_name}: the default command reads the
+    copies as it reads the runs themselves."""
     runs = [path for path in find_run_dirs(args.directory) if parse_run_name(os.path.basename(path)) is not None]
     if not runs:
         print(f"error: no runs (TensorBoard event files in run directories) under {args.directory}", file=sys.stderr)
         return 1
     for path in runs:
-        out_dir = os.path.join(args.out, os.path.relpath(path, args.directory))
+        out_dir = os.path.join(args.out, os.path.basename(path))
         count = write_compact_run(path, out_dir)
         size = sum(os.path.getsize(os.path.join(out_dir, name)) for name in os.listdir(out_dir))
         print(f"{out_dir}: {count} points, {size / 1024:.0f} KiB")
