@@ -11,8 +11,9 @@ Run:
     python sprig_ppo_atari.py --help
 Logs: TensorBoard events in runs/{run_name} (`tensorboard --logdir runs`), videos in videos/{run_name}.
 
-Read top to bottom: Args, the Atari wrappers, the network, the update, then main() with the training loop. The
-run machinery (checkpoints, resume, signals, evaluation, timing) is fenced off after main(): skip it at first.
+Read top to bottom: Args, the Atari wrappers, the network, the update, then main() with the training loop: that is
+Algorithm 1. After main() come the optional variants (--update joint, --leader-gradient implicit), then the fenced run
+machinery (checkpoints, resume, signals, evaluation, timing): skip both at first.
 """
 
 import contextlib
@@ -462,7 +463,8 @@ def leader_step(agent, leader_optimizer, mb, args):
     stats = {"attention_cost": cost, "u_policy": u_policy, "u_follower": u_follower, "leader_utility": leader_utility}
     if args.leader_gradient == "direct":
         (-leader_utility).backward(inputs=leader_params)  # gradients into theta only: phi is held fixed
-    else:  # the Stackelberg leader's total derivative, through the follower's response to theta
+    else:  # the Stackelberg leader's total derivative, through the follower's response to theta: an optional variant,
+        # implicit_leader_gradient after main()
         stats |= implicit_leader_gradient(agent, features, mb, leader_utility, args)
     grad_norm = nn.utils.clip_grad_norm_(leader_params, args.max_grad_norm)
     leader_optimizer.step()
@@ -496,96 +498,6 @@ def follower_step(agent, follower_optimizer, mb, args):
 SPRIG_STATS = ["attention_cost", "u_policy", "u_follower", "leader_utility", "mask_mean_block1", "mask_mean_block2"]
 SPRIG_STATS += ["mask_mean_block3", "leader_grad_norm", "follower_grad_norm"]
 SPRIG_STATS += ["implicit_grad_norm", "implicit_direct_ratio", "cg_residual", "grad_norm"]
-
-
-# --leader-gradient implicit (docs/design.md, "The implicit leader gradient"). Algorithm 1 moves theta along
-# d u_L/d theta with phi held fixed: alternating gradient play, in which the leader never anticipates the follower.
-# A Stackelberg leader follows the total derivative through the follower's best response phi*(theta) (implicit
-# function theorem; Fiez, Chasnov, Ratliff, ICML 2020):
-#     d u_L/d theta = d u_L/d theta|phi + (d2 u_F/d theta d phi) w,   (H + lambda I) w = d u_L/d phi,   H = -d2 u_F/d phi2
-
-
-def conjugate_gradient(hessian_vector_product, b, iterations):
-    """Solve H w = b by conjugate gradient, H known only through products H v. Stops early where the residual vanishes
-    or the curvature along the search direction is not positive (p^T H p <= 0: H is not positive definite there and a
-    step along p would grow without bound). Returns (w, the relative residual |b - H w| / |b|)."""
-    w = torch.zeros_like(b)
-    residual, direction = b.clone(), b.clone()
-    squared = residual @ residual
-    for _ in range(iterations):
-        product = hessian_vector_product(direction)
-        curvature = direction @ product
-        if squared == 0 or curvature <= 0:
-            break
-        step = squared / curvature
-        w = w + step * direction
-        residual = residual - step * product
-        squared, previous = residual @ residual, squared
-        direction = residual + (squared / previous) * direction
-    return w, residual.norm() / b.norm().clamp_min(1e-30)
-
-
-def implicit_term(leader_phi_gradient, u_follower_fixed, u_follower_live, leader_params, follower_blocks, args):
-    """The implicit part of the leader's total derivative, (d2 u_F/d theta d phi) w, one tensor per leader parameter,
-    and the conjugate gradient's largest relative residual.
-
-    w solves (H + lambda I) w = d u_L/d phi (leader_phi_gradient, one tensor per follower parameter), H = -d2 u_F/d phi2
-    taken from u_follower_fixed (u_F with theta held fixed), block by block: u_F does not couple the policy head with
-    the value head, so H has one block per head and each is solved on its own (the value block is quadratic, positive
-    semi-definite, and solved to its residual; negative curvature in the policy block stops only that block's solve).
-    The cross term is the theta-gradient of <d u_F/d phi, w> with w held fixed, on u_follower_live (u_F with theta's
-    graph).
-    """
-    w, residuals, b_parts = [], [], iter(leader_phi_gradient)
-    for block in follower_blocks:
-        b = torch.cat([next(b_parts).flatten() for _ in block])
-        gradient = torch.cat([g.flatten() for g in torch.autograd.grad(u_follower_fixed, block, create_graph=True)])
-
-        def hessian_vector_product(v, gradient=gradient, block=block):
-            # (H + lambda I) v = -d<d u_F/d phi, v>/d phi + lambda v: two passes through one head
-            second = torch.autograd.grad(gradient @ v, block, retain_graph=True)
-            return -torch.cat([s.flatten() for s in second]) + args.implicit_damping * v
-
-        w_block, residual = conjugate_gradient(hessian_vector_product, b, args.implicit_cg_iters)
-        w += list(torch.split(w_block, [p.numel() for p in block]))
-        residuals.append(residual)
-    follower_params = [p for block in follower_blocks for p in block]
-    live_gradient = torch.autograd.grad(u_follower_live, follower_params, create_graph=True)
-    cross = sum((g * w_p.view_as(g)).sum() for g, w_p in zip(live_gradient, w))
-    term = torch.autograd.grad(cross, leader_params, allow_unused=True, materialize_grads=True)  # unused: zeros
-    return list(term), torch.stack(residuals).max()
-
-
-def implicit_leader_gradient(agent, features, mb, leader_utility, args):
-    """Set theta's .grad to -(d u_L/d theta), the leader's total derivative: the direct part (phi held fixed) plus the
-    implicit part through the follower's response, scaled down to at most --implicit-max-ratio times the direct
-    part's norm. Returns the implicit part's statistics.
-
-    The minibatch is split in halves: w (d u_L/d phi and H) comes from the first, the cross term from the second.
-    From the same samples, the noise in d u_F/d phi would multiply itself and reward the leader for inflating the
-    follower's gradient rather than for helping it.
-    """
-    leader_params, follower_params = agent.leader_parameters(), agent.follower_parameters()
-    half = len(mb["obs"]) // 2
-    first = {name: value[:half] for name, value in mb.items()}
-    second = {name: value[half:] for name, value in mb.items()}
-    # d u_L/d phi on the first half, features fixed. C_theta does not depend on phi: it is (1 - alpha) d u_F/d phi.
-    u_ppo, u_policy = follower_utilities(agent, features[:half].detach(), first, args)
-    u_follower = u_ppo if args.leader_utility == "follower" else u_policy
-    leader_phi_gradient = torch.autograd.grad(  # under pg the value head is unused: its gradient is zeros
-        (1 - args.alpha_coop) * u_follower, follower_params, retain_graph=True, allow_unused=True, materialize_grads=True
-    )
-    direct = torch.autograd.grad(leader_utility, leader_params, retain_graph=True)
-    u_follower_live, _ = follower_utilities(agent, features[half:], second, args)
-    heads = [list(agent.actor.parameters()), list(agent.critic.parameters())]
-    implicit, residual = implicit_term(leader_phi_gradient, u_ppo, u_follower_live, leader_params, heads, args)
-    direct_norm, implicit_norm = nn.utils.get_total_norm(direct), nn.utils.get_total_norm(implicit)
-    # A lookahead through a damped, possibly indefinite Hessian can dwarf the leader's own gradient: bound it.
-    scale = torch.clamp(args.implicit_max_ratio * direct_norm / implicit_norm.clamp_min(1e-30), max=1.0)
-    for parameter, direct_part, implicit_part in zip(leader_params, direct, implicit):
-        parameter.grad = -(direct_part + scale * implicit_part)
-    ratio = implicit_norm / direct_norm.clamp_min(1e-30)
-    return {"implicit_grad_norm": implicit_norm, "implicit_direct_ratio": ratio, "cg_residual": residual}
 
 
 def to_host(minibatch_stats):
@@ -752,6 +664,11 @@ def main():
     run.finish()  # --save-model, --eval-episodes, close envs and logs
 
 
+# =====================================================================================================================
+# Optional variants of the algorithm, off by default. main() above is Algorithm 1; each of these changes one piece of
+# it, and a first reading may skip them: --update joint (the architecture control) and --leader-gradient implicit.
+# =====================================================================================================================
+
 # --update joint, the architecture control (docs/design.md, "The architecture control"). SPRIG changes two things of
 # PPO at once: the network (attention blocks instead of the Nature CNN) and the update (the leader's and the follower's
 # stages). joint keeps the network and drops the game, training it exactly as ppo_atari.py trains its CNN: PPO against
@@ -774,6 +691,96 @@ def joint_step(agent, optimizer, mb, args):
     stats["attention_cost"] = attention_cost(masks, args.attn_cost_coef).detach()
     stats |= {f"mask_mean_block{k}": mask.mean().detach() for k, mask in enumerate(masks, start=1)}
     return stats | {"grad_norm": grad_norm}
+
+
+# --leader-gradient implicit (docs/design.md, "The implicit leader gradient"). Algorithm 1 moves theta along
+# d u_L/d theta with phi held fixed: alternating gradient play, in which the leader never anticipates the follower.
+# A Stackelberg leader follows the total derivative through the follower's best response phi*(theta) (implicit
+# function theorem; Fiez, Chasnov, Ratliff, ICML 2020):
+#     d u_L/d theta = d u_L/d theta|phi + (d2 u_F/d theta d phi) w,   (H + lambda I) w = d u_L/d phi,   H = -d2 u_F/d phi2
+
+
+def conjugate_gradient(hessian_vector_product, b, iterations):
+    """Solve H w = b by conjugate gradient, H known only through products H v. Stops early where the residual vanishes
+    or the curvature along the search direction is not positive (p^T H p <= 0: H is not positive definite there and a
+    step along p would grow without bound). Returns (w, the relative residual |b - H w| / |b|)."""
+    w = torch.zeros_like(b)
+    residual, direction = b.clone(), b.clone()
+    squared = residual @ residual
+    for _ in range(iterations):
+        product = hessian_vector_product(direction)
+        curvature = direction @ product
+        if squared == 0 or curvature <= 0:
+            break
+        step = squared / curvature
+        w = w + step * direction
+        residual = residual - step * product
+        squared, previous = residual @ residual, squared
+        direction = residual + (squared / previous) * direction
+    return w, residual.norm() / b.norm().clamp_min(1e-30)
+
+
+def implicit_term(leader_phi_gradient, u_follower_fixed, u_follower_live, leader_params, follower_blocks, args):
+    """The implicit part of the leader's total derivative, (d2 u_F/d theta d phi) w, one tensor per leader parameter,
+    and the conjugate gradient's largest relative residual.
+
+    w solves (H + lambda I) w = d u_L/d phi (leader_phi_gradient, one tensor per follower parameter), H = -d2 u_F/d phi2
+    taken from u_follower_fixed (u_F with theta held fixed), block by block: u_F does not couple the policy head with
+    the value head, so H has one block per head and each is solved on its own (the value block is quadratic, positive
+    semi-definite, and solved to its residual; negative curvature in the policy block stops only that block's solve).
+    The cross term is the theta-gradient of <d u_F/d phi, w> with w held fixed, on u_follower_live (u_F with theta's
+    graph).
+    """
+    w, residuals, b_parts = [], [], iter(leader_phi_gradient)
+    for block in follower_blocks:
+        b = torch.cat([next(b_parts).flatten() for _ in block])
+        gradient = torch.cat([g.flatten() for g in torch.autograd.grad(u_follower_fixed, block, create_graph=True)])
+
+        def hessian_vector_product(v, gradient=gradient, block=block):
+            # (H + lambda I) v = -d<d u_F/d phi, v>/d phi + lambda v: two passes through one head
+            second = torch.autograd.grad(gradient @ v, block, retain_graph=True)
+            return -torch.cat([s.flatten() for s in second]) + args.implicit_damping * v
+
+        w_block, residual = conjugate_gradient(hessian_vector_product, b, args.implicit_cg_iters)
+        w += list(torch.split(w_block, [p.numel() for p in block]))
+        residuals.append(residual)
+    follower_params = [p for block in follower_blocks for p in block]
+    live_gradient = torch.autograd.grad(u_follower_live, follower_params, create_graph=True)
+    cross = sum((g * w_p.view_as(g)).sum() for g, w_p in zip(live_gradient, w))
+    term = torch.autograd.grad(cross, leader_params, allow_unused=True, materialize_grads=True)  # unused: zeros
+    return list(term), torch.stack(residuals).max()
+
+
+def implicit_leader_gradient(agent, features, mb, leader_utility, args):
+    """Set theta's .grad to -(d u_L/d theta), the leader's total derivative: the direct part (phi held fixed) plus the
+    implicit part through the follower's response, scaled down to at most --implicit-max-ratio times the direct
+    part's norm. Returns the implicit part's statistics.
+
+    The minibatch is split in halves: w (d u_L/d phi and H) comes from the first, the cross term from the second.
+    From the same samples, the noise in d u_F/d phi would multiply itself and reward the leader for inflating the
+    follower's gradient rather than for helping it.
+    """
+    leader_params, follower_params = agent.leader_parameters(), agent.follower_parameters()
+    half = len(mb["obs"]) // 2
+    first = {name: value[:half] for name, value in mb.items()}
+    second = {name: value[half:] for name, value in mb.items()}
+    # d u_L/d phi on the first half, features fixed. C_theta does not depend on phi: it is (1 - alpha) d u_F/d phi.
+    u_ppo, u_policy = follower_utilities(agent, features[:half].detach(), first, args)
+    u_follower = u_ppo if args.leader_utility == "follower" else u_policy
+    leader_phi_gradient = torch.autograd.grad(  # under pg the value head is unused: its gradient is zeros
+        (1 - args.alpha_coop) * u_follower, follower_params, retain_graph=True, allow_unused=True, materialize_grads=True
+    )
+    direct = torch.autograd.grad(leader_utility, leader_params, retain_graph=True)
+    u_follower_live, _ = follower_utilities(agent, features[half:], second, args)
+    heads = [list(agent.actor.parameters()), list(agent.critic.parameters())]
+    implicit, residual = implicit_term(leader_phi_gradient, u_ppo, u_follower_live, leader_params, heads, args)
+    direct_norm, implicit_norm = nn.utils.get_total_norm(direct), nn.utils.get_total_norm(implicit)
+    # A lookahead through a damped, possibly indefinite Hessian can dwarf the leader's own gradient: bound it.
+    scale = torch.clamp(args.implicit_max_ratio * direct_norm / implicit_norm.clamp_min(1e-30), max=1.0)
+    for parameter, direct_part, implicit_part in zip(leader_params, direct, implicit):
+        parameter.grad = -(direct_part + scale * implicit_part)
+    ratio = implicit_norm / direct_norm.clamp_min(1e-30)
+    return {"implicit_grad_norm": implicit_norm, "implicit_direct_ratio": ratio, "cg_residual": residual}
 
 
 # =====================================================================================================================
