@@ -112,8 +112,10 @@ def test_conjugate_gradient_stops_at_negative_curvature_instead_of_diverging():
     hessian = torch.diag(torch.tensor([2.0, -1.0], dtype=torch.float64))
     b = torch.tensor([1.0, 1.0], dtype=torch.float64)
     w, residual = conjugate_gradient(lambda v: hessian @ v, b, iterations=10)
-    # first direction b: curvature 2 - 1 = 1 > 0, one step; the next direction has negative curvature: stop
-    assert torch.allclose(w, b * (2 / 1)) and 0 < residual < 10
+    # First direction b: curvature b^T H b = 2 - 1 = 1 > 0, step |b|^2 / 1 = 2, so w = 2b and the residual is
+    # b - 2 H b = (-3, 3), 3 times |b|. The next direction, (-3, 3) + 9 b = (6, 12), has curvature 72 - 144 < 0: stop.
+    assert torch.allclose(w, b * (2 / 1))
+    assert residual.item() == pytest.approx(3.0)
 
 
 @pytest.fixture
@@ -133,9 +135,25 @@ def test_the_implicit_leader_step_moves_theta_and_gives_phi_no_gradient(setup, l
     stats = leader_step(agent, optimizer, mb, dataclasses.replace(args, leader_utility=leader_utility))
     assert unchanged(phi_before, phi) and all(p.grad is None for p in phi)
     assert not unchanged(theta_before, theta)
-    assert torch.isfinite(stats["implicit_grad_norm"]) and torch.isfinite(stats["cg_residual"])
     if leader_utility == "follower":  # (with pg, the policy block's first CG direction may have negative curvature: w = 0)
         assert stats["implicit_grad_norm"] > 0 and stats["implicit_direct_ratio"] > 0
+
+
+@pytest.mark.parametrize("max_ratio", [1.0, 0.01])
+def test_the_implicit_step_is_the_direct_one_plus_the_reported_implicit_term_within_its_bound(setup, max_ratio):
+    agent, args, optimizer, mb = setup
+    args = dataclasses.replace(args, max_grad_norm=1e9, implicit_max_ratio=max_ratio)  # .grad left unclipped
+    direct_agent = copy.deepcopy(agent)
+    direct_optimizer = torch.optim.Adam(direct_agent.leader_parameters(), lr=args.learning_rate, eps=1e-5)
+    leader_step(direct_agent, direct_optimizer, mb, dataclasses.replace(args, leader_gradient="direct"))
+    stats = leader_step(agent, optimizer, mb, args)
+    difference = [p.grad - q.grad for p, q in zip(agent.leader_parameters(), direct_agent.leader_parameters())]
+    direct_norm = torch.nn.utils.get_total_norm([q.grad for q in direct_agent.leader_parameters()])
+    implicit_norm, ratio = stats["implicit_grad_norm"], stats["implicit_direct_ratio"]
+    assert ratio.item() == pytest.approx((implicit_norm / direct_norm).item(), rel=1e-4)
+    # .grad = -(direct + scale * implicit), the implicit part scaled to at most max_ratio times the direct norm
+    expected = min(implicit_norm.item(), max_ratio * direct_norm.item())
+    assert torch.nn.utils.get_total_norm(difference).item() == pytest.approx(expected, rel=1e-3)
 
 
 def test_with_the_implicit_part_bounded_to_zero_the_step_is_the_direct_one(setup):

@@ -70,3 +70,19 @@ def test_save_model_writes_weights_that_load_into_the_scripts_agent(two_runs):
     assert f"model saved to runs/{os.path.basename(run_dir)}/" in result.stdout
     agent = module.Agent(num_actions=9)
     agent.load_state_dict(torch.load(path, weights_only=True))
+
+
+@pytest.mark.parametrize("leader_utility", ["follower", "pg"])
+def test_an_implicit_leader_run_trains_end_to_end_and_logs_the_implicit_terms_each_iteration(leader_utility, tmp_path):
+    flags = [*TINY_RUN, "--total-timesteps", "256", "--max-episode-steps", "40", "--leader-gradient", "implicit"]
+    result = run_script("sprig_ppo_atari.py", *flags, "--leader-utility", leader_utility, cwd=tmp_path)
+    (run_dir,) = run_dirs(tmp_path)
+    scalars = read_scalars(run_dir)
+    implicit = {"sprig/implicit_grad_norm", "sprig/implicit_direct_ratio", "sprig/cg_residual"}
+    assert CLEANRL_TAGS | SPRIG_TAGS | implicit == {
+        tag for tag in scalars if tag.split("/")[0] in ("charts", "losses", "sprig")
+    }
+    for tag in implicit:
+        assert [step for step, _ in scalars[tag]] == [128, 256]
+        assert all(value >= 0 for _, value in scalars[tag])
+    assert "iter 2/2 | step 256 | SPS" in result.stdout
