@@ -414,25 +414,34 @@ def step_unit(last_step: float) -> tuple[float, str]:
     return (1e6, "millions") if last_step >= 1e6 else (1e3, "thousands")
 
 
-def draw_paper_reference(axis, last_step: float, unit: float) -> None:
-    """The paper's Figure 2 points on a panel whose runs reach last_step: those within the runs' steps as hollow
-    markers; for each method with points beyond them, one filled marker at the right edge at its last point's return,
-    with a note of that return and step. So a 50k-step panel shows its curves, not a smear at 0 under a 10M-step axis,
-    and still tells where the paper ends."""
+PAPER_POINT_REACH = 0.02
+"""a paper point up to 2% beyond the curves' last step still counts as inside the panel: curves end at the earliest
+last episode over the seeds, so runs paused at 1,000,448 steps draw to about 995k, and the paper's 1M point belongs
+on them"""
+
+
+def draw_paper_reference(axis, last_step: float, unit: float) -> float:
+    """The paper's Figure 2 points on a panel whose runs reach last_step: those within the runs' steps (PAPER_POINT_REACH)
+    as hollow markers; for each method with points beyond them, one filled marker at the right edge at its last point's
+    return, with a note of that return and step. So a 50k-step panel shows its curves, not a smear at 0 under a
+    10M-step axis, and still tells where the paper ends. Returns the right edge the panel needs."""
+    edge = last_step
     for method, points in PAPER_FIGURE2_BEAMRIDER.items():
         style = dict(linestyle="none", marker="o" if method == "SPRIG" else "s", color=METHOD_COLORS[method])
-        inside = {step: value for step, value in points.items() if step <= last_step}
+        inside = {step: value for step, value in points.items() if step <= last_step * (1 + PAPER_POINT_REACH)}
+        edge = max([edge, *inside])
         if inside:  # hollow; not clipped, as step 0 sits on the panel's edge
             x, label = np.array(list(inside)) / unit, f"{method} paper (read off Fig. 2)"
             axis.plot(x, list(inside.values()), **style, markerfacecolor="none", clip_on=False, label=label)
-        beyond = [step for step in points if step > last_step]
+        beyond = [step for step in points if step not in inside]
         if beyond:
             step, value = max(beyond), points[max(beyond)]
             label = f"{method} paper beyond these steps (its last point, at the edge)"
-            axis.plot([last_step / unit], [value], **style, clip_on=False, label=label)
+            axis.plot([edge / unit], [value], **style, clip_on=False, label=label)
             note = f"{method} paper: {value} at {step / 1e6:g}M steps"
             where = dict(xytext=(-8, 0), textcoords="offset points", ha="right", va="center")  # left of the marker
-            axis.annotate(note, (last_step / unit, value), **where, size=8, color=style["color"])
+            axis.annotate(note, (edge / unit, value), **where, size=8, color=style["color"])
+    return edge
 
 
 def curves_figure(curves: list[Curve], paper_reference: bool = False, band: str = "std"):
@@ -448,7 +457,8 @@ def curves_figure(curves: list[Curve], paper_reference: bool = False, band: str 
     for axis, env_id in zip(axes.flat, env_ids):
         panel = [curve for curve in curves if curve.env_id == env_id]
         last_step = max(float(curve.steps[-1]) for curve in panel)
-        unit, unit_name = step_unit(last_step)
+        with_paper = paper_reference and game_name(env_id) == "BeamRider"
+        unit, unit_name = step_unit(last_step * (1 + PAPER_POINT_REACH) if with_paper else last_step)
         for curve in panel:
             color = colors[curve.method]
             seeds = f"{curve.num_seeds} seed" + ("s" if curve.num_seeds != 1 else "")
@@ -461,14 +471,16 @@ def curves_figure(curves: list[Curve], paper_reference: bool = False, band: str 
                 label = f"{curve.method} (mean ± std over {seeds})"
             axis.plot(x, line, color=color, label=label)
             axis.fill_between(x, low, high, color=color, alpha=0.2)
-        if paper_reference and game_name(env_id) == "BeamRider":
-            draw_paper_reference(axis, last_step, unit)
-        axis.set_xlim(0, last_step / unit)
+        edge = last_step
+        if with_paper:
+            edge = draw_paper_reference(axis, last_step, unit)
+        axis.set_xlim(0, edge / unit)
         axis.set_title(env_id)
         axis.set_xlabel(f"environment steps ({unit_name})")
         axis.set_ylabel(f"episodic return (mean of last {LAST_EPISODES} episodes)")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize="small")
+        # Below the panel: inside it, the legend would cover curves, the paper's markers or their notes.
+        axis.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
     for axis in list(axes.flat)[len(env_ids) :]:
         axis.set_visible(False)
     figure.tight_layout()

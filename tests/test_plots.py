@@ -336,6 +336,21 @@ def test_with_the_paper_reference_a_full_length_run_shows_every_point_of_the_pap
     plot_results.pyplot().close(figure)
 
 
+def test_runs_paused_just_past_1m_steps_show_the_papers_1m_points_and_the_legend_covers_nothing(tmp_path):
+    # 100 episodes up to 995,000 steps (a run paused at 1,000,448 ends its last episode a little before)
+    figure = paper_reference_figure(tmp_path, {BEAMRIDER: 995_000})
+    [axis] = figure.axes
+    assert axis.get_xlim() == pytest.approx((0.0, 1.0))
+    found = markers(axis)
+    assert found["SPRIG paper (read off Fig. 2)"] == ([0.0, 1.0], [335.0, 595.0])
+    assert found["PPO paper (read off Fig. 2)"] == ([0.0, 1.0], [470.0, 520.0])
+    assert found["SPRIG paper beyond these steps (its last point, at the edge)"] == ([1.0], [850.0])
+    figure.canvas.draw()
+    legend, panel = axis.get_legend().get_window_extent(), axis.get_window_extent()
+    assert legend.y1 <= panel.y0  # below the panel: not over the curves, the markers or "SPRIG paper: 850 at 10M steps"
+    plot_results.pyplot().close(figure)
+
+
 def test_a_seed_whose_entropy_fell_below_the_threshold_is_flagged_collapsed_in_the_table_and_one_line(tmp_path):
     steps = [1000, 2000, 3000, 4000]
     returns = [300.0, 400.0, 10.0, 0.0]
