@@ -165,6 +165,8 @@ class Run:
     """the last losses/entropy value (the policy's entropy on an iteration's last minibatch); NaN if none was logged"""
     collapse_step: int | None = None
     """the first step at which losses/entropy fell below COLLAPSED_ENTROPY, None if it never did"""
+    health: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """{tag: (steps, values)} of losses/entropy and losses/clipfrac, one point per iteration: milestones.md reads them"""
 
     @property
     def collapsed(self) -> bool:
@@ -197,7 +199,12 @@ def load_run(path: str) -> Run | None:
         wall_time=float(all_wall_times.max() - all_wall_times.min()) if len(all_wall_times) else 0.0,
         last_entropy=float(entropies[-1]) if len(entropies) else math.nan,
         collapse_step=int(entropy_steps[below[0]]) if len(below) else None,
+        health={tag: scalars.get(tag, NO_POINTS)[:2] for tag in HEALTH_TAGS},
     )
+
+
+HEALTH_TAGS = ["losses/entropy", "losses/clipfrac"]
+"""the policy's health beside its returns: an entropy near 0 is a collapsed policy, whatever it scores"""
 
 
 def load_runs(directory: str) -> list[Run]:
@@ -268,6 +275,8 @@ class Args:
     band: Literal["std", "iqm"] = "std"
     """the curves of figure2: std, the mean over seeds ± the std (the paper's); iqm, the IQM over seeds and its 95%
     stratified-bootstrap CI at each step"""
+    at_steps: tuple[int, ...] = ()
+    """steps at which milestones.md compares the methods, seed by seed (e.g. 250000 500000 1000000); none: no table"""
 
 
 def method_order(method: str) -> tuple[int, str]:
@@ -452,7 +461,8 @@ def curves_figure(curves: list[Curve], paper_reference: bool = False, band: str 
     env_ids = sorted({curve.env_id for curve in curves})
     columns = min(len(env_ids), 3)
     rows = math.ceil(len(env_ids) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4 * rows), squeeze=False)
+    # Constrained layout makes room for the legends below the panels.
+    figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 5.5 * rows), squeeze=False, layout="constrained")
     colors = method_colors(sorted({curve.method for curve in curves}, key=method_order))
     for axis, env_id in zip(axes.flat, env_ids):
         panel = [curve for curve in curves if curve.env_id == env_id]
@@ -480,10 +490,9 @@ def curves_figure(curves: list[Curve], paper_reference: bool = False, band: str 
         axis.set_ylabel(f"episodic return (mean of last {LAST_EPISODES} episodes)")
         axis.grid(alpha=0.3)
         # Below the panel: inside it, the legend would cover curves, the paper's markers or their notes.
-        axis.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
+        axis.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
     for axis in list(axes.flat)[len(env_ids) :]:
         axis.set_visible(False)
-    figure.tight_layout()
     return figure
 
 
@@ -1046,6 +1055,8 @@ def plot_results(args: Args) -> int:
     figure_paths = plot_curves(aggregate(runs, args.grid_points), out_dir, args.paper_reference, args.band)
     results = final_scores(runs)
     table_paths = write_results(results, out_dir)
+    if args.at_steps:
+        table_paths += (write_milestones(runs, args.at_steps, out_dir),)
     aggregates, notes = aggregate_scores(results)
     if aggregates:
         figure_paths += (plot_aggregates(aggregates, out_dir), plot_performance_profile(aggregates, out_dir))
@@ -1063,6 +1074,81 @@ def plot_results(args: Args) -> int:
     for path in figure_paths + table_paths:
         print(f"wrote {path}")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# --at-steps: milestones.md, the methods compared at given steps of their runs (the first 1M steps of Figure 2, say).
+# ---------------------------------------------------------------------------------------------------------------
+HEALTH_ITERATIONS = 10
+"""a seed's entropy and clipfrac at a step: the mean of its last 10 iterations' values up to that step (each is one
+minibatch's, noisy)"""
+
+
+def improvement_pairs(methods: list[str]) -> list[tuple[str, str]]:
+    """The P(X > Y) that milestones.md reports: every method over PPO, and SPRIG over every other method but PPO (its
+    variants and controls: over "PPO on SPRIG's network", the game's effect with the network held)."""
+    pairs = [(method, "PPO") for method in methods if method != "PPO" and "PPO" in methods]
+    return pairs + [("SPRIG", method) for method in methods if method not in ("PPO", "SPRIG") and "SPRIG" in methods]
+
+
+def milestone_lines(runs: list[Run], step: int) -> list[str]:
+    """The table of one step: per (env, method), each seed's mean of its last 100 episodes ended by then, their mean
+    with a 95% bootstrap CI, each seed's entropy and clipfrac; then P(X > Y) with its CI per env. Seeds that have not
+    reached the step are left out, and their count said."""
+    _, metrics = load_rliable()
+    header = ["env", "method", "seeds", "per seed", "mean [95% CI]", "entropy per seed", "clipfrac per seed"]
+    rows, scores, notes = [], {}, []
+    for (env_id, method), group in group_runs(runs).items():
+        reached = [run for run in group if run.last_step >= step]
+        if len(reached) < len(group):
+            notes.append(f"{env_id} {method}: {len(group) - len(reached)} of {len(group)} seeds have not reached {step:,}")
+        if not reached:
+            continue
+        seed_scores = np.array([trailing_mean(run.episode_steps, run.episode_returns, np.array([step]))[0] for run in reached])
+        health = []
+        for tag in HEALTH_TAGS:
+            values = []
+            for run in reached:
+                steps, logged = run.health.get(tag, NO_POINTS[:2])
+                window = logged[steps <= step][-HEALTH_ITERATIONS:]
+                values.append(f"{np.mean(window):.3f}" if len(window) else "n/a")
+            health.append(", ".join(values))
+        value, (low, high) = interval_estimate(seed_scores[:, None], metrics.aggregate_mean)
+        scores[(env_id, method)] = seed_scores
+        per_seed = ", ".join(f"{score:.1f}" for score in seed_scores)
+        seeds = ", ".join(str(run.seed) for run in reached)
+        rows.append(
+            [env_id, method, seeds, per_seed, estimate_text(Estimate(float(value), float(low[0]), float(high[0]))), *health]
+        )
+    lines = [f"## At {step:,} steps", ""] + markdown_table(header, rows)
+    comparisons = []
+    for env_id in sorted({env_id for env_id, _ in scores}):
+        methods = [method for env, method in scores if env == env_id]
+        for better, worse in improvement_pairs(methods):
+            value, (low, high) = interval_estimate(
+                (scores[(env_id, better)][:, None], scores[(env_id, worse)][:, None]), metrics.probability_of_improvement
+            )
+            estimate = estimate_text(Estimate(float(value), float(low[0]), float(high[0])), decimals=2)
+            comparisons.append([env_id, f"P({better} > {worse})", estimate])
+    if comparisons:
+        lines += [""] + markdown_table(["env", "comparison", "value [95% CI]"], comparisons)
+    return lines + [""] + [f"note: {note}" for note in notes] + ([""] if notes else [])
+
+
+def write_milestones(runs: list[Run], steps: tuple[int, ...], out_dir: str) -> str:
+    """milestones.md: milestone_lines at each of the steps; returns its path."""
+    path = os.path.join(out_dir, "milestones.md")
+    lines = ["# The methods at given steps", ""]
+    for step in steps:
+        lines += milestone_lines(runs, step)
+    lines.append(
+        f"Per seed: the mean of its last {LAST_EPISODES} episodic returns ended by the step; entropy and clipfrac: the "
+        f"mean of its last {HEALTH_ITERATIONS} iterations' values up to it. Mean and P(X > Y) (the chance that a seed of "
+        f"X outscores a seed of Y) with 95% percentile-bootstrap CIs over seeds ({BOOTSTRAP_REPS:,} resamples, rliable)."
+    )
+    with open(path, "w") as file:
+        file.write("\n".join(lines) + "\n")
+    return path
 
 
 # ---------------------------------------------------------------------------------------------------------------

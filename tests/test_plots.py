@@ -732,3 +732,37 @@ def test_every_method_keeps_one_colour_of_its_own_across_figures():
     colors = plot_results.method_colors(["PPO", "SPRIG", "SPRIG-pg", "sprig_no-value-term", "my_variant"])
     assert colors["PPO"] == "tab:blue" and colors["SPRIG"] == "tab:orange" and colors["SPRIG-pg"] == "tab:red"
     assert len(set(colors.values())) == 5
+
+
+def test_milestones_compare_the_seeds_at_each_step_with_their_health_and_the_pairs_of_methods(tmp_path):
+    # PPO seeds score 100, 200, 300 and SPRIG's 401, 402, 403 in every episode (one each 1000 steps up to 300k); PPO on
+    # SPRIG's network scores 50, with two seeds that stop at 200k. Entropy 2.0 up to 240k steps, then 1.0; clipfrac 0.1.
+    for exp_name, seeds, last_step, score in [
+        ("ppo_atari", (1, 2, 3), 300_000, lambda seed: 100.0 * seed),
+        ("sprig_ppo_atari", (1, 2, 3), 300_000, lambda seed: 400.0 + seed),
+        ("sprig-joint", (1, 2), 200_000, lambda seed: 50.0),
+    ]:
+        for seed in seeds:
+            steps = list(range(1000, last_step + 1, 1000))
+            run_dir = write_run(tmp_path, BEAMRIDER, exp_name, seed, [score(seed)] * len(steps), steps)
+            writer = SummaryWriter(str(run_dir))
+            for step in steps:
+                writer.add_scalar("losses/entropy", 2.0 if step <= 240_000 else 1.0, step)
+                writer.add_scalar("losses/clipfrac", 0.1, step)
+            writer.close()
+    result = run_cli(tmp_path, "--at-steps", 100_000, 250_000, "--out-dir", tmp_path / "out", "--grid-points", 20)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "out" / "milestones.md").read_text()
+    at_100k, at_250k = text.split("## At 100,000 steps")[1].split("## At 250,000 steps")
+    assert f"| {BEAMRIDER} | PPO | 1, 2, 3 | 100.0, 200.0, 300.0 | 200.0 [" in at_100k
+    assert f"| {BEAMRIDER} | SPRIG | 1, 2, 3 | 401.0, 402.0, 403.0 | 402.0 [401.0, 403.0] | 2.000, 2.000, 2.000 |" in at_100k
+    assert (
+        f"| {BEAMRIDER} | PPO on SPRIG's network | 1, 2 | 50.0, 50.0 | 50.0 [50.0, 50.0] | 2.000, 2.000 | 0.100, 0.100 |"
+        in at_100k
+    )
+    assert f"| {BEAMRIDER} | P(SPRIG > PPO) | 1.00 [1.00, 1.00] |" in at_100k
+    assert f"| {BEAMRIDER} | P(PPO on SPRIG's network > PPO) | 0.00 [0.00, 0.00] |" in at_100k
+    assert f"| {BEAMRIDER} | P(SPRIG > PPO on SPRIG's network) | 1.00 [1.00, 1.00] |" in at_100k
+    # At 250k the two seeds that stopped at 200k are left out, and said to be; the last 10 iterations' entropy is 1.0.
+    assert "PPO on SPRIG's network |" not in at_250k and "2 of 2 seeds have not reached 250,000" in at_250k
+    assert f"| {BEAMRIDER} | SPRIG | 1, 2, 3 | 401.0, 402.0, 403.0 | 402.0 [401.0, 403.0] | 1.000, 1.000, 1.000 |" in at_250k
