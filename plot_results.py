@@ -1388,18 +1388,29 @@ def write_tradeoff_table(points: list[TradeoffPoint], flag: str, out_dir: str) -
         decimals = 0 if mean == 0 else max(0, 2 - math.floor(math.log10(abs(mean))))
         return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
-    lines = [
-        f"| env | {flag} | seeds | final return (mean ± std over seeds, ddof=0; per seed: mean of last {LAST_EPISODES} "
-        f"episodic returns) | attention cost (mean ± std over seeds, ddof=0; per seed: mean of sprig/attention_cost "
-        f"over its last {LAST_ITERATIONS_PERCENT}% of iterations) | per-seed final returns | per-seed attention costs |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+    header = [
+        "env",
+        flag,
+        "seeds",
+        f"final return (mean ± std over seeds, ddof=0; per seed: mean of last {LAST_EPISODES} episodic returns)",
+        f"attention cost (mean ± std over seeds, ddof=0; per seed: mean of sprig/attention_cost over its last "
+        f"{LAST_ITERATIONS_PERCENT}% of iterations)",
+        "per-seed final returns",
+        "per-seed attention costs",
     ]
-    for point in points:
-        lines.append(
-            f"| {point.env_id} | {point.value_text} | {len(point.seeds)} | {point.return_mean:.1f} ± {point.return_std:.1f} | "
-            f"{costs_mean_std_text(point.cost_mean, point.cost_std)} | {', '.join(f'{r:.1f}' for r in point.returns)} | "
-            f"{', '.join(cost_text(cost) for cost in point.costs)} |"
-        )
+    rows = [
+        [
+            point.env_id,
+            point.value_text,
+            str(len(point.seeds)),
+            f"{point.return_mean:.1f} ± {point.return_std:.1f}",
+            costs_mean_std_text(point.cost_mean, point.cost_std),
+            ", ".join(f"{r:.1f}" for r in point.returns),
+            ", ".join(cost_text(cost) for cost in point.costs),
+        ]
+        for point in points
+    ]
+    lines = markdown_table(header, rows)
     if flag == "attn-cost-coef":
         lines.append(
             "\nThe attention cost is C_θ = λ_c · Σ_k mean(m_k), so it scales with attn-cost-coef (λ_c) itself; the "
