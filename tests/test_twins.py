@@ -1,13 +1,15 @@
 """ppo_atari.py and sprig_ppo_atari.py are twins: SPRIG's script is the PPO script plus SPRIG, and nothing else.
 
-Outside the definitions that are SPRIG's own (or PPO's own, where SPRIG replaces them), the two files may differ
-only in the lines listed here; the pieces both scripts share are the same code, line for line.
+Outside the definitions that are SPRIG's own (or PPO's own, where SPRIG replaces them), every block of lines in
+which the two files differ is SPRIG's, by the names it uses; the pieces both scripts share are the same code, line for
+line.
 """
 
 import ast
 import difflib
 import inspect
 import os
+import re
 
 import ppo_atari
 import pytest
@@ -21,79 +23,10 @@ SPRIG_OWN |= {"follower_utilities", "conjugate_gradient", "implicit_term", "impl
 SPRIG_OWN |= {"joint_step", "LEADER_FLAGS"}  # --update joint
 SPRIG_OWN |= {"attention_overlays", "attention_figure", "RunControl.log_attention"}  # drawing the masks
 
-# The remaining lines that differ, stripped of indentation: "-" only in ppo_atari.py, "+" only in sprig_ppo_atari.py.
-DIFFERING_LINES = [
-    # imports that only SPRIG's network and game need
-    "+import itertools",
-    "+from typing import Literal",
-    "+import torch.nn.functional as F",
-    # Args: SPRIG's game, and drawing its attention
-    "+# SPRIG's game: the leader (perception, theta) and the follower (policy and value, phi)",
-    '+update: Literal["stackelberg", "joint"] = "stackelberg"',
-    '+"""SPRIG\'s two-stage game (stackelberg), or its network trained as plain PPO, one optimiser over all (joint: the '
-    'control)"""',
-    "+alpha_coop: float = 0.7",
-    '+"""SPRIG\'s cooperation weight: the leader maximises alpha * (-C_theta) + (1 - alpha) * u_F"""',
-    "+attn_cost_coef: float = 1e-4",
-    '+"""SPRIG\'s lambda_c, the weight of the attention cost C_theta"""',
-    '+leader_utility: Literal["follower", "pg"] = "follower"',
-    "+\"\"\"SPRIG's u_F in the leader's utility: the follower's PPO objective (follower), or Algorithm 1's printed "
-    'u_policy (pg)"""',
-    '+leader_gradient: Literal["direct", "implicit"] = "direct"',
-    '+"""the leader\'s gradient: d u_L/d theta with phi held (direct, Algorithm 1), or through the follower\'s response '
-    '(implicit)"""',
-    "+implicit_damping: float = 1.0",
-    '+"""--leader-gradient implicit: lambda, added to the follower\'s Hessian -d2 u_F/d phi2 before it is inverted"""',
-    "+implicit_cg_iters: int = 10",
-    '+"""--leader-gradient implicit: conjugate-gradient iterations per follower head (policy, value) to solve for w"""',
-    "+implicit_max_ratio: float = 1.0",
-    '+"""--leader-gradient implicit: the implicit term is scaled down to at most this many times the direct term\'s '
-    'norm"""',
-    "+log_attention_every: int = 0",
-    '+"""every N iterations, draw env 0\'s latest frames with the three blocks\' masks to TensorBoard (sprig/attention)"""',
-    # main(): two optimisers (or, under --update joint, one), annealed together; the two stages; SPRIG's logs
-    "-optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)",
-    '-optimizers = {"optimizer": optimizer}  # as named in checkpoints',
-    '+if args.update == "stackelberg":',
-    "+# Two players, two optimisers over disjoint parameter sets: theta (perception) and phi (policy and value).",
-    "+leader_optimizer = optim.Adam(agent.leader_parameters(), lr=args.learning_rate, eps=1e-5)",
-    "+follower_optimizer = optim.Adam(agent.follower_parameters(), lr=args.learning_rate, eps=1e-5)",
-    '+optimizers = {"leader_optimizer": leader_optimizer, "follower_optimizer": follower_optimizer}  # as in checkpoints',
-    "+else:  # --update joint, the architecture control (joint_step, after main): PPO's one optimiser over theta and phi",
-    '+optimizers = {"joint_optimizer": optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)}',
-    "+for optimizer in optimizers.values():",
-    "-stats = ppo_step(agent, optimizer, mb, args)",
-    '+if args.update == "stackelberg":',
-    "+stats = leader_step(agent, leader_optimizer, mb, args)  # the leader commits first ...",
-    "+stats |= follower_step(agent, follower_optimizer, mb, args)  # ... then the follower responds",
-    "+else:  # --update joint: one PPO step on theta and phi together (joint_step, after main)",
-    '+stats = joint_step(agent, optimizers["joint_optimizer"], mb, args)',
-    '-writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)',
-    '+writer.add_scalar("charts/learning_rate", next(iter(optimizers.values())).param_groups[0]["lr"], global_step)',
-    "+for name in SPRIG_STATS:  # SPRIG's game, averaged over the iteration's minibatches (grad norms before clipping)",
-    "+if name in stats:  # (each only where its update computes it)",
-    '+writer.add_scalar(f"sprig/{name}", stats[name].mean(), global_step)',
-    "+run.log_attention(iteration, global_step, obs)  # every --log-attention-every iterations: env 0's frames and masks",
-    # the run machinery: SPRIG's flags checked, and checkpoints older than --leader-utility
-    '-"non-negative": (lambda value: value >= 0, ["ent_coef", "vf_coef", "checkpoint_every", "eval_episodes"]),',
-    '-"in [0, 1]": (lambda value: 0 <= value <= 1, ["gamma", "gae_lambda", "repeat_action_probability"]),',
-    '+"non-negative": (',
-    "+lambda value: value >= 0,",
-    '-+ ["learning_rate", "clip_coef", "max_grad_norm", "target_kl"],',
-    '++ ["learning_rate", "clip_coef", "max_grad_norm", "target_kl"]',
-    '++ ["implicit_cg_iters"],',
-    '+["ent_coef", "vf_coef", "checkpoint_every", "eval_episodes"]',
-    '++ ["attn_cost_coef", "log_attention_every"]',
-    '++ ["implicit_damping", "implicit_max_ratio"],',
-    "+),",
-    '+"in [0, 1]": (lambda value: 0 <= value <= 1, ["gamma", "gae_lambda", "repeat_action_probability", "alpha_coop"]),',
-    '+saved.setdefault("leader_utility", "pg")  # checkpoints from before --leader-utility trained with the printed form',
-    '+saved.setdefault("leader_gradient", "direct")  # and those from before --leader-gradient with the direct one',
-    '+saved.setdefault("update", "stackelberg")  # and those from before --update played the game',
-    "+ignored = [f\"--{name.replace('_', '-')}\" for name in LEADER_FLAGS if getattr(args, name) != getattr(Args, name)]",
-    '+if args.update == "joint" and ignored:',
-    "+fail(f\"--update joint has no leader stage, so {', '.join(ignored)} would change nothing; leave them out\")",
-]
+# Outside those definitions, a line only SPRIG's script has must say whose it is: SPRIG's game, its players, its
+# network's attention. A block of lines that differs passes if one of its lines names one of these; a line PPO has and
+# SPRIG neither keeps nor replaces is drift.
+SPRIG_WORDS = re.compile(r"sprig|leader|follower|joint|stackelberg|implicit|attention|attn|theta|phi|alpha|mask", re.I)
 
 # What both scripts share: the env, GAE, the PPO loss and its statistics, and the run machinery's pieces.
 SHARED = ["Args", "EpisodicLife", "FireReset", "make_env", "make_envs", "finished_episodes", "layer_init", "compute_gae"]
@@ -135,11 +68,40 @@ def lines_outside(script, own):
     return [line.strip() for number, line in enumerate(lines, 1) if number not in dropped and line.strip()]
 
 
-def test_the_scripts_differ_only_in_sprigs_own_lines():
+def differing_blocks():
+    """The blocks of lines that differ between the scripts outside their own definitions: (PPO's, SPRIG's) each."""
     ppo = lines_outside("ppo_atari.py", PPO_OWN)
     sprig = lines_outside("sprig_ppo_atari.py", SPRIG_OWN)
-    differing = [line[0] + line[2:] for line in difflib.ndiff(ppo, sprig) if line[0] in "+-"]
-    assert sorted(differing) == sorted(DIFFERING_LINES)
+    opcodes = difflib.SequenceMatcher(None, ppo, sprig, autojunk=False).get_opcodes()
+    return [(ppo[i1:i2], sprig[j1:j2]) for tag, i1, i2, j1, j2 in opcodes if tag != "equal"]
+
+
+def test_every_line_that_differs_outside_their_own_definitions_is_sprigs():
+    ppo_source = open(os.path.join(REPO, "ppo_atari.py")).read()
+    blocks = differing_blocks()
+    assert blocks  # SPRIG's Args and its two stages in main() differ, at least
+    for ppo_lines, sprig_lines in blocks:
+        assert sprig_lines, f"ppo_atari.py has lines that sprig_ppo_atari.py lost: {ppo_lines}"
+        imports = [line for line in sprig_lines if line.startswith(("import ", "from "))]
+        for line in imports:  # an import of SPRIG's own: a name the PPO script never uses
+            name = line.split()[-1]
+            assert not re.search(rf"\b{re.escape(name)}\b", ppo_source), f"{line!r}: ppo_atari.py uses {name} too"
+        rest = [line for line in sprig_lines if line not in imports]
+        assert not rest or any(SPRIG_WORDS.search(line) for line in rest), f"drift, not SPRIG: {ppo_lines} -> {rest}"
+
+
+def test_the_twins_test_catches_a_hyperparameter_changed_in_one_script(monkeypatch):
+    original = lines_outside
+
+    def drifted(script, own):  # PPO's clip coefficient changed in sprig_ppo_atari.py alone
+        lines = original(script, own)
+        return [
+            line.replace("clip_coef: float = 0.1", "clip_coef: float = 0.2") if "sprig" in script else line for line in lines
+        ]
+
+    monkeypatch.setitem(globals(), "lines_outside", drifted)
+    with pytest.raises(AssertionError, match="drift, not SPRIG"):
+        test_every_line_that_differs_outside_their_own_definitions_is_sprigs()
 
 
 def test_the_fence_stands_at_the_same_place_in_the_order_of_both_scripts():
