@@ -18,7 +18,8 @@ Runs every (method x env x seed) combination of ppo_atari.py / sprig_ppo_atari.p
 OUT/PRESET/ENV/METHOD/seedSEED/ (runs/, log.txt, command.txt, and a 'done' marker once it exited 0), then
 calls plot_results.py on OUT/PRESET (figure2.png, results.md). Rerunning skips finished runs and resumes
 unfinished ones from their last checkpoint (from scratch if they have none, or were started with other flags);
-concurrent invocations never run the same combination twice.
+concurrent invocations never run the same combination twice. How a run ended is its script's exit status: 0
+finished (done), 3 stopped by a signal with its checkpoint (interrupted), 4 paused at --stop-at-step, other failed.
 
 options:
   --methods "ppo sprig"     methods to run (default: ppo sprig): ppo (ppo_atari.py), sprig (sprig_ppo_atari.py,
@@ -51,7 +52,7 @@ options:
   --quick                   CPU-sized check: seeds 1 2, 50000 steps, 2 workers (each unless given explicitly);
                             about an hour on 2 cores
   --dry-run                 print the run matrix (method env seed dir [state]) and the exact commands; run
-                            nothing, create nothing (with --slurm: print the sbatch script instead of writing it).
+                            nothing, create nothing (with --slurm: print the sbatch scripts instead of writing them).
                             It and a real run start with the cost: runs, env steps, and the wall time estimated
                             from the speed --sps measured (with the same --out and --preset) for --workers
   --no-plot                 do not call plot_results.py at the end
@@ -68,9 +69,17 @@ options:
                             perf/* scalars), into OUT/sps/DATE/sps.md
     --sps-iterations N      iterations of each --sps run (default 4, at least 2: the first is warm-up)
   --slurm                   write OUT/sprig_benchmark.sbatch, a job array with one task per combination, and
-                            submit it with sbatch if it is on PATH. Slurm options:
+                            OUT/sprig_benchmark_plot.sbatch, which plots (and names the runs not done) once every
+                            task has ended (no GPU; not with --no-plot); submit both with sbatch if it is on PATH.
+                            Each task's output: OUT/slurm-ARRAYID_TASK.out, appended to across its starts. A task
+                            warned of its time limit stops its run as Ctrl-C does (a checkpoint), requeues itself
+                            and resumes there, so a run may span several time limits; one that finished, failed or
+                            made no progress is not requeued. scancel, a limit reached unwarned or preemption: the
+                            run checkpoints and stops; the same command again resumes it. Slurm options:
     --partition P           partition (default: the cluster's default)
-    --time T                time limit per task (default: 24:00:00)
+    --time T                time limit per task, as sbatch takes it (default: 24:00:00)
+    --time-margin SECONDS   warn a task this long before its time limit (SIGUSR1), so that it checkpoints and
+                            requeues itself (default: 300; Slurm may warn up to 60 s early; 0: no warning, no requeue)
     --gpus N                GPUs per task (default: 1; with 0 the runs get --no-cuda)
     --cpus-per-task N       CPUs per task (default: 4; also the runs' thread count)
   -h, --help                show this help
@@ -144,9 +153,20 @@ method_label() { # method -> its name in plot_results.py's tables (and so in the
 # use only their arguments and the environment, never this script's globals.
 # ---------------------------------------------------------------------------------------------------------------
 
-# The lock is a directory (mkdir is atomic) holding `owner`: "host pid slurm_job_id process". A lock whose owner is
+# The lock is a directory (mkdir is atomic) holding `owner`: "host pid slurm_job process". A lock whose owner is
 # dead (same host and pid gone or taken by another process since, or a Slurm job no longer in the queue) is stale and
 # taken over. `process` (the boot and the pid's start time) tells a pid reused after a restart from the owner.
+# slurm_job is the array task (ARRAYID_TASK) for a task of the sbatch script: a lock of this very task was left by
+# an earlier start of it (killed before it released the lock, then requeued, maybe onto another node, where the
+# owner's job is still in the queue: it is this one), and Slurm runs one start of a task at a time, so it is stale.
+slurm_job() { # the Slurm job this runs in, as squeue and scontrol name it: ARRAYID_TASK in an array task; "-" outside
+    if [[ -n ${SLURM_ARRAY_JOB_ID:-} && -n ${SLURM_ARRAY_TASK_ID:-} ]]; then
+        echo "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
+    else
+        echo "${SLURM_JOB_ID:--}"
+    fi
+}
+
 process_identity() { # pid -> "boot_id:start time", the same only for the same process of the same boot
     local stat
     stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
@@ -158,6 +178,9 @@ process_identity() { # pid -> "boot_id:start time", the same only for the same p
 lock_is_stale() { # lock_dir
     local host pid job process
     read -r host pid job process 2>/dev/null <"$1/owner" || return 1 # no owner yet: being created right now
+    if [[ ${job:-} == *_* && $job == "$(slurm_job)" ]]; then
+        return 0 # this array task's own lock, from an earlier start of it
+    fi
     if [[ $host == "$(hostname)" ]]; then
         if ! kill -0 "$pid" 2>/dev/null || [[ -n ${process:-} && $(process_identity "$pid") != "$process" ]]; then
             return 0
@@ -184,7 +207,7 @@ acquire_lock() { # run_dir; fails if another live process holds the lock
         rm -rf "$aside"
         mkdir "$lock" 2>/dev/null || return 1
     fi
-    echo "$(hostname) $BASHPID ${SLURM_JOB_ID:--} $(process_identity $BASHPID)" >"$lock/owner"
+    echo "$(hostname) $BASHPID $(slurm_job) $(process_identity $BASHPID)" >"$lock/owner"
 }
 
 release_lock() { # run_dir
@@ -193,7 +216,7 @@ release_lock() { # run_dir
 
 latest_checkpoint() { # run_dir -> path of the newest runs/*/checkpoint.pt, if any
     local checkpoint
-    checkpoint=$(ls -t "$1"/runs/*/checkpoint.pt 2>/dev/null | head -n 1) || true
+    checkpoint=$(ls -td "$1"/runs/*/checkpoint.pt 2>/dev/null | head -n 1) || true
     echo "$checkpoint"
 }
 
@@ -224,14 +247,18 @@ run_state() {
     fi
 }
 
-# run_one RUN_DIR THREADS SIGNATURE STOP COMMAND...: run COMMAND in RUN_DIR unless it is done, and mark it done if it
-# exits 0. SIGNATURE (script and flags) is stored in `done`, so a finished run is only skipped by a rerun asking for
-# the same thing. A run killed earlier resumes from its checkpoint if it was started (file `started`) with the same
-# SIGNATURE. STOP is COMMAND's --stop-at-step ("-" for none): a run that paused there records its step in `paused`,
-# and is left as it is until STOP grows. Sets RUN_STATUS to ran, skipped, paused, failed, interrupted, locked or
-# conflict; returns 0 unless failed/conflict.
+# run_one RUN_DIR THREADS SIGNATURE STOP COMMAND...: run COMMAND in RUN_DIR unless it is done, and tell how it ended
+# by its exit status: 0 finished (marked done), 3 stopped by a signal after writing its checkpoint (interrupted:
+# resumed next time), 4 paused at --stop-at-step with its checkpoint (paused), any other failed. SIGNATURE (script and
+# flags) is stored in `done`, so a finished run is only skipped by a rerun asking for the same thing. A run killed
+# earlier resumes from its checkpoint if it was started (file `started`) with the same SIGNATURE. STOP is COMMAND's
+# --stop-at-step ("-" for none): a run paused there records STOP in `paused`, and is left as it is until STOP grows.
+# COMMAND runs in the background and is waited for, its pid in RUN_PID: a caller's trap (the sbatch script's) runs
+# while it does and stops it with SIGTERM; RUN_STOP set (by such a trap) before RUN_PID was: it is stopped, or not
+# started. Sets RUN_STATUS to ran, skipped, paused, failed, interrupted, locked or conflict; returns 0 unless
+# failed/conflict.
 run_one() {
-    local dir=$1 threads=$2 signature=$3 stop=$4 rc=0 start=$SECONDS checkpoint state resume_flags=() paused_at
+    local dir=$1 threads=$2 signature=$3 stop=$4 rc=0 start=$SECONDS checkpoint state resume_flags=()
     shift 4
     mkdir -p "$dir"
     state=$(run_state "$dir" "$signature" "$stop")
@@ -270,29 +297,97 @@ run_one() {
         clean_partial_run "$dir"
         ;;
     esac
+    if [[ -n ${RUN_STOP:-} ]]; then # asked to stop before it started: it does not start, and is resumed next time
+        RUN_STATUS=interrupted
+        release_lock "$dir"
+        return 0
+    fi
     rm -f "$dir/paused"
     echo "$signature" >"$dir/started"
     echo "$dir: started (log: $dir/log.txt)"
     local command=(env "OMP_NUM_THREADS=$threads" "MKL_NUM_THREADS=$threads" "$@" ${resume_flags[@]+"${resume_flags[@]}"})
     printf 'cd %q && %s\n' "$dir" "$(printf '%q ' "${command[@]}" | sed 's/ $//')" >"$dir/command.txt"
-    local log_start=1 # a resumed run appends to the log: its own output starts after what is there
-    [[ -f $dir/log.txt ]] && log_start=$(($(wc -c <"$dir/log.txt") + 1))
-    (cd "$dir" && "${command[@]}") </dev/null >>"$dir/log.txt" 2>&1 || rc=$?
-    paused_at=$(tail -c "+$log_start" "$dir/log.txt" | sed -n 's/^paused at step \([0-9]*\) .*/\1/p' | tail -n 1)
-    if ((rc == 0)) && tail -c "+$log_start" "$dir/log.txt" | grep -q "^interrupted at step"; then
-        RUN_STATUS=interrupted # stopped by a signal after writing its checkpoint: not done, resumed next time
-    elif ((rc == 0)) && [[ -n $paused_at ]]; then
-        RUN_STATUS=paused # at --stop-at-step, with its checkpoint: not done, goes on when asked for more steps
-        echo "$paused_at" >"$dir/paused"
-    elif ((rc == 0)); then
+    (cd "$dir" && exec "${command[@]}") </dev/null >>"$dir/log.txt" 2>&1 &
+    RUN_PID=$!
+    [[ -z ${RUN_STOP:-} ]] || kill -TERM "$RUN_PID" 2>/dev/null || true # a stop that came before RUN_PID was set
+    while wait "$RUN_PID"; jobs -rp | grep -qx "$RUN_PID"; do :; done # a trap ends a wait, not the run: wait again
+    wait "$RUN_PID" || rc=$? # its exit status (bash gives it to every wait on it)
+    RUN_PID=""
+    case $rc in
+    0)
         echo "$signature" >"$dir/done"
         RUN_STATUS=ran
-    else
+        ;;
+    3) RUN_STATUS=interrupted ;; # stopped by a signal after writing its checkpoint: not done, resumed next time
+    4)
+        RUN_STATUS=paused # at --stop-at-step, with its checkpoint: not done, goes on when asked for more steps
+        [[ $stop == - ]] || echo "$stop" >"$dir/paused"
+        ;;
+    *)
         RUN_STATUS=failed
         echo "$dir: FAILED (exit $rc) after $((SECONDS - start)) s; see $dir/log.txt" >&2
-    fi
+        ;;
+    esac
     release_lock "$dir"
-    ((rc == 0))
+    [[ $RUN_STATUS != failed ]]
+}
+
+# slurm_task RUN_DIR THREADS SIGNATURE STOP COMMAND...: one array task of the sbatch script, which is run_one under two
+# traps. SIGUSR1 (Slurm's warning, --time-margin seconds before the time limit, to the batch shell only) and SIGTERM
+# (scancel, a limit reached unwarned, preemption: Slurm sends it to every process of the job) stop the run as Ctrl-C
+# does: SIGTERM to it, it finishes its iteration, writes its checkpoint and exits 3, and its lock is released. After
+# the warning, a run that wrote a checkpoint since this start requeues the task, which starts again later, resuming
+# from that checkpoint (run_one resumes a run started with the same SIGNATURE); a run that finished, failed, or wrote
+# no checkpoint since this start (no progress) is not requeued. Slurm may requeue a task itself (PreemptMode=REQUEUE).
+slurm_task() {
+    local dir=$1 task before after
+    task=$(slurm_job)
+    RUN_PID="" RUN_STOP="" RUN_WARNED=0
+    trap 'slurm_stop USR1' USR1
+    trap 'slurm_stop TERM' TERM
+    echo "$(date '+%F %T') task $task, start $((${SLURM_RESTART_COUNT:-0} + 1)), on $(hostname): $dir"
+    before=$(checkpoint_stamp "$dir")
+    run_one "$@" || true
+    trap '' TERM # the run is over: a requeue's SIGTERM to this shell must not cut what follows
+    after=$(checkpoint_stamp "$dir")
+    echo "$(date '+%F %T') $dir: $RUN_STATUS"
+    case $RUN_STATUS in
+    ran | skipped | paused) return 0 ;;
+    interrupted)
+        if ((RUN_WARNED)) && [[ -n $after && $after != "$before" ]]; then
+            echo "requeueing $task: it starts again, resuming from its checkpoint"
+            scontrol requeue "$task" && return 0
+            echo "error: scontrol requeue $task failed; the same benchmark.sh --slurm command resumes the run" >&2
+        elif ((RUN_WARNED)); then
+            echo "not requeued: the run wrote no checkpoint since this start (no progress); see $dir/log.txt" >&2
+        else
+            echo "stopped with its checkpoint; not requeued by this task (the same benchmark.sh --slurm command" \
+                "resumes it)"
+        fi
+        return 3
+        ;;
+    failed)
+        echo "not requeued: the run failed; see $dir/log.txt" >&2
+        return 1
+        ;;
+    *) # locked or conflict: run_one said why
+        echo "not requeued: the run is $RUN_STATUS" >&2
+        return 1
+        ;;
+    esac
+}
+
+slurm_stop() { # SIGNAL: slurm_task's trap: stop the run (SIGTERM, once it is known); after USR1, ask for a requeue
+    echo "$(date '+%F %T') SIG$1: stopping the run (its iteration finishes, then it writes its checkpoint)"
+    [[ $1 != USR1 ]] || RUN_WARNED=1
+    RUN_STOP=$1
+    [[ -z $RUN_PID ]] || kill -TERM "$RUN_PID" 2>/dev/null || true
+}
+
+checkpoint_stamp() { # run_dir -> its newest checkpoint's path, time and size: it changes when the run checkpoints
+    local checkpoint
+    checkpoint=$(latest_checkpoint "$1")
+    [[ -z $checkpoint ]] || stat -c '%n %y %s' "$checkpoint" 2>/dev/null || true
 }
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -317,6 +412,7 @@ SPS_ITERATIONS=4
 CHECKPOINT_EVERY=25
 PARTITION=""
 TIME_LIMIT=24:00:00
+TIME_MARGIN=300
 GPUS=1
 CPUS_PER_TASK=4
 EXTRA_FLAGS=()
@@ -334,7 +430,8 @@ while (($# > 0)); do
         exit 0
         ;;
     --methods | --env-ids | --games | --seeds | --total-timesteps | --workers | --out | --preset | --partition | \
-        --time | --gpus | --cpus-per-task | --sweep | --checkpoint-every | --sps-iterations | --stop-at-step)
+        --time | --time-margin | --gpus | --cpus-per-task | --sweep | --checkpoint-every | --sps-iterations | \
+        --stop-at-step)
         (($# >= 2)) || die "$option needs a value (see --help)"
         case $option in
         --methods) METHODS=$2 ;;
@@ -348,6 +445,7 @@ while (($# > 0)); do
         --preset) PRESET=$2 ;;
         --partition) PARTITION=$2 ;;
         --time) TIME_LIMIT=$2 ;;
+        --time-margin) TIME_MARGIN=$2 ;;
         --gpus) GPUS=$2 ;;
         --cpus-per-task) CPUS_PER_TASK=$2 ;;
         --sweep) SWEEP_SPECS+=("$2") ;;
@@ -416,7 +514,34 @@ is_count "$TOTAL_TIMESTEPS" || die "--total-timesteps must be a positive integer
 is_count "$WORKERS" || die "--workers must be a positive integer, got '$WORKERS'"
 [[ $GPUS =~ ^[0-9]+$ ]] || die "--gpus must be a non-negative integer, got '$GPUS'"
 is_count "$CPUS_PER_TASK" || die "--cpus-per-task must be a positive integer, got '$CPUS_PER_TASK'"
-[[ -n $TIME_LIMIT ]] || die "--time is empty"
+slurm_seconds() { # a Slurm time limit (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) -> seconds, 0 for none; nothing if not one
+    local days=0 hours=0 minutes=0 seconds=0
+    if [[ $1 =~ ^(INFINITE|UNLIMITED|infinite|unlimited)$ ]]; then
+        echo 0
+        return 0
+    elif [[ $1 =~ ^([0-9]+)-([0-9]+)(:([0-9]+)(:([0-9]+))?)?$ ]]; then
+        days=${BASH_REMATCH[1]} hours=${BASH_REMATCH[2]} minutes=${BASH_REMATCH[4]:-0} seconds=${BASH_REMATCH[6]:-0}
+    elif [[ $1 =~ ^([0-9]+):([0-9]+):([0-9]+)$ ]]; then
+        hours=${BASH_REMATCH[1]} minutes=${BASH_REMATCH[2]} seconds=${BASH_REMATCH[3]}
+    elif [[ $1 =~ ^([0-9]+)(:([0-9]+))?$ ]]; then
+        minutes=${BASH_REMATCH[1]} seconds=${BASH_REMATCH[3]:-0}
+    else
+        return 0
+    fi
+    echo $((((10#$days * 24 + 10#$hours) * 60 + 10#$minutes) * 60 + 10#$seconds))
+}
+TIME_SECONDS=$(slurm_seconds "$TIME_LIMIT")
+[[ -n $TIME_SECONDS ]] ||
+    die "--time: '$TIME_LIMIT' is not a Slurm time limit (MINUTES, H:MM:SS, DAYS-HH:MM:SS, DAYS-HH, ...)"
+[[ $TIME_MARGIN =~ ^[0-9]+$ ]] && ((10#$TIME_MARGIN <= 65535)) ||
+    die "--time-margin must be a whole number of seconds from 0 to 65535, got '$TIME_MARGIN'"
+TIME_MARGIN=$((10#$TIME_MARGIN))
+((TIME_SECONDS == 0 || TIME_MARGIN < TIME_SECONDS)) ||
+    die "--time-margin $TIME_MARGIN is not shorter than --time $TIME_LIMIT ($TIME_SECONDS s): no time would be left to train"
+PLOT_TIME_LIMIT=0:30:00 # the plot job's, unless --time is shorter (a partition's limit may forbid longer)
+if ((TIME_SECONDS > 0 && TIME_SECONDS < 1800)); then
+    PLOT_TIME_LIMIT=$TIME_LIMIT
+fi
 
 # ---------------------------------------------------------------------------------------------------------------
 # Sweeps: each --sweep "FLAG=V1 V2 ..." varies one flag of sprig_ppo_atari.py, the others at their defaults. A swept
@@ -637,7 +762,7 @@ print_dry_run() {
         case $(run_state "${RUN_DIRS[i]}" "${RUN_SIGNATURES[i]}" "$STOP") in
         new) state="[new]" ;;
         done) state="[done: skip]" ;;
-        paused) state="[paused at step $(<"${RUN_DIRS[i]}/paused"): skip, until --stop-at-step grows]" ;;
+        paused) state="[paused at --stop-at-step $(<"${RUN_DIRS[i]}/paused"): skip, until --stop-at-step grows]" ;;
         conflict) state="[done with other flags: conflict]" ;;
         resume) state="[unfinished: resume from its checkpoint]" ;;
         clean) state="[unfinished: clean and rerun]" ;;
@@ -656,8 +781,8 @@ print_dry_run() {
 slurm_script() { # the sbatch job array, on stdout
     local i
     echo "#!/bin/bash"
-    echo "# SPRIG benchmark: $NUM_RUNS runs (preset $PRESET), one array task each. Written by benchmark.sh; submit:"
-    echo "#   sbatch $OUT/sprig_benchmark.sbatch"
+    echo "# SPRIG benchmark: $NUM_RUNS runs (preset $PRESET), one array task each. Written by benchmark.sh --slurm, which"
+    echo "# submits it, then $OUT/sprig_benchmark_plot.sbatch with --dependency=afterany:ARRAYID (the array's job id)."
     echo "#SBATCH --job-name=sprig-benchmark"
     echo "#SBATCH --array=0-$((NUM_RUNS - 1))"
     echo "#SBATCH --time=$TIME_LIMIT"
@@ -669,11 +794,16 @@ slurm_script() { # the sbatch job array, on stdout
         echo "#SBATCH --partition=$PARTITION"
     fi
     echo "#SBATCH --output=$OUT/slurm-%A_%a.out"
+    echo "#SBATCH --open-mode=append" # a requeued task goes on writing its output file
+    echo "#SBATCH --requeue"
+    if ((TIME_MARGIN > 0)); then # the warning: the task checkpoints its run and requeues itself (slurm_task)
+        echo "#SBATCH --signal=B:USR1@$TIME_MARGIN"
+    fi
     echo "set -euo pipefail"
     echo "# Load modules / activate the Python environment here if the job needs it."
     echo
-    declare -f process_identity lock_is_stale acquire_lock release_lock latest_checkpoint resumable_checkpoint \
-        clean_partial_run run_state run_one
+    declare -f slurm_job process_identity lock_is_stale acquire_lock release_lock latest_checkpoint \
+        resumable_checkpoint clean_partial_run run_state run_one slurm_task slurm_stop checkpoint_stamp
     echo
     echo "case \${SLURM_ARRAY_TASK_ID:?run this script with sbatch} in"
     for ((i = 0; i < NUM_RUNS; i++)); do
@@ -684,22 +814,81 @@ slurm_script() { # the sbatch job array, on stdout
     done
     echo "*) echo \"no run for array task \$SLURM_ARRAY_TASK_ID\" >&2 && exit 1 ;;"
     echo "esac"
-    echo "run_one \"\$dir\" \"\${SLURM_CPUS_PER_TASK:-$CPUS_PER_TASK}\" \"\$signature\" $STOP \"\${command[@]}\""
-    echo "echo \"\$dir: \$RUN_STATUS\""
-    echo "[[ \$RUN_STATUS == ran || \$RUN_STATUS == skipped || \$RUN_STATUS == paused ]]"
+    echo "slurm_task \"\$dir\" \"\${SLURM_CPUS_PER_TASK:-$CPUS_PER_TASK}\" \"\$signature\" $STOP \"\${command[@]}\""
 }
 
-write_slurm_script() {
-    local path=$OUT/sprig_benchmark.sbatch
+slurm_plot_script() { # the job that plots once every array task has ended, on stdout
+    local i
+    echo "#!/bin/bash"
+    echo "# SPRIG benchmark: plot what the job array of $OUT/sprig_benchmark.sbatch finished, once all its tasks have"
+    echo "# ended; name the runs not done. Written by benchmark.sh --slurm, which submits it with"
+    echo "# --dependency=afterany:ARRAYID."
+    echo "#SBATCH --job-name=sprig-benchmark-plot"
+    echo "#SBATCH --time=$PLOT_TIME_LIMIT"
+    echo "#SBATCH --cpus-per-task=1"
+    if [[ -n $PARTITION ]]; then
+        echo "#SBATCH --partition=$PARTITION"
+    fi
+    echo "#SBATCH --output=$OUT/slurm-plot-%j.out"
+    echo "set -uo pipefail"
+    echo "# Load modules / activate the Python environment here if the job needs it."
+    echo
+    declare -f latest_checkpoint resumable_checkpoint run_state
+    echo
+    echo "not_done=0 status=0"
+    echo "report() { # label dir signature: say so unless the run there is done"
+    echo "    local state"
+    echo "    state=\$(run_state \"\$2\" \"\$3\" $STOP)"
+    echo "    [[ \$state == done ]] && return 0"
+    echo "    case \$state in"
+    echo "    paused) state=\"paused at --stop-at-step \$(<\"\$2/paused\")\" ;;"
+    echo "    resume) state=\"unfinished, checkpointed: the same benchmark.sh --slurm command resumes it\" ;;"
+    echo "    conflict) state=\"done with other flags\" ;;"
+    echo "    clean | new) state=\"unfinished, no checkpoint: it starts again\" ;;"
+    echo "    esac"
+    echo "    echo \"not done: \$1 (\$state); log: \$2/log.txt\""
+    echo "    not_done=\$((not_done + 1))"
+    echo "}"
+    for ((i = 0; i < NUM_RUNS; i++)); do
+        echo "report $(printf '%q' "${RUN_LABELS[i]}") $(printf '%q' "${RUN_DIRS[i]}") $(printf '%q' "${RUN_SIGNATURES[i]}")"
+    done
+    echo "echo \"\$(($NUM_RUNS - not_done)) of $NUM_RUNS runs done, \$not_done not done\""
+    for ((i = 0; i < ${#PLOT_COMMANDS[@]}; i++)); do
+        echo "${PLOT_COMMANDS[i]} && echo $(printf '%q' "${PLOT_OUTPUTS[i]}") || status=1"
+    done
+    echo "exit \$status"
+}
+
+write_slurm_script() { # write the sbatch scripts and submit them if sbatch is on PATH
+    local path=$OUT/sprig_benchmark.sbatch plot_path=$OUT/sprig_benchmark_plot.sbatch array_id plot_id
     mkdir -p "$OUT"
     slurm_script >"$path"
     echo "wrote $path ($NUM_RUNS array tasks)"
-    if command -v sbatch >/dev/null; then
-        sbatch "$path"
-    else
-        echo "sbatch is not on PATH; on the cluster, submit it with: sbatch $path"
-        printf '(then, when all tasks are done: %s)\n' "${PLOT_COMMANDS[@]}"
+    if ((PLOT)); then
+        slurm_plot_script >"$plot_path"
+        echo "wrote $plot_path (plots once every task has ended)"
     fi
+    if ! command -v sbatch >/dev/null; then
+        echo "sbatch is not on PATH; on the cluster, run this same command there, or submit with:"
+        if ((PLOT)); then
+            echo "  id=\$(sbatch --parsable $path) && sbatch --dependency=afterany:\${id%%;*} $plot_path"
+        else
+            echo "  sbatch $path"
+        fi
+        return 0
+    fi
+    array_id=$(sbatch --parsable "$path") || { echo "error: sbatch $path failed" >&2 && return 1; }
+    array_id=${array_id%%;*} # --parsable prints "id" or "id;cluster"
+    [[ $array_id =~ ^[0-9]+$ ]] || { echo "error: sbatch --parsable printed '$array_id', not a job id" >&2 && return 1; }
+    echo "submitted the job array: job $array_id, $NUM_RUNS tasks; each task's output: $OUT/slurm-${array_id}_TASK.out"
+    if ((PLOT)); then
+        plot_id=$(sbatch --parsable --dependency="afterany:$array_id" "$plot_path") ||
+            { echo "error: sbatch $plot_path failed; the array runs, but nothing will plot it" >&2 && return 1; }
+        plot_id=${plot_id%%;*}
+        echo "submitted the plot job: job $plot_id, once all tasks have ended ($RESULTS_DIR/results.md;" \
+            "output: $OUT/slurm-plot-$plot_id.out)"
+    fi
+    echo "follow: squeue -j $array_id${plot_id:+,$plot_id}; tail $OUT/slurm-${array_id}_*.out; each run's log.txt"
 }
 
 # Each status run_one sets: the summary's counter it adds to, what the run's line says as it ends (after SECONDS s),
@@ -713,7 +902,7 @@ describe_status() { # status index seconds -> sets COUNTED_AS, PROGRESS and PROB
     skipped) COUNTED_AS=skipped PROGRESS="already done, skipped" ;;
     paused)
         COUNTED_AS=paused
-        PROGRESS="paused at step $(cat "$dir/paused" 2>/dev/null) (--stop-at-step $STOP_AT_STEP), checkpointed; not done:"
+        PROGRESS="paused at --stop-at-step $(cat "$dir/paused" 2>/dev/null), checkpointed; not done:"
         PROGRESS+=" the same command with a larger --stop-at-step, or none, goes on"
         ;;
     locked) COUNTED_AS=locked PROGRESS="running in another invocation, left to it" ;;
@@ -822,6 +1011,11 @@ if ((SPS_MODE)); then
     measure_sps
 elif ((DRY_RUN && SLURM)); then
     slurm_script
+    if ((PLOT)); then
+        echo
+        echo "# ---- $OUT/sprig_benchmark_plot.sbatch, submitted with --dependency=afterany:ARRAYID ----"
+        slurm_plot_script
+    fi
 elif ((DRY_RUN)); then
     print_dry_run
 elif ((SLURM)); then

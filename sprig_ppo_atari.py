@@ -10,6 +10,9 @@ Run:
     python sprig_ppo_atari.py --env-id BeamRiderNoFrameskip-v4
     python sprig_ppo_atari.py --help
 Logs: TensorBoard events in runs/{run_name} (`tensorboard --logdir runs`), videos in videos/{run_name}.
+Exit status: 0 the run finished; 3 it was stopped by Ctrl-C or SIGTERM, after its iteration, with its checkpoint
+written (go on with --resume); 4 it paused at --stop-at-step with its checkpoint written (go on with --resume and a
+larger --stop-at-step or none); any other status, it failed (a bad flag or an error: one line says which).
 
 Read top to bottom: Args, the Atari wrappers, the network, the update, then main() with the training loop: that is
 Algorithm 1. After main() come the optional variants (--update joint, --leader-gradient implicit), then the fenced run
@@ -127,7 +130,7 @@ class Args:
     checkpoint_every: int = 0
     """write the full training state to runs/{run_name}/checkpoint.pt every this many iterations (0: never)"""
     stop_at_step: int | None = None
-    """pause once this many steps are done: write the checkpoint and exit, on the schedule of --total-timesteps"""
+    """pause once this many steps are done: write the checkpoint and exit 4, on the schedule of --total-timesteps"""
     resume: str | None = None
     """continue the run of this checkpoint.pt to its --total-timesteps, in its run directory"""
     eval_episodes: int = 0
@@ -563,7 +566,7 @@ def main():
         if args.anneal_lr:
             frac = 1.0 - (iteration - 1.0) / args.num_iterations
             lrnow = frac * args.learning_rate
-            for optimizer in optimizers.values():
+            for optimizer in optimizers.values():  # the leader's and the follower's (under --update joint, the one)
                 optimizer.param_groups[0]["lr"] = lrnow
 
         for step in range(0, args.num_steps):
@@ -648,6 +651,7 @@ def main():
         explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
 
         # TRY NOT TO MODIFY: record rewards for plotting purposes
+        # theta's and phi's optimisers share one rate
         writer.add_scalar("charts/learning_rate", next(iter(optimizers.values())).param_groups[0]["lr"], global_step)
         for name in ("value_loss", "policy_loss", "entropy", "old_approx_kl", "approx_kl"):  # the last minibatch's
             writer.add_scalar(f"losses/{name}", stats[name][-1], global_step)
@@ -1070,10 +1074,18 @@ def load_agent(path, flag="--eval-checkpoint"):
     return agent_from_state(load_agent_state(path, flag))
 
 
+# How a run ends, by exit status (see the module docstring): 0 it finished; these two, it stopped early with its
+# checkpoint written, to be resumed; any other, it failed.
+EXIT_INTERRUPTED = 3  # SIGINT or SIGTERM: the iteration finished and was checkpointed (GracefulStop)
+EXIT_PAUSED = 4  # --stop-at-step reached, checkpointed, on the schedule of --total-timesteps (RunControl.pause)
+
+
 class GracefulStop:
     """SIGINT and SIGTERM set `requested` instead of killing the run: the run finishes its iteration, writes a
-    checkpoint of that iteration's end and exits 0 (RunControl.end_iteration), so nothing is saved half-done.
-    A second signal stops at once, without a checkpoint (the last one written stays intact)."""
+    checkpoint of that iteration's end and exits EXIT_INTERRUPTED (RunControl.end_iteration), so nothing is saved
+    half-done. A second SIGINT (Ctrl-C again) stops at once, without a checkpoint (the last one written stays intact).
+    A second SIGTERM changes nothing: a scheduler sends it to every process of a job, the job's shell passes it on
+    too, and a stop already asked for must not lose its checkpoint to the repeat."""
 
     def __init__(self):
         self.requested = False
@@ -1081,11 +1093,13 @@ class GracefulStop:
             signal.signal(signum, self.request)
 
     def request(self, signum, frame):
-        if self.requested:
+        if self.requested and signum == signal.SIGINT:
             raise SystemExit("error: interrupted twice: stopped at once, without writing a checkpoint")
+        if self.requested:
+            return
         self.requested = True
         # Straight to the file descriptor: a print here could land inside the loop's own print and raise.
-        os.write(2, b"stopping: this iteration finishes, then a checkpoint is written (signal again to stop at once)\n")
+        os.write(2, b"stopping: this iteration finishes, then a checkpoint is written (Ctrl-C again to stop at once)\n")
 
     def release(self):
         """Give the signals their usual meaning back: after training, Ctrl-C stops saving or evaluating at once."""
@@ -1312,7 +1326,7 @@ class RunControl:
 
     def end_iteration(self, iteration, global_step, next_obs, next_done):
         """Log perf/*, print the progress line, write the checkpoint every --checkpoint-every iterations; after a
-        signal, write it now and exit 0, saying how to resume."""
+        signal, write it now and exit EXIT_INTERRUPTED, saying how to resume."""
         for name, value in self.seconds.items():
             self.writer.add_scalar(f"perf/{name}_seconds", value, global_step)
             self.seconds[name] = 0.0
@@ -1333,7 +1347,7 @@ class RunControl:
         if self.stop.requested:
             self.close()
             print(f"interrupted at step {global_step}; resume with: python {SCRIPT} --resume {self.checkpoint_path}")
-            raise SystemExit(0)
+            raise SystemExit(EXIT_INTERRUPTED)
         if pausing:
             self.pause(global_step)
 
@@ -1344,14 +1358,14 @@ class RunControl:
         return stop is not None and iteration * self.args.batch_size >= stop and iteration < self.args.num_iterations
 
     def pause(self, global_step):
-        """--stop-at-step: with the checkpoint written, close and exit 0, saying how to go on."""
+        """--stop-at-step: with the checkpoint written, close and exit EXIT_PAUSED, saying how to go on."""
         self.close()
         print(
             f"paused at step {global_step} (--stop-at-step {self.args.stop_at_step}); go on with: python {SCRIPT} "
             f"--resume {self.checkpoint_path}, and a larger --stop-at-step or none",
             flush=True,
         )
-        raise SystemExit(0)
+        raise SystemExit(EXIT_PAUSED)
 
     def write_checkpoint(self, iteration, global_step, next_obs, next_done):
         """Everything the next iteration depends on, at this iteration's end: a resumed run goes on exactly as this one."""

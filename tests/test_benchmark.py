@@ -1,9 +1,11 @@
 """benchmark.sh: the run matrix, resuming, locking, failures, Slurm, errors.
 
 benchmark.sh runs with PYTHON pointing to a fake python (a small bash script) so no training happens: the fake
-records each call, writes a run directory like the real scripts do, and fails or hangs when told to. benchmark.sh
-is copied into a sandbox next to placeholder training scripts, so the tests do not depend on which training
-scripts exist yet in the repo.
+records each call, writes a run directory like the real scripts do, and fails, hangs or stops as told to, with the
+real scripts' exit statuses (0 finished, 3 interrupted with a checkpoint, 4 paused). benchmark.sh is copied into a
+sandbox next to placeholder training scripts, so the tests do not depend on which training scripts exist yet in the
+repo. The sbatch script's tasks run here as plain processes, with a fake scontrol; tests/test_slurm.py submits them
+to a real Slurm.
 """
 
 import itertools
@@ -46,7 +48,7 @@ if [[ -n ${FAKE_HANG:-} ]]; then
 fi
 if [[ "${script%.py}:$seed" == "${FAKE_FAIL:-}" ]]; then
     echo "Traceback: fake failure" >&2
-    exit 3
+    exit 1
 fi
 run_dir="runs/${env_id}__${script%.py}__${seed}__$(date +%s)"
 if [[ -n ${resume:-} ]]; then
@@ -55,9 +57,20 @@ fi
 mkdir -p "$run_dir"
 echo fake >>"$run_dir/events.out.tfevents.0.fake"
 echo "iter 1/1 | step 64 | SPS 100"
+if [[ -n ${FAKE_STOPPABLE:-} ]]; then  # trains until SIGTERM, then checkpoints (unless "noprogress") and exits 3
+    trap '[[ $FAKE_STOPPABLE == noprogress ]] || echo checkpoint >>"$run_dir/checkpoint.pt"; kill $!; exit 3' TERM
+    echo $$ >>"$FAKE_STOPPABLE_PIDS"
+    sleep 60 &
+    wait
+    exit 0
+fi
 if [[ -n ${FAKE_INTERRUPT:-} ]]; then  # as a real run does on SIGTERM
     echo checkpoint >"$run_dir/checkpoint.pt"
     echo "interrupted at step 64; resume with: python $script --resume $run_dir/checkpoint.pt"
+    exit 3
+fi
+if [[ -n ${FAKE_SAYS:-} ]]; then  # a finished run whose output happens to hold what a stopped run prints
+    echo "$FAKE_SAYS"
 fi
 """
 
@@ -242,8 +255,8 @@ def test_sprig_joint_is_a_method_of_its_own_training_sprigs_network_as_plain_ppo
 
 
 def test_stop_at_step_pauses_real_runs_and_the_same_command_with_a_larger_stop_grows_them(tmp_path):
-    """Real scripts, tiny iterations of 128 steps on the schedule of 640: paused at 256, left alone by the same
-    command, grown to 512 by a larger stop, and finished (done) without one."""
+    """Real scripts, tiny iterations of 128 steps on the schedule of 640: paused at 256 (exit 4, the stop recorded in
+    `paused`), left alone by the same command, grown to 512 by a larger stop, and finished (done) without one."""
     tiny = ["--num-envs", "2", "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "1", "--no-cuda"]
     base = ["--methods", "ppo sprig-joint", "--seeds", "1", "--total-timesteps", "640", "--workers", "2", "--no-plot"]
     base += ["--checkpoint-every", "0", "--out", str(tmp_path / "out")]
@@ -262,19 +275,22 @@ def test_stop_at_step_pauses_real_runs_and_the_same_command_with_a_larger_stop_g
     dirs = [tmp_path / "out" / "cleanrl" / ENV / method / "seed1" for method in ("ppo", "sprig-joint")]
     output = benchmark("--stop-at-step", "256")
     assert "0 ran, 0 already done (skipped), 2 paused at --stop-at-step" in output
-    assert "paused at step 256 (--stop-at-step 256), checkpointed; not done" in output
+    assert "paused at --stop-at-step 256, checkpointed; not done" in output
     for directory in dirs:
         assert (directory / "paused").read_text() == "256\n" and not (directory / "done").exists()
         assert "--update joint" in (directory / "command.txt").read_text() or directory.parent.name == "ppo"
     logs = [(directory / "log.txt").read_text() for directory in dirs]
     output = benchmark("--stop-at-step", "256")  # nothing to do: no run starts
     assert "2 paused at --stop-at-step" in output and [(d / "log.txt").read_text() for d in dirs] == logs
-    assert "[paused at step 256: skip, until --stop-at-step grows]" in benchmark("--stop-at-step", "256", "--dry-run")
-    output = benchmark("--stop-at-step", "512")
+    assert "[paused at --stop-at-step 256: skip, until --stop-at-step grows]" in benchmark(
+        "--stop-at-step", "256", "--dry-run"
+    )
+    output = benchmark("--stop-at-step", "500")  # paused in the iteration that reaches it, at 512
     assert "2 paused at --stop-at-step" in output
     for directory in dirs:
-        assert (directory / "paused").read_text() == "512\n"
+        assert (directory / "paused").read_text() == "500\n"  # the stop that paused it, from its exit status
         assert "resumed from" in (directory / "log.txt").read_text()
+        assert "paused at step 512 (--stop-at-step 500)" in (directory / "log.txt").read_text()
     assert "2 ran, 0 already done" in benchmark()
     for directory in dirs:
         assert (directory / "done").exists() and not (directory / "paused").exists()
@@ -438,9 +454,23 @@ def test_plot_step_runs_plot_results_on_the_preset_dir_with_the_same_python(sand
     assert f"{results_dir}/figure2.png" in result.stdout and f"{results_dir}/results.md" in result.stdout
 
 
-def slurm_path_without_sbatch():
-    """PATH minus any directory that holds a real sbatch, so no test can submit a job by accident."""
-    return os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not os.path.exists(os.path.join(p, "sbatch")))
+SLURM_COMMANDS = ("sbatch", "squeue", "scontrol", "scancel", "srun", "salloc", "sinfo", "sacct")
+
+
+def path_without_slurm(sandbox):
+    """PATH with Slurm's commands hidden, so that no test can submit a job by accident: a directory holding one of
+    them (/usr/bin, where slurm-wlm is installed) is replaced by a mirror of it without them."""
+    directories = []
+    for directory in os.environ["PATH"].split(os.pathsep):
+        if os.path.isdir(directory) and any(os.path.exists(os.path.join(directory, name)) for name in SLURM_COMMANDS):
+            mirror = sandbox / "path" / directory.strip(os.sep).replace(os.sep, "_")
+            if not mirror.exists():
+                mirror.mkdir(parents=True)
+                for name in set(os.listdir(directory)) - set(SLURM_COMMANDS):
+                    os.symlink(os.path.join(directory, name), mirror / name)
+            directory = str(mirror)
+        directories.append(directory)
+    return os.pathsep.join(directories)
 
 
 def test_slurm_writes_a_job_array_with_one_task_per_combination(sandbox):
@@ -455,39 +485,69 @@ def test_slurm_writes_a_job_array_with_one_task_per_combination(sandbox):
         "gpu",
         "--time",
         "2:00:00",
-        PATH=slurm_path_without_sbatch(),
+        PATH=path_without_slurm(sandbox),
     )
     assert result.returncode == 0, result.stderr
     script = sandbox / "work" / "out" / "sprig_benchmark.sbatch"
     text = script.read_text()
     for directive in ["--array=0-5", "--partition=gpu", "--time=2:00:00", "--gpus=1", "--cpus-per-task=4"]:
         assert f"#SBATCH {directive}\n" in text
+    # Warned 300 s before its limit, a task checkpoints and requeues itself, appending to its output.
+    for directive in ["--signal=B:USR1@300", "--requeue", "--open-mode=append"]:
+        assert f"#SBATCH {directive}\n" in text
     for method, seed in itertools.product(["ppo", "sprig"], [1, 2, 3]):
         script_name = "ppo_atari.py" if method == "ppo" else "sprig_ppo_atari.py"
         assert f"{script_name} --env-id {ENV} --seed {seed} --total-timesteps 10000000 --checkpoint-every 25)" in text
     assert "--no-cuda" not in text
-    assert f"sbatch {script}" in result.stdout  # how to submit it, since sbatch is not on PATH
-    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    assert tree(sandbox / "work" / "out") == ["sprig_benchmark.sbatch"]
+    plot_script = sandbox / "work" / "out" / "sprig_benchmark_plot.sbatch"
+    # How to submit both, since sbatch is not on PATH.
+    assert f"id=$(sbatch --parsable {script}) && sbatch --dependency=afterany:${{id%%;*}} {plot_script}" in result.stdout
+    for path in (script, plot_script):
+        assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+    assert tree(sandbox / "work" / "out") == ["sprig_benchmark.sbatch", "sprig_benchmark_plot.sbatch"]
+    plot_text = plot_script.read_text()
+    assert "#SBATCH --gpus" not in plot_text and "#SBATCH --partition=gpu\n" in plot_text
+    assert f"plot_results.py {sandbox / 'work' / 'out' / 'cleanrl'} &&" in plot_text
 
 
-def test_slurm_without_gpus_runs_on_cpu_and_submits_with_sbatch_when_available(sandbox):
-    fake_sbatch = sandbox / "bin" / "sbatch"
-    fake_sbatch.write_text(f'#!/usr/bin/env bash\necho "$*" >{sandbox / "sbatch_args.txt"}\necho "Submitted batch job 42"\n')
-    fake_sbatch.chmod(0o755)
-    path = f"{sandbox / 'bin'}{os.pathsep}{slurm_path_without_sbatch()}"
+def fake_sbatch(sandbox):
+    """A fake sbatch on PATH that records its arguments, one call a line, and answers job ids 42, 43, ... as
+    --parsable does; returns the PATH to run benchmark.sh with."""
+    fake = sandbox / "bin" / "sbatch"
+    calls = sandbox / "sbatch_args.txt"
+    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >>{calls}\necho $((41 + $(wc -l <{calls})))\n')
+    fake.chmod(0o755)
+    return f"{sandbox / 'bin'}{os.pathsep}{path_without_slurm(sandbox)}"
+
+
+def test_slurm_without_gpus_runs_on_cpu_and_submits_the_array_then_the_plot_job_after_it(sandbox):
+    path = fake_sbatch(sandbox)
     result = run_benchmark(sandbox, "--slurm", "--methods", "ppo", "--seeds", "1", "--gpus", "0", "--out", "out", PATH=path)
     assert result.returncode == 0, result.stderr
     script = sandbox / "work" / "out" / "sprig_benchmark.sbatch"
     text = script.read_text()
     assert "#SBATCH --array=0-0\n" in text and "#SBATCH --gpus" not in text
     assert "--total-timesteps 10000000 --no-cuda --checkpoint-every 25)" in text
-    assert (sandbox / "sbatch_args.txt").read_text().strip() == str(script)
-    assert "Submitted batch job 42" in result.stdout
+    assert (sandbox / "sbatch_args.txt").read_text().splitlines() == [
+        f"--parsable {script}",
+        f"--parsable --dependency=afterany:42 {sandbox / 'work' / 'out' / 'sprig_benchmark_plot.sbatch'}",
+    ]
+    assert "submitted the job array: job 42, 1 tasks" in result.stdout and "the plot job: job 43" in result.stdout
+    # --no-plot: no plot job; --time-margin 0: no warning, so no requeue either.
+    (sandbox / "sbatch_args.txt").unlink()
+    result = run_benchmark(
+        sandbox, "--slurm", "--methods", "ppo", "--seeds", "1", "--out", "o2", "--no-plot", "--time-margin", "0", PATH=path
+    )
+    assert result.returncode == 0, result.stderr
+    assert (sandbox / "sbatch_args.txt").read_text().splitlines() == [
+        f"--parsable {sandbox / 'work' / 'o2' / 'sprig_benchmark.sbatch'}"
+    ]
+    assert "#SBATCH --signal" not in (sandbox / "work" / "o2" / "sprig_benchmark.sbatch").read_text()
+    assert tree(sandbox / "work" / "o2") == ["sprig_benchmark.sbatch"]
 
 
 def test_slurm_array_task_runs_the_combination_of_its_index(sandbox):
-    result = run_benchmark(sandbox, "--slurm", "--seeds", "1 2", "--out", "out", PATH=slurm_path_without_sbatch())
+    result = run_benchmark(sandbox, "--slurm", "--seeds", "1 2", "--out", "out", PATH=path_without_slurm(sandbox))
     assert result.returncode == 0, result.stderr
     script = sandbox / "work" / "out" / "sprig_benchmark.sbatch"
     environment = dict(
@@ -506,11 +566,114 @@ def test_slurm_array_task_runs_the_combination_of_its_index(sandbox):
         assert not run_dir(sandbox, method, seed).exists()
 
 
+def start_slurm_task(sandbox, task_id, **env):
+    """Write the sbatch script of ppo seeds 1 2, then start its array task TASK_ID as a plain process, as Slurm starts
+    one (array job 42, the task's own job id 50 + TASK_ID), with a fake scontrol that records its arguments and a fake
+    squeue that reports every job as still in the queue."""
+    result = run_benchmark(
+        sandbox, "--slurm", "--methods", "ppo", "--seeds", "1 2", "--out", "out", PATH=path_without_slurm(sandbox)
+    )
+    assert result.returncode == 0, result.stderr
+    for command in ("scontrol", "squeue"):
+        fake = sandbox / "bin" / command
+        fake.write_text(f'#!/usr/bin/env bash\necho "$*" >>{sandbox / f"{command}_args.txt"}\necho "a job line"\n')
+        fake.chmod(0o755)
+    environment = dict(
+        os.environ,
+        PATH=f"{sandbox / 'bin'}{os.pathsep}{path_without_slurm(sandbox)}",
+        PYTHON=str(sandbox / "bin" / "python"),
+        FAKE_CALLS=str(sandbox / "calls.txt"),
+        SLURM_ARRAY_JOB_ID="42",
+        SLURM_ARRAY_TASK_ID=str(task_id),
+        SLURM_JOB_ID=str(50 + task_id),
+        SLURM_CPUS_PER_TASK="1",
+    )
+    environment.update(env)
+    script = sandbox / "work" / "out" / "sprig_benchmark.sbatch"
+    return subprocess.Popen(
+        ["bash", str(script)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def scontrol_calls(sandbox):
+    path = sandbox / "scontrol_args.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def signal_when_training(task, pids, signum=signal.SIGUSR1):
+    """Send signum to the task's shell once its (fake) training runs; return the task's (stdout, stderr)."""
+    deadline = time.time() + 20
+    while not pids.exists() and time.time() < deadline and task.poll() is None:
+        time.sleep(0.1)
+    assert pids.exists(), task.communicate()
+    task.send_signal(signum)
+    return task.communicate(timeout=30)
+
+
+def test_a_slurm_task_warned_of_its_time_limit_checkpoints_requeues_itself_and_its_next_start_resumes(sandbox):
+    pids = sandbox / "stoppable_pids.txt"
+    task = start_slurm_task(sandbox, 1, FAKE_STOPPABLE="1", FAKE_STOPPABLE_PIDS=str(pids))
+    out, err = signal_when_training(task, pids)
+    assert task.returncode == 0, out + err
+    assert "SIGUSR1: stopping the run" in out and "requeueing 42_1" in out
+    assert scontrol_calls(sandbox) == ["requeue 42_1"]
+    directory = run_dir(sandbox, "ppo", 2)
+    (checkpoint,) = (directory / "runs").glob("*/checkpoint.pt")
+    assert not (directory / "done").exists() and not (directory / ".lock").exists()
+    # The next start, on another node, finds a lock this task's first start left (say it was killed before releasing
+    # it): its owner's job, this one, is still in the queue, yet the lock is this task's own, so it is taken over.
+    (directory / ".lock").mkdir()
+    (directory / ".lock" / "owner").write_text("some-other-node 12345 42_1 boot:1\n")
+    task = start_slurm_task(sandbox, 1, SLURM_RESTART_COUNT="1")
+    out, err = task.communicate(timeout=30)
+    assert task.returncode == 0, out + err
+    assert "start 2," in out and f"resuming the unfinished earlier run from {checkpoint}" in out
+    assert training_calls(sandbox)[-1][2].endswith(f"--resume {checkpoint}")
+    assert (directory / "done").exists() and scontrol_calls(sandbox) == ["requeue 42_1"]  # finished: not requeued
+
+
+def test_a_slurm_task_leaves_a_lock_of_another_task_still_in_the_queue_alone(sandbox):
+    directory = run_dir(sandbox, "ppo", 1)
+    (directory / ".lock").mkdir(parents=True)
+    (directory / ".lock" / "owner").write_text("some-other-node 12345 41_0 boot:1\n")
+    task = start_slurm_task(sandbox, 0)
+    out, err = task.communicate(timeout=30)
+    assert task.returncode == 1 and "locked by another live run" in out
+    assert "not requeued: the run is locked" in err
+    assert training_calls(sandbox) == [] and scontrol_calls(sandbox) == []
+    assert (sandbox / "squeue_args.txt").read_text().split() == ["-h", "-j", "41_0"]
+
+
+def test_a_slurm_task_whose_run_made_no_progress_since_it_started_is_not_requeued(sandbox):
+    """Warned, its run stopped with no new checkpoint (nothing done since this start): requeueing would loop."""
+    pids = sandbox / "stoppable_pids.txt"
+    task = start_slurm_task(sandbox, 0, FAKE_STOPPABLE="noprogress", FAKE_STOPPABLE_PIDS=str(pids))
+    out, err = signal_when_training(task, pids)
+    assert task.returncode == 3, out + err
+    assert "not requeued: the run wrote no checkpoint since this start (no progress)" in err
+    assert scontrol_calls(sandbox) == [] and not (run_dir(sandbox, "ppo", 1) / "done").exists()
+
+
+def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itself(sandbox):
+    pids = sandbox / "stoppable_pids.txt"
+    task = start_slurm_task(sandbox, 0, FAKE_STOPPABLE="1", FAKE_STOPPABLE_PIDS=str(pids))
+    out, err = signal_when_training(task, pids, signal.SIGTERM)
+    assert task.returncode == 3, out + err
+    assert "SIGTERM: stopping the run" in out and scontrol_calls(sandbox) == []
+    directory = run_dir(sandbox, "ppo", 1)
+    assert list((directory / "runs").glob("*/checkpoint.pt")) and not (directory / ".lock").exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--env-ids", "BeamRiderNoFrameskip-v4 CartPole-v1"], "error: --env-ids: 'CartPole-v1' is not an Atari game id"),
-        (["--methods", "ppo dqn"], "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg, sprig-implicit)"),
+        (["--methods", "ppo dqn"], "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg, sprig-implicit, sprig-joint)"),
         (["--preset", "fast"], "error: unknown preset 'fast' (known: cleanrl, paper)"),
         (["--games", "atari7"], "error: unknown game set 'atari7' (known: atari5, atari3)"),
         (["--games", "atari5", "--env-ids", ENV], "error: --games and --env-ids do not go together"),
@@ -532,6 +695,10 @@ def test_slurm_array_task_runs_the_combination_of_its_index(sandbox):
             "error: --sweep learning-rate: --learning-rate is also given",
         ),
         (["--sweep", "alpha-coop=0.3", "--sps"], "error: --sweep and --sps do not go together"),
+        (["--time-margin", "5m"], "error: --time-margin must be a whole number of seconds from 0 to 65535, got '5m'"),
+        (["--time", "8h"], "error: --time: '8h' is not a Slurm time limit (MINUTES, H:MM:SS, DAYS-HH:MM:SS"),
+        (["--time", "0:05:00"], "error: --time-margin 300 is not shorter than --time 0:05:00 (300 s): no time"),
+        (["--time", "0-0:10", "--time-margin", "600"], "error: --time-margin 600 is not shorter than --time 0-0:10 (600 s)"),
     ],
 )
 def test_bad_options_exit_2_with_one_clear_line(sandbox, args, message):
@@ -549,7 +716,7 @@ def options_taking_a_value():
 
 def test_the_help_shows_every_option_that_takes_a_value():
     assert {"--seeds", "--out", "--sweep", "--sps-iterations", "--cpus-per-task"} <= set(options_taking_a_value())
-    assert len(options_taking_a_value()) == 15
+    assert len(options_taking_a_value()) == 17
 
 
 @pytest.mark.parametrize("option", options_taking_a_value())
@@ -698,6 +865,16 @@ def test_a_run_interrupted_after_checkpointing_is_not_done_and_the_rerun_resumes
     assert second.endswith(f"--checkpoint-every 7 --resume {checkpoint}")
     assert (directory / "done").exists() and len(list((directory / "runs").iterdir())) == 1
     assert (checkpoint.parent / "events.out.tfevents.0.fake").read_text() == "fake\nfake\n"  # one run, continued
+
+
+def test_the_exit_status_tells_how_a_run_ended_not_what_its_log_says(sandbox):
+    """A run that exits 0 finished, whatever its output holds; the fake's exit 3 (interrupted) is tested above."""
+    flags = ["--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot"]
+    said = "interrupted at step 64; resume with: python ppo_atari.py --resume x\npaused at step 64 (--stop-at-step 64); go on"
+    result = run_benchmark(sandbox, *flags, FAKE_SAYS=said)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 ran, 0 already done" in result.stdout
+    assert (run_dir(sandbox, "ppo", 1) / "done").exists() and not (run_dir(sandbox, "ppo", 1) / "paused").exists()
 
 
 def test_a_checkpointed_run_asked_for_with_other_flags_is_restarted_not_resumed(sandbox):

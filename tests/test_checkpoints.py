@@ -19,9 +19,10 @@ ITERATIONS = 6
 RUN = TINY_RUN + ["--total-timesteps", 128 * ITERATIONS, "--checkpoint-every", 1]
 
 
-def train_killed_at(script, iteration, cwd, *flags, signum=signal.SIGTERM, whole_group=False):
+def train_killed_at(script, iteration, cwd, *flags, signum=signal.SIGTERM, whole_group=False, again=False):
     """Start a run, send it `signum` once it has printed `iteration` (with whole_group, to its whole process group,
-    as Ctrl-C in a terminal does), and return the finished process's exit code and its output."""
+    as Ctrl-C in a terminal does; with again, once more when it says it is stopping, as a Slurm job's shell passes on
+    the SIGTERM Slurm sent every process of the job), and return the finished process's exit code and its output."""
     process = subprocess.Popen(
         script_command(script, *RUN, "--exp-name", "killed", *flags),
         cwd=cwd,
@@ -31,12 +32,14 @@ def train_killed_at(script, iteration, cwd, *flags, signum=signal.SIGTERM, whole
         text=True,
         start_new_session=whole_group,
     )
-    lines = []
+    lines, signals = [], 0
     for line in process.stdout:
         lines.append(line)
-        if line.startswith(f"iter {iteration}/"):
+        if line.startswith(f"iter {iteration}/") or (again and line.startswith("stopping: ")):
             os.killpg(process.pid, signum) if whole_group else process.send_signal(signum)
-            break
+            signals += 1
+            if signals == (2 if again else 1):
+                break
     lines += process.stdout.readlines()
     return process.wait(timeout=300), "".join(lines)
 
@@ -44,11 +47,11 @@ def train_killed_at(script, iteration, cwd, *flags, signum=signal.SIGTERM, whole
 @pytest.fixture(scope="module", params=[(script, envs) for script in SCRIPTS for envs in ("sync", "async")], ids="-".join)
 def kill_and_resume(request, tmp_path_factory):
     """An uninterrupted run with the envs stepped in this process, and the same run killed with SIGTERM after
-    iteration 2 then resumed, its envs stepped here (sync) or in subprocesses (async)."""
+    iteration 2 (and once more as it stops) then resumed, its envs stepped here (sync) or in subprocesses (async)."""
     (script, envs), cwd = request.param, tmp_path_factory.mktemp("resume")
     envs_flag = "--async-envs" if envs == "async" else "--no-async-envs"
     run_script(script, *RUN, "--exp-name", "whole", "--no-async-envs", cwd=cwd)
-    exit_code, killed_output = train_killed_at(script, 2, cwd, envs_flag)
+    exit_code, killed_output = train_killed_at(script, 2, cwd, envs_flag, again=True)
     (checkpoint,) = glob.glob(os.path.join(cwd, "runs", "*__killed__*", "checkpoint.pt"))
     resumed = run_script(script, "--resume", os.path.relpath(checkpoint, cwd), envs_flag, cwd=cwd)
     whole, killed = (read_scalars(glob.glob(os.path.join(cwd, "runs", f"*__{name}__*"))[0]) for name in ("whole", "killed"))
@@ -62,8 +65,9 @@ def kill_and_resume(request, tmp_path_factory):
     }
 
 
-def test_sigterm_writes_a_checkpoint_exits_0_and_says_how_to_resume(kill_and_resume):
-    assert kill_and_resume["exit"] == 0, kill_and_resume["killed"]
+def test_sigterm_even_twice_writes_a_checkpoint_exits_3_and_says_how_to_resume(kill_and_resume):
+    assert kill_and_resume["exit"] == 3, kill_and_resume["killed"]  # interrupted, with its checkpoint
+    assert kill_and_resume["killed"].count("stopping: ") == 1
     assert re.search(r"interrupted at step \d+; resume with: python \S+ --resume \S+checkpoint\.pt", kill_and_resume["killed"])
     assert f"iter {ITERATIONS}/" not in kill_and_resume["killed"]  # it really stopped mid-way
 
@@ -71,7 +75,7 @@ def test_sigterm_writes_a_checkpoint_exits_0_and_says_how_to_resume(kill_and_res
 def test_ctrl_c_to_the_whole_process_group_checkpoints_a_run_with_subprocess_envs(tmp_path):
     """The env subprocesses sit in a group of their own: the terminal's SIGINT reaches only the training process."""
     exit_code, output = train_killed_at("ppo_atari.py", 2, tmp_path, "--async-envs", signum=signal.SIGINT, whole_group=True)
-    assert exit_code == 0, output
+    assert exit_code == 3, output
     assert "Traceback" not in output and "interrupted at step" in output
     assert glob.glob(os.path.join(tmp_path, "runs", "*__killed__*", "checkpoint.pt"))
 
@@ -101,14 +105,15 @@ def test_losses_after_the_resume_equal_the_uninterrupted_runs(kill_and_resume):
 def test_stop_at_step_pauses_on_the_full_schedule_and_resuming_goes_on_as_the_uninterrupted_run(script, tmp_path):
     flags = [*TINY_RUN, "--total-timesteps", 128 * 4, "--checkpoint-every", 0]
     run_script(script, *flags, "--exp-name", "whole", cwd=tmp_path)
-    paused = run_script(script, *flags, "--exp-name", "paused", "--stop-at-step", 200, cwd=tmp_path)
+    paused = run_script(script, *flags, "--exp-name", "paused", "--stop-at-step", 200, cwd=tmp_path, check=False)
+    assert paused.returncode == 4, paused.stdout + paused.stderr  # paused, with its checkpoint
     assert re.search(
         r"^paused at step 256 \(--stop-at-step 200\); go on with: python \S+ --resume \S+checkpoint\.pt", paused.stdout, re.M
     )
     assert "iter 3/4" not in paused.stdout and "ETA" in paused.stdout
     (checkpoint,) = glob.glob(os.path.join(tmp_path, "runs", "*__paused__*", "checkpoint.pt"))
-    again = run_script(script, "--resume", checkpoint, "--stop-at-step", 256, cwd=tmp_path)  # already there: no step
-    assert "paused at step 256" in again.stdout and "iter " not in again.stdout
+    again = run_script(script, "--resume", checkpoint, "--stop-at-step", 256, cwd=tmp_path, check=False)  # no step
+    assert again.returncode == 4 and "paused at step 256" in again.stdout and "iter " not in again.stdout
     run_script(script, "--resume", checkpoint, cwd=tmp_path)  # no --stop-at-step: to the end of the schedule
     whole, grown = (
         read_scalars(glob.glob(os.path.join(tmp_path, "runs", f"*__{name}__*"))[0]) for name in ("whole", "paused")
