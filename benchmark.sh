@@ -698,7 +698,11 @@ thousands() { # 40960 -> 40,960
 
 print_cost() { # the matrix's runs and env steps, and its estimated wall time for WORKERS workers
     local table method count sps seconds=0 speeds="" unmeasured="" measured
-    echo "cost: $NUM_RUNS runs x $(thousands "$TOTAL_TIMESTEPS") steps = $(thousands $((NUM_RUNS * TOTAL_TIMESTEPS))) env steps"
+    local steps=$TOTAL_TIMESTEPS paused="" # with --stop-at-step, what this command trains is each run up to its pause
+    if [[ -n $STOP_AT_STEP ]] && ((STOP_AT_STEP < TOTAL_TIMESTEPS)); then
+        steps=$STOP_AT_STEP paused=" (up to --stop-at-step, of $(thousands "$TOTAL_TIMESTEPS") each)"
+    fi
+    echo "cost: $NUM_RUNS runs x $(thousands "$steps") steps = $(thousands $((NUM_RUNS * steps))) env steps$paused"
     table=$(speed_table)
     if [[ -z $table ]]; then
         echo "wall time: unknown, no speed measured with --preset $PRESET in $OUT/sps; measure it (a few minutes) with" \
@@ -713,7 +717,7 @@ print_cost() { # the matrix's runs and env steps, and its estimated wall time fo
             continue
         fi
         speeds+="${speeds:+, }$(method_label "$method") $sps SPS"
-        seconds=$(awk -v total="$seconds" -v runs="$count" -v steps="$TOTAL_TIMESTEPS" -v sps="$sps" \
+        seconds=$(awk -v total="$seconds" -v runs="$count" -v steps="$steps" -v sps="$sps" \
             'BEGIN { print total + runs * steps / sps }')
     done
     if [[ -z $speeds ]]; then

@@ -210,6 +210,13 @@ def test_the_wall_time_is_estimated_from_the_newest_speed_measured_with_the_pres
         in result.stdout
     )
     assert f"wall time leaves out sprig-pg (5 runs): no speed measured in {table}\n" in result.stdout
+    # With --stop-at-step, what the command trains is each run up to its pause: 10 PPO runs of 1024 steps at 400 SPS.
+    result = run_benchmark(sandbox, *args, "--methods", "ppo", "--stop-at-step", "1024", "--dry-run")
+    assert result.stdout.splitlines()[1:3] == [
+        "# cost: 10 runs x 1,024 steps = 10,240 env steps (up to --stop-at-step, of 2,048 each)",
+        f"# wall time: about 0:00:26 one run at a time, at the speeds measured in {table} (PPO 400 SPS; flags after -- "
+        "then: --async-envs)",
+    ]
 
 
 def test_dry_run_of_the_cleanrl_preset_adds_no_hyperparameter_flags_and_passes_extra_flags(sandbox):
