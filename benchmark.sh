@@ -711,7 +711,10 @@ print_cost() { # the matrix's runs and env steps, and its estimated wall time fo
     fi
     for method in "${METHOD_LIST[@]}"; do
         count=$(printf '%s\n' "${RUN_METHODS[@]}" | grep -cx -- "$method" || true)
-        sps=$(awk -F' *[|] *' -v method="$(method_label "$method")" '$2 == method { print $4; exit }' "$table")
+        # the SPS column found by its header, so a reordered table is still read right
+        sps=$(awk -F' *[|] *' -v method="$(method_label "$method")" \
+            'column == 0 { for (i = 1; i <= NF; i++) if ($i == "SPS") column = i; next } $2 == method { print $column; exit }' \
+            "$table")
         if [[ -z $sps ]] || ! awk -v sps="$sps" 'BEGIN { exit !(sps + 0 > 0) }'; then
             unmeasured+="${unmeasured:+, }$method ($count runs)"
             continue

@@ -219,6 +219,18 @@ def test_the_wall_time_is_estimated_from_the_newest_speed_measured_with_the_pres
     ]
 
 
+def test_the_speed_is_read_from_the_sps_column_by_its_header_wherever_it_stands(sandbox):
+    table = write_speed_table(sandbox, "20260101-120000", "cleanrl", {})
+    table.write_text(
+        "| method | iterations | env | SPS |\n| --- | --- | --- | --- |\n"
+        f"| PPO | 3 | {ENV} | 400 |\n| SPRIG | 3 | {ENV} | 100 |\n"
+    )
+    result = run_benchmark(sandbox, "--seeds", "1", "--total-timesteps", "4000", "--out", "out", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "(PPO 400 SPS, SPRIG 100 SPS;" in result.stdout  # not the iterations column, 3
+    assert "# wall time: about 0:00:50 one run at a time" in result.stdout  # 4000 / 400 + 4000 / 100 seconds
+
+
 def test_dry_run_of_the_cleanrl_preset_adds_no_hyperparameter_flags_and_passes_extra_flags(sandbox):
     result = run_benchmark(sandbox, "--dry-run", "--seeds", "1", "--", "--async-envs", "--track")
     assert result.returncode == 0, result.stderr
