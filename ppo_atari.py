@@ -365,14 +365,14 @@ def to_host(minibatch_stats):
 
 
 def main():
-    args, saved = parse_args()  # tyro's Args; --resume reads the checkpoint's flags; one clear line per mistake
+    args, checkpoint = parse_args()  # tyro's Args; --resume reads the checkpoint's flags; one clear line per mistake
     args.batch_size = int(args.num_envs * args.num_steps)
     args.minibatch_size = int(args.batch_size // args.num_minibatches)
     args.num_iterations = args.total_timesteps // args.batch_size
     # The run machinery at the end of this file: run name and directory (a resumed run keeps its own), TensorBoard
     # (and W&B under --track), the device, checkpoints, Ctrl-C, the divergence guard, timing, the progress line and
     # evaluation, each reached by one call below.
-    run = RunControl(args, saved)
+    run = RunControl(args, checkpoint)
     writer, device = run.writer, run.device
 
     # TRY NOT TO MODIFY: seeding
@@ -401,12 +401,9 @@ def main():
     dones = torch.zeros((args.num_steps, args.num_envs)).to(device)
     values = torch.zeros((args.num_steps, args.num_envs)).to(device)
 
-    # TRY NOT TO MODIFY: start the game
-    next_obs, _ = envs.reset(seed=args.seed)
-    next_obs = torch.as_tensor(next_obs).to(device)
-    next_done = torch.zeros(args.num_envs).to(device)
-    # Under --resume: agent, optimisers, envs, RNGs and step as the checkpoint left them.
-    start_iteration, global_step, next_obs, next_done = run.begin(agent, optimizers, envs, next_obs, next_done)
+    # TRY NOT TO MODIFY: start the game (envs.reset(seed=args.seed)); under --resume, go on with agent, optimisers,
+    # envs, RNGs and step as the checkpoint left them
+    start_iteration, global_step, next_obs, next_done = run.begin(agent, optimizers, envs)
     for iteration in range(start_iteration, args.num_iterations + 1):
         # Annealing the rate if instructed to do so.
         if args.anneal_lr:
@@ -441,7 +438,7 @@ def main():
             next_obs, next_done = torch.as_tensor(next_obs).to(device), torch.Tensor(next_done).to(device)
 
             for _, episodic_return, episodic_length in finished_episodes(infos):
-                run.recent_returns.append(episodic_return)
+                run.record_episode(episodic_return)  # for the progress line
                 writer.add_scalar("charts/episodic_return", episodic_return, global_step)
                 writer.add_scalar("charts/episodic_length", episodic_length, global_step)
 
@@ -518,17 +515,18 @@ CORES = int(os.environ["OMP_NUM_THREADS"]) if os.environ.get("OMP_NUM_THREADS", 
 
 def parse_args():
     """The command line as Args, checked; with --resume, the checkpoint's flags fill in those not given. Returns
-    (args, saved): saved is the checkpoint of --resume or the agent's weights of --eval-checkpoint, read and checked,
-    else None. Every mistake is one line, before anything is built or written."""
+    (args, checkpoint): the checkpoint --resume goes on from, read and checked, else None. Every mistake is one line,
+    before anything is built or written: --eval-checkpoint's file is read and checked here too (and read again to
+    play it)."""
     args = command_line(default=Args(async_envs=CORES >= 8))
-    saved = None
+    checkpoint = None
     if args.resume is not None:
-        saved = check_checkpoint(load_torch_file(args.resume, "--resume"), args.resume, "--resume")
-        args = args_for_resume(saved, args.resume)
+        checkpoint = check_checkpoint(load_torch_file(args.resume, "--resume"), args.resume, "--resume")
+        args = args_for_resume(checkpoint, args.resume)
     check_args(args)
     if args.eval_checkpoint is not None:
-        saved = load_agent_state(args.eval_checkpoint)
-    return args, saved
+        load_agent_state(args.eval_checkpoint)
+    return args, checkpoint
 
 
 def command_line(default):
@@ -858,10 +856,9 @@ class RunControl:
     signals, timing, the divergence guard, the progress line, checkpoints, and the end of the run (saving, evaluation).
     It owns what it opens: the TensorBoard writer (and W&B under --track) from the start, the envs from begin() on."""
 
-    def __init__(self, args, saved):
-        """Name the run, open its logs and pick the device. saved: what parse_args read for --resume (the checkpoint)
-        or --eval-checkpoint (the agent's weights), else None."""
-        self.args, self.saved = args, saved
+    def __init__(self, args, checkpoint):
+        """Name the run, open its logs and pick the device. checkpoint: the one --resume goes on from, else None."""
+        self.args, self.checkpoint = args, checkpoint
         if args.resume is None:
             self.name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
             self.dir = f"runs/{self.name}"
@@ -882,7 +879,7 @@ class RunControl:
                 save_code=True,
             )
         # On resume, events the killed run logged after its checkpoint are dropped, so no step is logged twice.
-        self.writer = SummaryWriter(self.dir, purge_step=None if args.resume is None else saved["global_step"] + 1)
+        self.writer = SummaryWriter(self.dir, purge_step=None if checkpoint is None else checkpoint["global_step"] + 1)
         if args.resume is None:  # a resumed run has them already
             self.writer.add_text(
                 "hyperparameters",
@@ -909,13 +906,14 @@ class RunControl:
 
     def evaluate_saved_agent(self):
         """--eval-checkpoint: play --eval-episodes games with the saved agent, log them, and end the run."""
-        agent = agent_from_state(self.saved).to(self.device)
+        agent = load_agent(self.args.eval_checkpoint).to(self.device)
         log_evaluation(evaluate(agent, self.args, self.device, self.args.eval_episodes), self.writer)
         self.writer.close()
 
-    def begin(self, agent, optimizers, envs, next_obs, next_done):
-        """Start training: catch Ctrl-C and SIGTERM, and under --resume put agent, optimisers (named as in the
-        checkpoint), envs and RNGs back as they were. Returns (first iteration, global_step, next_obs, next_done)."""
+    def begin(self, agent, optimizers, envs):
+        """Start training: catch Ctrl-C and SIGTERM, start the game with --seed, and under --resume put agent,
+        optimisers (named as in the checkpoint), envs and RNGs back as they were. Returns (first iteration, global_step,
+        next_obs, next_done)."""
         self.agent, self.optimizers, self.envs = agent, optimizers, envs
         where, other = ("in subprocesses", "--no-async-envs") if self.args.async_envs else ("in this process", "--async-envs")
         print(
@@ -924,15 +922,17 @@ class RunControl:
             flush=True,
         )
         self.stop = GracefulStop()
-        self.start_time, start_iteration = time.time(), 1
-        if self.args.resume is not None:
-            checkpoint = self.saved
+        next_obs, _ = envs.reset(seed=self.args.seed)
+        next_obs = torch.as_tensor(next_obs).to(self.device)
+        next_done = torch.zeros(self.args.num_envs).to(self.device)
+        self.start_time, start_iteration, checkpoint = time.time(), 1, self.checkpoint
+        if checkpoint is not None:
             agent.load_state_dict(checkpoint["agent"])
             for name, optimizer in optimizers.items():
                 optimizer.load_state_dict(checkpoint[name])
             envs.set_attr("env_state", [from_saveable(state) for state in checkpoint["envs"]])
             set_rng_state(checkpoint["rng"])
-            next_obs, next_done = checkpoint["next_obs"].to(next_obs.device), checkpoint["next_done"].to(next_done.device)
+            next_obs, next_done = checkpoint["next_obs"].to(self.device), checkpoint["next_done"].to(self.device)
             self.recent_returns.extend(checkpoint["recent_returns"])
             self.start_step, start_iteration = checkpoint["global_step"], checkpoint["iteration"] + 1
             print(
@@ -941,6 +941,10 @@ class RunControl:
             if self.pausing(checkpoint["iteration"]):  # resumed with a --stop-at-step it has already reached
                 self.pause(self.start_step)
         return start_iteration, self.start_step, next_obs, next_done
+
+    def record_episode(self, episodic_return):
+        """Keep a finished episode's return for the progress line's mean of the last 20."""
+        self.recent_returns.append(episodic_return)
 
     @contextlib.contextmanager
     def timer(self, phase):
@@ -1023,21 +1027,21 @@ class RunControl:
         save_checkpoint(self.checkpoint_path, checkpoint | {name: each.state_dict() for name, each in self.optimizers.items()})
 
     def close(self):
+        """Release what the run holds: the signal handlers, the envs, the logs."""
         self.stop.release()
         self.envs.close()
         self.writer.close()
 
     def finish(self):
-        """The end of training: --save-model, --eval-episodes, then close envs and logs."""
-        self.stop.release()  # from here Ctrl-C stops at once
-        self.envs.close()
+        """The end of training: --save-model, --eval-episodes, then close."""
+        self.stop.release()  # from here Ctrl-C stops saving or evaluating at once
         if self.args.save_model:
             model_path = f"{self.dir}/{self.args.exp_name}.cleanrl_model"
             torch.save(self.agent.state_dict(), model_path)
             print(f"model saved to {model_path}")
         if self.args.eval_episodes > 0:
             log_evaluation(evaluate(self.agent, self.args, self.device, self.args.eval_episodes), self.writer)
-        self.writer.close()
+        self.close()
 
 
 if __name__ == "__main__":
