@@ -22,12 +22,8 @@ concurrent invocations never run the same combination twice. How a run ended is 
 finished (done), 3 stopped by a signal with its checkpoint (interrupted), 4 paused at --stop-at-step, other failed.
 
 options:
-  --methods "ppo sprig"     methods to run (default: ppo sprig): ppo (ppo_atari.py), sprig (sprig_ppo_atari.py,
-                            its default leader utility), sprig-pg (sprig_ppo_atari.py --leader-utility pg:
-                            Algorithm 1's printed policy term, in OUT/PRESET/ENV/sprig-pg/), sprig-implicit
-                            (--leader-gradient implicit: the leader's total derivative through the follower) and
-                            sprig-joint (--update joint: SPRIG's network trained as plain PPO, the control that
-                            tells the network's effect from the game's)
+  --methods "ppo sprig"     methods to run (default: ppo sprig), each in OUT/PRESET/ENV/METHOD/:
+$(methods_help)
   --env-ids "IDS"           env ids (default: BeamRiderNoFrameskip-v4)
   --games NAME              a game set instead of --env-ids, each game as its NoFrameskip-v4 id:
                             atari5: BattleZone DoubleDunk NameThisGame Phoenix Qbert, the five games whose scores
@@ -123,30 +119,43 @@ game_set() { # name -> its env ids; nothing for an unknown name
     esac
 }
 
+# The methods: one row each, the only place a method is defined. Its script; the flags that make it, besides the
+# script's defaults (an --exp-name names its directory's curve: plot_results.py reads a run's method from its exp_name,
+# the script's stem without one); its label and colour in plot_results.py's figures and tables; what it is, for --help.
+# plot_results.py reads this table too (between the two END_OF_METHODS lines), so adding a method is one edit here.
+METHODS_TABLE=$(
+    cat <<'END_OF_METHODS'
+# method       | script             | flags                                                | label                  | colour     | what it is
+ppo            | ppo_atari.py       |                                                      | PPO                    | tab:blue   | CleanRL's PPO with the Nature CNN
+sprig          | sprig_ppo_atari.py |                                                      | SPRIG                  | tab:orange | SPRIG, its default leader utility
+sprig-pg       | sprig_ppo_atari.py | --leader-utility pg --exp-name sprig-pg              | SPRIG-pg               | tab:red    | SPRIG with Algorithm 1's printed policy term as the leader's utility
+sprig-implicit | sprig_ppo_atari.py | --leader-gradient implicit --exp-name sprig-implicit | SPRIG-implicit         | tab:purple | SPRIG whose leader follows its total derivative through the follower
+sprig-joint    | sprig_ppo_atari.py | --update joint --exp-name sprig-joint                | PPO on SPRIG's network | tab:green  | SPRIG's network trained as plain PPO: the control that tells the network's effect from the game's
+END_OF_METHODS
+)
+
+method_field() { # method, column (2 script, 3 flags, 4 label, 6 what it is) -> that cell; nothing for an unknown method
+    awk -F' *[|] *' -v method="$1" -v column="$2" '!/^#/ && $1 == method { print $column }' <<<"$METHODS_TABLE"
+}
+known_methods() { awk -F' *[|] *' '!/^#/ { printf "%s%s", (n++ ? ", " : ""), $1 }' <<<"$METHODS_TABLE"; }
 script_of() { # method -> the training script; nothing for an unknown method
-    case $1 in
-    ppo) echo "$REPO_DIR/ppo_atari.py" ;;
-    sprig | sprig-pg | sprig-implicit | sprig-joint) echo "$REPO_DIR/sprig_ppo_atari.py" ;;
-    esac
+    local script
+    script=$(method_field "$1" 2)
+    [[ -z $script ]] || echo "$REPO_DIR/$script"
 }
-
-method_flags() { # method -> the flags that make it, besides its script (its --exp-name names its directory and curve)
-    case $1 in
-    sprig-pg) echo "--leader-utility pg --exp-name sprig-pg" ;;
-    sprig-implicit) echo "--leader-gradient implicit --exp-name sprig-implicit" ;;
-    sprig-joint) echo "--update joint --exp-name sprig-joint" ;;
-    esac
+method_flags() { method_field "$1" 3; }
+methods_help() { # --help's list: each method, its script and flags, what it is; wrapped under --methods' column
+    awk -F' *[|] *' '!/^#/ {
+        flags = $3; sub(/ *--exp-name [^ ]+/, "", flags)
+        text = sprintf("%-14s %s%s: %s", $1, $2, flags == "" ? "" : " " flags, $6)
+        while (length(text) > 88) {
+            cut = 88; while (substr(text, cut, 1) != " ") cut--
+            print "                            " substr(text, 1, cut - 1); text = "               " substr(text, cut + 1)
+        }
+        print "                            " text
+    }' <<<"$METHODS_TABLE"
 }
-
-method_label() { # method -> its name in plot_results.py's tables (and so in the speed table of --sps)
-    case $1 in
-    ppo) echo PPO ;;
-    sprig) echo SPRIG ;;
-    sprig-pg) echo SPRIG-pg ;;
-    sprig-implicit) echo SPRIG-implicit ;;
-    sprig-joint) echo "PPO on SPRIG's network" ;;
-    esac
-}
+method_label() { method_field "$1" 4; } # its name in plot_results.py's tables (and so in the speed table of --sps)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Running one combination. These functions are also copied verbatim (declare -f) into the sbatch script, so they
@@ -492,7 +501,7 @@ read -r -a ENV_LIST <<<"$ENV_IDS"
 read -r -a SEED_LIST <<<"$SEEDS"
 ((${#METHOD_LIST[@]} > 0)) || die "--methods is empty"
 for method in "${METHOD_LIST[@]}"; do
-    [[ -n $(script_of "$method") ]] || die "unknown method '$method' (known: ppo, sprig, sprig-pg, sprig-implicit, sprig-joint)"
+    [[ -n $(script_of "$method") ]] || die "unknown method '$method' (known: $(known_methods))"
 done
 ((${#ENV_LIST[@]} > 0)) || die "--env-ids is empty"
 for env_id in "${ENV_LIST[@]}"; do # the id shapes ale-py registers; the scripts check the rest (a typo, say) themselves
@@ -613,7 +622,7 @@ RESULTS_DIR=$OUT/$PRESET
 # The run matrix, seed-major so that a benchmark stopped halfway has every method at the same number of seeds.
 # ---------------------------------------------------------------------------------------------------------------
 RUN_LABELS=() # "method env seed", method being sprig_FLAG=VALUE in a sweep
-RUN_METHODS=() # ppo, sprig, sprig-pg or sprig-implicit: what the run costs
+RUN_METHODS=() # a method of METHODS_TABLE: what the run costs
 RUN_DIRS=()
 RUN_COMMANDS=() # each a %q-quoted command line, without the thread variables
 RUN_SIGNATURES=()

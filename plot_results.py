@@ -41,10 +41,36 @@ import tyro
 LAST_EPISODES = 100
 """final score of a seed = mean of its last 100 episodic returns; the curves use the same trailing window"""
 
-METHOD_NAMES = {"ppo_atari": "PPO", "sprig_ppo_atari": "SPRIG", "sprig-pg": "SPRIG-pg", "sprig-implicit": "SPRIG-implicit"}
-METHOD_NAMES["sprig-joint"] = "PPO on SPRIG's network"  # --update joint: SPRIG's network without its game
-"""exp_name (the training script's file stem by default; benchmark.sh's sprig-pg, sprig-implicit and sprig-joint) -> the
-method shown in plots and tables (benchmark.sh's method_label names them the same, to read --sps speeds back)"""
+
+def read_methods_table(path: str) -> list[dict[str, str]]:
+    """The rows of benchmark.sh's METHODS_TABLE, the one place a method is defined: method, script, flags, label,
+    colour, what it is."""
+    try:
+        with open(path) as file:
+            table = re.search(r"<<'END_OF_METHODS'\n(.*?)\nEND_OF_METHODS\n", file.read(), re.DOTALL)
+    except OSError:
+        table = None
+    if table is None:
+        raise SystemExit(f"error: plot_results.py reads its methods from the METHODS_TABLE of {path}, not found")
+    columns = ("method", "script", "flags", "label", "colour", "what")
+    return [
+        dict(zip(columns, (cell.strip() for cell in line.split("|"))))
+        for line in table[1].splitlines()
+        if not line.startswith("#")
+    ]
+
+
+def exp_name_of(row: dict[str, str]) -> str:
+    """A method's exp_name, as its runs are named: its --exp-name, else its script's file stem (the scripts' default)."""
+    flags = row["flags"].split()
+    return flags[flags.index("--exp-name") + 1] if "--exp-name" in flags else os.path.splitext(row["script"])[0]
+
+
+METHODS_TABLE = read_methods_table(os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmark.sh"))
+METHOD_NAMES = {exp_name_of(row): row["label"] for row in METHODS_TABLE}
+"""exp_name -> the method shown in plots and tables (benchmark.sh reads --sps speeds back by the same label)"""
+METHOD_COLORS = {row["label"]: row["colour"] for row in METHODS_TABLE}
+"""label -> its colour, the same in every figure"""
 
 COLLAPSED_ENTROPY = 0.05
 """a seed whose losses/entropy ever fell below this has a collapsed policy: below 0.05 nats a policy plays one action
@@ -393,9 +419,10 @@ def iqm_band(per_seed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return value, low, high
 
 
-METHOD_COLORS = {"PPO": "tab:blue", "SPRIG": "tab:orange", "SPRIG-pg": "tab:red", "SPRIG-implicit": "tab:purple"}
-METHOD_COLORS["PPO on SPRIG's network"] = "tab:green"
-OTHER_COLORS = ["tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray", "tab:green", "tab:purple"]
+OTHER_COLORS = [
+    colour for colour in ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray") if colour not in METHOD_COLORS.values()
+]
+"""for a method METHOD_COLORS lacks (a swept SPRIG, say): the tab colours no method has"""
 
 
 def method_colors(methods) -> dict[str, str]:

@@ -262,6 +262,44 @@ def test_sprig_implicit_is_a_method_of_its_own_running_the_implicit_leader_gradi
     assert (run_dir(sandbox, "sprig-implicit", 1) / "done").exists()
 
 
+def test_a_method_is_one_row_of_the_methods_table_which_benchmark_sh_runs_and_plot_results_names_and_colours(sandbox):
+    benchmark = sandbox / "repo" / "benchmark.sh"
+    row = (
+        "sprig-half | sprig_ppo_atari.py | --alpha-coop 0.5 --exp-name sprig-half | SPRIG half | tab:brown | alpha one half\n"
+    )
+    text = benchmark.read_text()
+    assert text.count("\nEND_OF_METHODS\n") == 1
+    benchmark.write_text(text.replace("\nEND_OF_METHODS\n", "\n" + row + "END_OF_METHODS\n"))
+    shutil.copy(os.path.join(REPO, "plot_results.py"), sandbox / "repo" / "plot_results.py")
+
+    help_text = run_benchmark(sandbox, "--help").stdout
+    assert re.search(r"^ +sprig-half +sprig_ppo_atari.py --alpha-coop 0.5: alpha one half$", help_text, re.MULTILINE)
+    unknown = run_benchmark(sandbox, "--methods", "dqn").stderr.strip()
+    assert unknown == "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg, sprig-implicit, sprig-joint, sprig-half)"
+    result = run_benchmark(sandbox, "--methods", "sprig-half", "--seeds", "1", "--out", "out", "--no-plot")
+    assert result.returncode == 0, result.stderr
+    ((cwd, _, args),) = fake_calls(sandbox)
+    assert cwd == str(run_dir(sandbox, "sprig-half", 1))
+    assert args.split()[0].endswith("/repo/sprig_ppo_atari.py") and "--alpha-coop 0.5 --exp-name sprig-half" in args
+
+    names = subprocess.run(
+        [sys.executable, "-c", "import plot_results as p; print(p.method_name('sprig-half'), p.METHOD_COLORS['SPRIG half'])"],
+        cwd=sandbox / "repo",
+        capture_output=True,
+        text=True,
+    )
+    assert names.stdout.strip() == "SPRIG half tab:brown", names.stderr
+    assert (
+        "tab:brown"
+        not in subprocess.run(
+            [sys.executable, "-c", "import plot_results as p; print(p.OTHER_COLORS)"],
+            cwd=sandbox / "repo",
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+
+
 def test_sprig_joint_is_a_method_of_its_own_training_sprigs_network_as_plain_ppo_in_its_own_dir(sandbox):
     result = run_benchmark(sandbox, "--methods", "sprig sprig-joint", "--seeds", "1", "--out", "out", "--no-plot")
     assert result.returncode == 0, result.stderr
