@@ -18,6 +18,7 @@ import sys
 import time
 
 import pytest
+from helpers import pid_alive
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = "BeamRiderNoFrameskip-v4"
@@ -240,26 +241,23 @@ def test_dry_run_of_the_cleanrl_preset_adds_no_hyperparameter_flags_and_passes_e
         assert command.endswith("--seed 1 --total-timesteps 10000000 --checkpoint-every 25 --async-envs --track")
 
 
-def test_sprig_pg_is_a_method_of_its_own_running_the_printed_leader_utility_in_its_own_dir(sandbox):
-    result = run_benchmark(sandbox, "--methods", "ppo sprig sprig-pg", "--seeds", "1", "--out", "out", "--no-plot")
+@pytest.mark.parametrize(
+    "method, flags",
+    [
+        ("sprig-pg", "--leader-utility pg --exp-name sprig-pg"),  # Algorithm 1's printed leader utility
+        ("sprig-implicit", "--leader-gradient implicit --exp-name sprig-implicit"),  # the implicit leader gradient
+        ("sprig-joint", "--update joint --exp-name sprig-joint"),  # SPRIG's network trained as plain PPO
+    ],
+)
+def test_a_sprig_variant_is_a_method_of_its_own_running_its_flags_in_its_own_dir(sandbox, method, flags):
+    result = run_benchmark(sandbox, "--methods", f"ppo sprig {method}", "--seeds", "1", "--out", "out", "--no-plot")
     assert result.returncode == 0, result.stderr
     calls = {os.path.relpath(cwd, sandbox / "work" / "out" / "cleanrl" / ENV): args for cwd, _, args in fake_calls(sandbox)}
-    assert set(calls) == {"ppo/seed1", "sprig/seed1", "sprig-pg/seed1"}
-    assert calls["sprig-pg/seed1"].split()[0].endswith("/repo/sprig_ppo_atari.py")
-    assert "--leader-utility pg --exp-name sprig-pg" in calls["sprig-pg/seed1"]
-    assert "--leader-utility" not in calls["sprig/seed1"] and "--exp-name" not in calls["sprig/seed1"]
-    assert (run_dir(sandbox, "sprig-pg", 1) / "done").exists()
-
-
-def test_sprig_implicit_is_a_method_of_its_own_running_the_implicit_leader_gradient_in_its_own_dir(sandbox):
-    result = run_benchmark(sandbox, "--methods", "sprig sprig-implicit", "--seeds", "1", "--out", "out", "--no-plot")
-    assert result.returncode == 0, result.stderr
-    calls = {os.path.relpath(cwd, sandbox / "work" / "out" / "cleanrl" / ENV): args for cwd, _, args in fake_calls(sandbox)}
-    assert set(calls) == {"sprig/seed1", "sprig-implicit/seed1"}
-    assert calls["sprig-implicit/seed1"].split()[0].endswith("/repo/sprig_ppo_atari.py")
-    assert "--leader-gradient implicit --exp-name sprig-implicit" in calls["sprig-implicit/seed1"]
-    assert "--leader-gradient" not in calls["sprig/seed1"]
-    assert (run_dir(sandbox, "sprig-implicit", 1) / "done").exists()
+    assert set(calls) == {"ppo/seed1", "sprig/seed1", f"{method}/seed1"}
+    assert calls[f"{method}/seed1"].split()[0].endswith("/repo/sprig_ppo_atari.py")
+    assert calls[f"{method}/seed1"].endswith(f"--seed 1 --total-timesteps 10000000 {flags} --checkpoint-every 25")
+    assert calls["sprig/seed1"].endswith("--seed 1 --total-timesteps 10000000 --checkpoint-every 25")  # no flag of its own
+    assert (run_dir(sandbox, method, 1) / "done").exists()
 
 
 def test_a_method_is_one_row_of_the_methods_table_which_benchmark_sh_runs_and_plot_results_names_and_colours(sandbox):
@@ -298,17 +296,6 @@ def test_a_method_is_one_row_of_the_methods_table_which_benchmark_sh_runs_and_pl
             text=True,
         ).stdout
     )
-
-
-def test_sprig_joint_is_a_method_of_its_own_training_sprigs_network_as_plain_ppo_in_its_own_dir(sandbox):
-    result = run_benchmark(sandbox, "--methods", "sprig sprig-joint", "--seeds", "1", "--out", "out", "--no-plot")
-    assert result.returncode == 0, result.stderr
-    calls = {os.path.relpath(cwd, sandbox / "work" / "out" / "cleanrl" / ENV): args for cwd, _, args in fake_calls(sandbox)}
-    assert set(calls) == {"sprig/seed1", "sprig-joint/seed1"}
-    assert calls["sprig-joint/seed1"].split()[0].endswith("/repo/sprig_ppo_atari.py")
-    assert "--update joint --exp-name sprig-joint" in calls["sprig-joint/seed1"]
-    assert "--update" not in calls["sprig/seed1"]
-    assert (run_dir(sandbox, "sprig-joint", 1) / "done").exists()
 
 
 def test_stop_at_step_pauses_real_runs_and_the_same_command_with_a_larger_stop_grows_them(tmp_path):
@@ -458,15 +445,6 @@ def test_stale_lock_is_taken_over_and_live_lock_is_left_to_its_owner(sandbox):
     assert [args.split()[0] for _, _, args in training_calls(sandbox)] == [str(sandbox / "repo" / "ppo_atari.py")]
 
 
-def is_running(pid):
-    """True if the process exists and is not a zombie (orphans may wait a while to be reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_terminating_the_benchmark_stops_its_training_runs(sandbox):
     hang_pids = sandbox / "hanging_pids.txt"
     environment = dict(
@@ -490,7 +468,7 @@ def test_terminating_the_benchmark_stops_its_training_runs(sandbox):
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) != 0
         time.sleep(0.5)
-        assert [pid for pid in pids if is_running(pid)] == []
+        assert [pid for pid in pids if pid_alive(pid)] == []
     finally:  # whatever happened, leave no fake run (or its sleep) behind
         for pid in [process.pid, *pids]:
             try:

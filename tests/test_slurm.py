@@ -19,7 +19,7 @@ import sys
 import time
 
 import pytest
-from helpers import REPO, read_scalars
+from helpers import REPO, pid_alive, read_scalars
 
 ENV = "BeamRiderNoFrameskip-v4"
 # A requeued task waits this long before it starts again (Slurm's job credential lifetime, 120 s unless set).
@@ -58,14 +58,6 @@ def wait_for(condition, what, timeout=120, interval=0.5):
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 class Cluster:
