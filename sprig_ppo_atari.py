@@ -1271,6 +1271,7 @@ class RunControl:
             flush=True,
         )
         self.stop = GracefulStop()
+        # CleanRL's start of the game; a resumed run starts it too (so the envs can step), then puts them back
         next_obs, _ = envs.reset(seed=self.args.seed)
         next_obs = torch.as_tensor(next_obs).to(self.device)
         next_done = torch.zeros(self.args.num_envs).to(self.device)
