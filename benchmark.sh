@@ -185,7 +185,7 @@ process_identity() { # pid -> "boot_id:start time", the same only for the same p
 }
 
 lock_is_stale() { # lock_dir
-    local host pid job process
+    local host pid job process answer
     read -r host pid job process 2>/dev/null <"$1/owner" || return 1 # no owner yet: being created right now
     if [[ ${job:-} == *_* && $job == "$(slurm_job)" ]]; then
         return 0 # this array task's own lock, from an earlier start of it
@@ -195,8 +195,14 @@ lock_is_stale() { # lock_dir
             return 0
         fi
     fi
-    if [[ -n ${job:-} && $job != - ]] && command -v squeue >/dev/null && [[ -z $(squeue -h -j "$job" 2>/dev/null) ]]; then
-        return 0
+    if [[ -n ${job:-} && $job != - ]] && command -v squeue >/dev/null; then
+        # Gone from the queue: squeue answers nothing, or (once Slurm has purged the job) "Invalid job id". Any other
+        # failure (the controller down, say) tells nothing, and the lock stays.
+        if answer=$(squeue -h -j "$job" 2>&1); then
+            [[ -z $answer ]] && return 0
+        elif [[ $answer == *"Invalid job id"* ]]; then
+            return 0
+        fi
     fi
     return 1
 }

@@ -601,17 +601,17 @@ def test_slurm_array_task_runs_the_combination_of_its_index(sandbox):
         assert not run_dir(sandbox, method, seed).exists()
 
 
-def start_slurm_task(sandbox, task_id, **env):
+def start_slurm_task(sandbox, task_id, squeue='echo "a job line"', **env):
     """Write the sbatch script of ppo seeds 1 2, then start its array task TASK_ID as a plain process, as Slurm starts
     one (array job 42, the task's own job id 50 + TASK_ID), with a fake scontrol that records its arguments and a fake
-    squeue that reports every job as still in the queue."""
+    squeue that does too, then answers as the shell line `squeue` says (by default: every job is still in the queue)."""
     result = run_benchmark(
         sandbox, "--slurm", "--methods", "ppo", "--seeds", "1 2", "--out", "out", PATH=path_without_slurm(sandbox)
     )
     assert result.returncode == 0, result.stderr
-    for command in ("scontrol", "squeue"):
+    for command, answer in (("scontrol", 'echo "a job line"'), ("squeue", squeue)):
         fake = sandbox / "bin" / command
-        fake.write_text(f'#!/usr/bin/env bash\necho "$*" >>{sandbox / f"{command}_args.txt"}\necho "a job line"\n')
+        fake.write_text(f'#!/usr/bin/env bash\necho "$*" >>{sandbox / f"{command}_args.txt"}\n{answer}\n')
         fake.chmod(0o755)
     environment = dict(
         os.environ,
@@ -682,6 +682,25 @@ def test_a_slurm_task_leaves_a_lock_of_another_task_still_in_the_queue_alone(san
     assert "not requeued: the run is locked" in err
     assert training_calls(sandbox) == [] and scontrol_calls(sandbox) == []
     assert (sandbox / "squeue_args.txt").read_text().split() == ["-h", "-j", "41_0"]
+
+
+@pytest.mark.parametrize(
+    "squeue, taken_over",
+    [
+        ("true", True),  # finished, still known to Slurm: nothing in the queue
+        ('echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1', True),  # finished and purged
+        ('echo "slurm_load_jobs error: Unable to contact slurm controller (connect failure)" >&2; exit 1', False),
+    ],
+)
+def test_a_lock_of_another_task_is_taken_over_only_when_squeue_says_its_job_is_gone(sandbox, squeue, taken_over):
+    directory = run_dir(sandbox, "ppo", 1)
+    (directory / ".lock").mkdir(parents=True)
+    (directory / ".lock" / "owner").write_text("some-other-node 12345 41_0 boot:1\n")
+    task = start_slurm_task(sandbox, 0, squeue=squeue)
+    out, err = task.communicate(timeout=30)
+    assert (task.returncode == 0) == taken_over, out + err
+    assert (directory / "done").exists() == taken_over
+    assert ("locked by another live run" in out) == (not taken_over)
 
 
 def test_a_slurm_task_whose_run_made_no_progress_since_it_started_is_not_requeued(sandbox):
