@@ -122,9 +122,9 @@ game_set() { # name -> its env ids; nothing for an unknown name
 # The methods: one row each, the only place a method is defined. Its script; the flags that make it, besides the
 # script's defaults (an --exp-name names its directory's curve: plot_results.py reads a run's method from its exp_name,
 # the script's stem without one); its label and colour in plot_results.py's figures and tables; what it is, for --help.
-# plot_results.py reads this table too (between the two END_OF_METHODS lines), so adding a method is one edit here.
-METHODS_TABLE=$(
-    cat <<'END_OF_METHODS'
+# plot_results.py reads this table too (between the two END_OF_METHODS lines), so adding a method is one edit here;
+# a second row for a script needs an --exp-name of its own, or plot_results.py could not tell its runs apart.
+read -r -d '' METHODS_TABLE <<'END_OF_METHODS' || true # (read -d '' ends at the end of its input, with status 1)
 # method       | script             | flags                                                | label                  | colour     | what it is
 ppo            | ppo_atari.py       |                                                      | PPO                    | tab:blue   | CleanRL's PPO with the Nature CNN
 sprig          | sprig_ppo_atari.py |                                                      | SPRIG                  | tab:orange | SPRIG, its default leader utility
@@ -132,12 +132,15 @@ sprig-pg       | sprig_ppo_atari.py | --leader-utility pg --exp-name sprig-pg   
 sprig-implicit | sprig_ppo_atari.py | --leader-gradient implicit --exp-name sprig-implicit | SPRIG-implicit         | tab:purple | SPRIG whose leader follows its total derivative through the follower
 sprig-joint    | sprig_ppo_atari.py | --update joint --exp-name sprig-joint                | PPO on SPRIG's network | tab:green  | SPRIG's network trained as plain PPO: the control that tells the network's effect from the game's
 END_OF_METHODS
-)
+# The table's rows, for awk: cells split at '|' without their padding; comments and blank lines skipped.
+METHOD_ROWS='{ sub(/^[ \t]+/, ""); sub(/[ \t]+$/, "") } /^#/ || NF == 0 { next }'
+bad_row=$(awk -F' *[|] *' "$METHOD_ROWS"' NF != 6 || seen[$1]++ { print; exit }' <<<"$METHODS_TABLE")
+[[ -z $bad_row ]] || die "benchmark.sh's METHODS_TABLE: a row without 6 cells, or a method named twice: $bad_row"
 
 method_field() { # method, column (2 script, 3 flags, 4 label, 6 what it is) -> that cell; nothing for an unknown method
-    awk -F' *[|] *' -v method="$1" -v column="$2" '!/^#/ && $1 == method { print $column }' <<<"$METHODS_TABLE"
+    awk -F' *[|] *' -v method="$1" -v column="$2" "$METHOD_ROWS"' $1 == method { print $column }' <<<"$METHODS_TABLE"
 }
-known_methods() { awk -F' *[|] *' '!/^#/ { printf "%s%s", (n++ ? ", " : ""), $1 }' <<<"$METHODS_TABLE"; }
+known_methods() { awk -F' *[|] *' "$METHOD_ROWS"' { printf "%s%s", (n++ ? ", " : ""), $1 }' <<<"$METHODS_TABLE"; }
 script_of() { # method -> the training script; nothing for an unknown method
     local script
     script=$(method_field "$1" 2)
@@ -145,11 +148,12 @@ script_of() { # method -> the training script; nothing for an unknown method
 }
 method_flags() { method_field "$1" 3; }
 methods_help() { # --help's list: each method, its script and flags, what it is; wrapped under --methods' column
-    awk -F' *[|] *' '!/^#/ {
+    awk -F' *[|] *' "$METHOD_ROWS"' {
         flags = $3; sub(/ *--exp-name [^ ]+/, "", flags)
         text = sprintf("%-14s %s%s: %s", $1, $2, flags == "" ? "" : " " flags, $6)
         while (length(text) > 88) {
-            cut = 88; while (substr(text, cut, 1) != " ") cut--
+            cut = 88; while (cut > 16 && substr(text, cut, 1) != " ") cut--
+            if (cut <= 16) break # one word longer than the line: printed whole
             print "                            " substr(text, 1, cut - 1); text = "               " substr(text, cut + 1)
         }
         print "                            " text

@@ -44,25 +44,34 @@ LAST_EPISODES = 100
 
 def read_methods_table(path: str) -> list[dict[str, str]]:
     """The rows of benchmark.sh's METHODS_TABLE, the one place a method is defined: method, script, flags, label,
-    colour, what it is."""
+    colour, what it is. Each row must have its own exp_name and label, or two methods' runs would be drawn as one."""
     try:
         with open(path) as file:
-            table = re.search(r"<<'END_OF_METHODS'\n(.*?)\nEND_OF_METHODS\n", file.read(), re.DOTALL)
+            table = re.search(r"<<'END_OF_METHODS'[^\n]*\n(.*?)\nEND_OF_METHODS\n", file.read(), re.DOTALL)
     except OSError:
         table = None
     if table is None:
         raise SystemExit(f"error: plot_results.py reads its methods from the METHODS_TABLE of {path}, not found")
     columns = ("method", "script", "flags", "label", "colour", "what")
-    return [
-        dict(zip(columns, (cell.strip() for cell in line.split("|"))))
-        for line in table[1].splitlines()
-        if not line.startswith("#")
-    ]
+    rows = []
+    for line in table[1].splitlines():
+        cells = [cell.strip() for cell in line.split("|")]
+        if line.strip().startswith("#") or not line.strip():
+            continue
+        if len(cells) != len(columns):
+            raise SystemExit(f"error: {path}'s METHODS_TABLE: a row without {len(columns)} cells: {line.strip()}")
+        rows.append(dict(zip(columns, cells)))
+    for key in ("exp_name", "label"):
+        values = [exp_name_of(row) if key == "exp_name" else row[key] for row in rows]
+        twice = sorted({value for value in values if values.count(value) > 1})
+        if twice:
+            raise SystemExit(f"error: {path}'s METHODS_TABLE: two methods with the {key} {twice[0]} (give each its own)")
+    return rows
 
 
 def exp_name_of(row: dict[str, str]) -> str:
     """A method's exp_name, as its runs are named: its --exp-name, else its script's file stem (the scripts' default)."""
-    flags = row["flags"].split()
+    flags = row["flags"].replace("--exp-name=", "--exp-name ").split()
     return flags[flags.index("--exp-name") + 1] if "--exp-name" in flags else os.path.splitext(row["script"])[0]
 
 
@@ -419,9 +428,8 @@ def iqm_band(per_seed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return value, low, high
 
 
-OTHER_COLORS = [
-    colour for colour in ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray") if colour not in METHOD_COLORS.values()
-]
+SPARE_COLORS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+OTHER_COLORS = [colour for colour in SPARE_COLORS if colour not in METHOD_COLORS.values()] or list(SPARE_COLORS)
 """for a method METHOD_COLORS lacks (a swept SPRIG, say): the tab colours no method has"""
 
 

@@ -401,8 +401,8 @@ def main():
     dones = torch.zeros((args.num_steps, args.num_envs)).to(device)
     values = torch.zeros((args.num_steps, args.num_envs)).to(device)
 
-    # TRY NOT TO MODIFY: start the game (envs.reset(seed=args.seed)); under --resume, go on with agent, optimisers,
-    # envs, RNGs and step as the checkpoint left them
+    # Start the game: run.begin resets the envs with args.seed and zeroes next_done (CleanRL's start of the game);
+    # under --resume it goes on with agent, optimisers, envs, RNGs and step as the checkpoint left them
     start_iteration, global_step, next_obs, next_done = run.begin(agent, optimizers, envs)
     for iteration in range(start_iteration, args.num_iterations + 1):
         # Annealing the rate if instructed to do so.
@@ -858,7 +858,7 @@ class RunControl:
 
     def __init__(self, args, checkpoint):
         """Name the run, open its logs and pick the device. checkpoint: the one --resume goes on from, else None."""
-        self.args, self.checkpoint = args, checkpoint
+        self.args, self.resume_checkpoint = args, checkpoint  # for begin()
         if args.resume is None:
             self.name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
             self.dir = f"runs/{self.name}"
@@ -926,7 +926,8 @@ class RunControl:
         next_obs, _ = envs.reset(seed=self.args.seed)
         next_obs = torch.as_tensor(next_obs).to(self.device)
         next_done = torch.zeros(self.args.num_envs).to(self.device)
-        self.start_time, start_iteration, checkpoint = time.time(), 1, self.checkpoint
+        checkpoint = self.resume_checkpoint
+        self.start_time, start_iteration = time.time(), 1
         if checkpoint is not None:
             agent.load_state_dict(checkpoint["agent"])
             for name, optimizer in optimizers.items():
@@ -1034,15 +1035,17 @@ class RunControl:
         self.writer.close()
 
     def finish(self):
-        """The end of training: --save-model, --eval-episodes, then close."""
+        """The end of training: --save-model, --eval-episodes, then close (also after a Ctrl-C in between)."""
         self.stop.release()  # from here Ctrl-C stops saving or evaluating at once
-        if self.args.save_model:
-            model_path = f"{self.dir}/{self.args.exp_name}.cleanrl_model"
-            torch.save(self.agent.state_dict(), model_path)
-            print(f"model saved to {model_path}")
-        if self.args.eval_episodes > 0:
-            log_evaluation(evaluate(self.agent, self.args, self.device, self.args.eval_episodes), self.writer)
-        self.close()
+        try:
+            if self.args.save_model:
+                model_path = f"{self.dir}/{self.args.exp_name}.cleanrl_model"
+                torch.save(self.agent.state_dict(), model_path)
+                print(f"model saved to {model_path}")
+            if self.args.eval_episodes > 0:
+                log_evaluation(evaluate(self.agent, self.args, self.device, self.args.eval_episodes), self.writer)
+        finally:
+            self.close()
 
 
 if __name__ == "__main__":

@@ -1,11 +1,10 @@
-"""Shared by the test files: run a training script as a user would, and read back its TensorBoard scalars."""
+"""Shared by the test files: run a training script as a user would, read back its TensorBoard scalars, tell whether a
+process still lives."""
 
 import glob
 import os
 import subprocess
 import sys
-
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,6 +44,8 @@ def run_dirs(cwd):
 
 def read_scalars(run_dir):
     """{tag: [(step, value), ...]} of every scalar a run logged."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # only the tests that read runs
+
     accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0})
     accumulator.Reload()
     return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}

@@ -286,16 +286,39 @@ def test_a_method_is_one_row_of_the_methods_table_which_benchmark_sh_runs_and_pl
         capture_output=True,
         text=True,
     )
-    assert names.stdout.strip() == "SPRIG half tab:brown", names.stderr
-    assert (
-        "tab:brown"
-        not in subprocess.run(
-            [sys.executable, "-c", "import plot_results as p; print(p.OTHER_COLORS)"],
-            cwd=sandbox / "repo",
-            capture_output=True,
-            text=True,
-        ).stdout
+    assert names.returncode == 0 and names.stdout.strip() == "SPRIG half tab:brown", names.stderr
+    others = subprocess.run(
+        [sys.executable, "-c", "import plot_results as p; print(p.OTHER_COLORS)"],
+        cwd=sandbox / "repo",
+        capture_output=True,
+        text=True,
     )
+    assert others.returncode == 0 and "tab:pink" in others.stdout and "tab:brown" not in others.stdout, others.stderr
+
+
+@pytest.mark.parametrize(
+    "row, error",
+    [
+        (
+            "sprig-half | sprig_ppo_atari.py | --alpha-coop 0.5 | SPRIG half | tab:brown | no exp_name",
+            "the exp_name sprig_ppo_atari",
+        ),
+        ("sprig-half | sprig_ppo_atari.py | --exp-name sprig-half | SPRIG | tab:brown | SPRIG's label", "the label SPRIG"),
+        ("sprig-half | sprig_ppo_atari.py | --exp-name sprig-half | SPRIG half | no what-it-is", "a row without 6 cells"),
+    ],
+)
+def test_a_methods_table_row_that_would_mix_two_methods_up_is_one_error_line(sandbox, row, error):
+    benchmark = sandbox / "repo" / "benchmark.sh"
+    benchmark.write_text(benchmark.read_text().replace("\nEND_OF_METHODS\n", "\n" + row + "\nEND_OF_METHODS\n"))
+    shutil.copy(os.path.join(REPO, "plot_results.py"), sandbox / "repo" / "plot_results.py")
+    result = subprocess.run(
+        [sys.executable, "-c", "import plot_results"], cwd=sandbox / "repo", capture_output=True, text=True
+    )
+    assert result.returncode == 1 and result.stderr.startswith("error: ") and error in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    if "6 cells" in error:  # benchmark.sh checks the shape of its rows (the labels are plot_results.py's business)
+        checked = run_benchmark(sandbox, "--dry-run")
+        assert checked.returncode == 2 and "a row without 6 cells, or a method named twice: sprig-half" in checked.stderr
 
 
 def test_stop_at_step_pauses_real_runs_and_the_same_command_with_a_larger_stop_grows_them(tmp_path):
