@@ -91,8 +91,11 @@ class Cluster:
         return dict(re.findall(r"(\w+)=(\S*)", text.splitlines()[0])) if text.strip() else {}
 
     def ended_or_requeued(self, job_id):
-        """The job's fields once it has been requeued or has ended; None while it runs."""
+        """The job's fields once it has been requeued or has ended; None while it runs, and while it is COMPLETING
+        (a requeued job passes through that state, its old start still cleaning up, before it is PENDING again)."""
         job = self.job(job_id)
+        if job.get("JobState") == "COMPLETING":
+            return None
         if job.get("Restarts", "0") != "0" or job.get("JobState") in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"):
             return job
         return None
