@@ -132,15 +132,19 @@ sprig-pg       | sprig_ppo_atari.py | --leader-utility pg --exp-name sprig-pg   
 sprig-implicit | sprig_ppo_atari.py | --leader-gradient implicit --exp-name sprig-implicit | SPRIG-implicit         | tab:purple | SPRIG whose leader follows its total derivative through the follower
 sprig-joint    | sprig_ppo_atari.py | --update joint --exp-name sprig-joint                | PPO on SPRIG's network | tab:green  | SPRIG's network trained as plain PPO: the control that tells the network's effect from the game's
 END_OF_METHODS
-# The table's rows, for awk: cells split at '|' without their padding; comments and blank lines skipped.
-METHOD_ROWS='{ sub(/^[ \t]+/, ""); sub(/[ \t]+$/, "") } /^#/ || NF == 0 { next }'
-bad_row=$(awk -F' *[|] *' "$METHOD_ROWS"' NF != 6 || seen[$1]++ { print; exit }' <<<"$METHODS_TABLE")
+methods_awk() { # awk PROGRAM [awk options] run on the table's rows: cells split at '|' without their padding,
+    # comments and blank lines skipped
+    local program=$1
+    shift
+    awk -F' *[|] *' "$@" '{ sub(/^[ \t]+/, ""); sub(/[ \t]+$/, "") } /^#/ || NF == 0 { next } '"$program" <<<"$METHODS_TABLE"
+}
+bad_row=$(methods_awk 'NF != 6 || seen[$1]++ { print; exit }')
 [[ -z $bad_row ]] || die "benchmark.sh's METHODS_TABLE: a row without 6 cells, or a method named twice: $bad_row"
 
 method_field() { # method, column (2 script, 3 flags, 4 label, 6 what it is) -> that cell; nothing for an unknown method
-    awk -F' *[|] *' -v method="$1" -v column="$2" "$METHOD_ROWS"' $1 == method { print $column }' <<<"$METHODS_TABLE"
+    methods_awk '$1 == method { print $column }' -v method="$1" -v column="$2"
 }
-known_methods() { awk -F' *[|] *' "$METHOD_ROWS"' { printf "%s%s", (n++ ? ", " : ""), $1 }' <<<"$METHODS_TABLE"; }
+known_methods() { methods_awk '{ printf "%s%s", (n++ ? ", " : ""), $1 }'; }
 script_of() { # method -> the training script; nothing for an unknown method
     local script
     script=$(method_field "$1" 2)
@@ -148,7 +152,7 @@ script_of() { # method -> the training script; nothing for an unknown method
 }
 method_flags() { method_field "$1" 3; }
 methods_help() { # --help's list: each method, its script and flags, what it is; wrapped under --methods' column
-    awk -F' *[|] *' "$METHOD_ROWS"' {
+    methods_awk '{
         flags = $3; sub(/ *--exp-name [^ ]+/, "", flags)
         text = sprintf("%-14s %s%s: %s", $1, $2, flags == "" ? "" : " " flags, $6)
         while (length(text) > 88) {
@@ -157,7 +161,7 @@ methods_help() { # --help's list: each method, its script and flags, what it is;
             print "                            " substr(text, 1, cut - 1); text = "               " substr(text, cut + 1)
         }
         print "                            " text
-    }' <<<"$METHODS_TABLE"
+    }'
 }
 method_label() { method_field "$1" 4; } # its name in plot_results.py's tables (and so in the speed table of --sps)
 

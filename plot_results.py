@@ -55,14 +55,13 @@ def read_methods_table(path: str) -> list[dict[str, str]]:
     columns = ("method", "script", "flags", "label", "colour", "what")
     rows = []
     for line in table[1].splitlines():
-        cells = [cell.strip() for cell in line.split("|")]
         if line.strip().startswith("#") or not line.strip():
             continue
+        cells = [cell.strip() for cell in line.split("|")]
         if len(cells) != len(columns):
             raise SystemExit(f"error: {path}'s METHODS_TABLE: a row without {len(columns)} cells: {line.strip()}")
         rows.append(dict(zip(columns, cells)))
-    for key in ("exp_name", "label"):
-        values = [exp_name_of(row) if key == "exp_name" else row[key] for row in rows]
+    for key, values in (("exp_name", [exp_name_of(row) for row in rows]), ("label", [row["label"] for row in rows])):
         twice = sorted({value for value in values if values.count(value) > 1})
         if twice:
             raise SystemExit(f"error: {path}'s METHODS_TABLE: two methods with the {key} {twice[0]} (give each its own)")

@@ -260,15 +260,25 @@ def test_a_sprig_variant_is_a_method_of_its_own_running_its_flags_in_its_own_dir
     assert (run_dir(sandbox, method, 1) / "done").exists()
 
 
-def test_a_method_is_one_row_of_the_methods_table_which_benchmark_sh_runs_and_plot_results_names_and_colours(sandbox):
+def add_method_row(sandbox, row):
+    """Append ROW to the sandbox's METHODS_TABLE, and put the real plot_results.py beside it to read it."""
     benchmark = sandbox / "repo" / "benchmark.sh"
-    row = (
-        "sprig-half | sprig_ppo_atari.py | --alpha-coop 0.5 --exp-name sprig-half | SPRIG half | tab:brown | alpha one half\n"
-    )
     text = benchmark.read_text()
     assert text.count("\nEND_OF_METHODS\n") == 1
-    benchmark.write_text(text.replace("\nEND_OF_METHODS\n", "\n" + row + "END_OF_METHODS\n"))
+    benchmark.write_text(text.replace("\nEND_OF_METHODS\n", "\n" + row + "\nEND_OF_METHODS\n"))
     shutil.copy(os.path.join(REPO, "plot_results.py"), sandbox / "repo" / "plot_results.py")
+
+
+def python_in_repo(sandbox, code):
+    """Run `python -c CODE` in the sandbox's repo (where `import plot_results` finds its copy)."""
+    return subprocess.run([sys.executable, "-c", code], cwd=sandbox / "repo", capture_output=True, text=True)
+
+
+def test_a_method_is_one_row_of_the_methods_table_which_benchmark_sh_runs_and_plot_results_names_and_colours(sandbox):
+    add_method_row(
+        sandbox,
+        "sprig-half | sprig_ppo_atari.py | --alpha-coop 0.5 --exp-name sprig-half | SPRIG half | tab:brown | alpha one half",
+    )
 
     help_text = run_benchmark(sandbox, "--help").stdout
     assert re.search(r"^ +sprig-half +sprig_ppo_atari.py --alpha-coop 0.5: alpha one half$", help_text, re.MULTILINE)
@@ -280,19 +290,11 @@ def test_a_method_is_one_row_of_the_methods_table_which_benchmark_sh_runs_and_pl
     assert cwd == str(run_dir(sandbox, "sprig-half", 1))
     assert args.split()[0].endswith("/repo/sprig_ppo_atari.py") and "--alpha-coop 0.5 --exp-name sprig-half" in args
 
-    names = subprocess.run(
-        [sys.executable, "-c", "import plot_results as p; print(p.method_name('sprig-half'), p.METHOD_COLORS['SPRIG half'])"],
-        cwd=sandbox / "repo",
-        capture_output=True,
-        text=True,
+    names = python_in_repo(
+        sandbox, "import plot_results as p; print(p.method_name('sprig-half'), p.METHOD_COLORS['SPRIG half'])"
     )
     assert names.returncode == 0 and names.stdout.strip() == "SPRIG half tab:brown", names.stderr
-    others = subprocess.run(
-        [sys.executable, "-c", "import plot_results as p; print(p.OTHER_COLORS)"],
-        cwd=sandbox / "repo",
-        capture_output=True,
-        text=True,
-    )
+    others = python_in_repo(sandbox, "import plot_results as p; print(p.OTHER_COLORS)")
     assert others.returncode == 0 and "tab:pink" in others.stdout and "tab:brown" not in others.stdout, others.stderr
 
 
@@ -308,12 +310,8 @@ def test_a_method_is_one_row_of_the_methods_table_which_benchmark_sh_runs_and_pl
     ],
 )
 def test_a_methods_table_row_that_would_mix_two_methods_up_is_one_error_line(sandbox, row, error):
-    benchmark = sandbox / "repo" / "benchmark.sh"
-    benchmark.write_text(benchmark.read_text().replace("\nEND_OF_METHODS\n", "\n" + row + "\nEND_OF_METHODS\n"))
-    shutil.copy(os.path.join(REPO, "plot_results.py"), sandbox / "repo" / "plot_results.py")
-    result = subprocess.run(
-        [sys.executable, "-c", "import plot_results"], cwd=sandbox / "repo", capture_output=True, text=True
-    )
+    add_method_row(sandbox, row)
+    result = python_in_repo(sandbox, "import plot_results")
     assert result.returncode == 1 and result.stderr.startswith("error: ") and error in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     if "6 cells" in error:  # benchmark.sh checks the shape of its rows (the labels are plot_results.py's business)
