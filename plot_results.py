@@ -418,6 +418,16 @@ def interval_estimate(
     return np.asarray(points["scores"], dtype=np.float64), np.asarray(intervals["scores"], dtype=np.float64)
 
 
+def probability_of_improvement(scores_x: np.ndarray, scores_y: np.ndarray) -> float:
+    """P(X > Y) of two (num_seeds, num_games) score arrays: on each game, the chance that a seed of X outscores a seed
+    of Y, a tie counting one half; then the mean over games. It is rliable's metrics.probability_of_improvement (the
+    Mann-Whitney U statistic over num_x * num_y), counted over all the pairs at once: the same numbers, without the
+    two scipy calls per game that made it the slowest statistic of every bootstrap here."""
+    x, y = scores_x[:, None, :], scores_y[None, :, :]  # every pair of seeds: (num_x, num_y, num_games)
+    wins = np.sum(x > y, axis=(0, 1)) + 0.5 * np.sum(x == y, axis=(0, 1))
+    return float(np.mean(wins / (len(scores_x) * len(scores_y))))
+
+
 def iqm_band(per_seed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(IQM, CI low, CI high) at each grid step of a (num_seeds, num_points) array of curves: the IQM over seeds and
     its 95% bootstrap CI, each grid step's seeds resampled on their own (a pointwise band)."""
@@ -893,7 +903,7 @@ def aggregate_scores(results: list[Result]) -> tuple[list[AggregateResult], list
                     scores[:, [env_ids.index(env_id) for env_id in common]],
                     ppo_scores[:, [ppo_env_ids.index(env_id) for env_id in common]],
                 ),
-                metrics.probability_of_improvement,
+                probability_of_improvement,
             )
             aggregate.improvement_over_ppo = Estimate(float(value), float(low[0]), float(high[0]))
     return aggregates, notes
@@ -1160,7 +1170,7 @@ def milestone_lines(runs: list[Run], step: int) -> list[str]:
         methods = [method for env, method in scores if env == env_id]
         for better, worse in improvement_pairs(methods):
             value, (low, high) = interval_estimate(
-                (scores[(env_id, better)][:, None], scores[(env_id, worse)][:, None]), metrics.probability_of_improvement
+                (scores[(env_id, better)][:, None], scores[(env_id, worse)][:, None]), probability_of_improvement
             )
             estimate = estimate_text(Estimate(float(value), float(low[0]), float(high[0])), decimals=2)
             comparisons.append([env_id, f"P({better} > {worse})", estimate])

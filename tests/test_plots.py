@@ -512,6 +512,23 @@ def test_probability_of_improvement_is_one_when_every_seed_beats_every_ppo_seed_
     assert alone.improvement_over_ppo is None
 
 
+def test_probability_of_improvement_counts_pairs_by_hand_and_equals_rliables_mann_whitney_form_exactly():
+    # One game: X = 3, 5, 5 and Y = 1, 5. Pairs X > Y: (3,1), (5,1), (5,1); ties: (5,5) twice -> (3 + 1) / 6.
+    # A second game where X always loses: (3 + 1) / 6 and 0 average to 1/3.
+    x, y = np.array([[3.0, 0.0], [5.0, 0.0], [5.0, 0.0]]), np.array([[1.0, 1.0], [5.0, 2.0]])
+    assert plot_results.probability_of_improvement(x[:, :1], y[:, :1]) == 4 / 6
+    assert plot_results.probability_of_improvement(x, y) == pytest.approx(1 / 3)
+    _, metrics = plot_results.load_rliable()
+    rng = np.random.default_rng(0)
+    for num_x, num_y, num_games in [(3, 3, 1), (5, 2, 1), (4, 6, 3), (10, 10, 5)]:
+        for _ in range(20):
+            scores_x = rng.integers(0, 6, (num_x, num_games)).astype(float) * 100.0  # few values: many ties
+            scores_y = rng.integers(0, 6, (num_y, num_games)).astype(float) * 100.0
+            expected = metrics.probability_of_improvement(scores_x, scores_y)
+            assert plot_results.probability_of_improvement(scores_x, scores_y) == expected
+        assert plot_results.probability_of_improvement(scores_x, scores_x) == 0.5  # rliable's rule for equal scores
+
+
 def test_aggregate_is_over_seeds_and_games_with_the_first_k_seeds_of_each_game_and_says_so():
     # Human-normalised scores (1.0 = human): BeamRider 0.1, 0.2, 0.3; Pong 0.0, 0.5, 1.5 and a 4th seed at 10.0 that
     # is left out (3 seeds on BeamRider). Mean: 2.6 / 6; IQM of 6 cuts one from each end: (0.1 + 0.2 + 0.3 + 0.5) / 4;
