@@ -1,10 +1,13 @@
-"""Shared by the test files: run a training script as a user would, read back its TensorBoard scalars, tell whether a
-process still lives."""
+"""Shared by the test files: run a training script as a user would (or only its command-line check, in this process),
+read back its TensorBoard scalars, tell whether a process still lives."""
 
 import glob
+import importlib
 import os
 import subprocess
 import sys
+
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,6 +39,19 @@ def run_script(script, *flags, cwd, check=True, timeout=600):
     if check and result.returncode != 0:
         raise AssertionError(f"{script} failed with exit {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def parse_args_stops_with(script, *flags, cwd, monkeypatch):
+    """The message a script's parse_args() stops with on this command line, called in this process from `cwd`. main()
+    starts with parse_args(), so this is the one line the script, run, prints to stderr before it exits with 1
+    (tests/test_cli_errors.py runs a few mistakes both ways), in milliseconds instead of the seconds a run spends
+    importing torch."""
+    module = importlib.import_module(script[: -len(".py")])
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [script, *map(str, flags)])
+    with pytest.raises(SystemExit) as stop:
+        module.parse_args()
+    return stop.value.code
 
 
 def run_dirs(cwd):

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_RUN, read_scalars, run_dirs, run_script, script_command, script_environment
+from helpers import TINY_RUN, parse_args_stops_with, read_scalars, run_dirs, run_script, script_command, script_environment
 
 SCRIPTS = ["ppo_atari.py", "sprig_ppo_atari.py"]
 ITERATIONS = 6
@@ -60,7 +60,12 @@ def uninterrupted(tmp_path_factory):
     return scalars
 
 
-@pytest.fixture(scope="module", params=[(script, envs) for script in SCRIPTS for envs in ("sync", "async")], ids="-".join)
+# Each script with its envs stepped in this process (sync); ppo_atari.py also with them in subprocesses (async). How
+# envs step, and how their state is saved and restored, is the same code in both scripts (tests/test_twins.py).
+KILLED_RUNS = [("ppo_atari.py", "sync"), ("ppo_atari.py", "async"), ("sprig_ppo_atari.py", "sync")]
+
+
+@pytest.fixture(scope="module", params=KILLED_RUNS, ids="-".join)
 def kill_and_resume(request, tmp_path_factory, uninterrupted):
     """The run of `uninterrupted` killed with SIGTERM after iteration 2 (and once more as it stops) then resumed, its
     envs stepped here (sync) or in subprocesses (async)."""
@@ -149,11 +154,15 @@ def ppo_checkpoint(tmp_path_factory):
 
 
 def assert_one_line_error(result, *fragments):
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr, result.stderr
-    banner = ("A.L.E: Arcade Learning Environment", "[Powered by Stella]")  # ale-py's, once an emulator starts
-    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith(banner)]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    """`result`: a finished run's CompletedProcess, or the message parse_args stopped with in this process."""
+    if isinstance(result, str):
+        lines = result.strip().splitlines()
+    else:
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr, result.stderr
+        banner = ("A.L.E: Arcade Learning Environment", "[Powered by Stella]")  # ale-py's, once an emulator starts
+        lines = [line for line in result.stderr.strip().splitlines() if not line.startswith(banner)]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result
     for fragment in fragments:
         assert fragment in lines[0]
 
@@ -168,8 +177,9 @@ def test_checkpoint_holds_the_full_training_state_and_loads_with_weights_only(pp
     assert not glob.glob(os.path.dirname(ppo_checkpoint["checkpoint"]) + "/*.tmp")  # written via rename
 
 
-def test_a_ppo_checkpoint_given_to_sprig_is_one_clear_line(ppo_checkpoint):
-    result = run_script("sprig_ppo_atari.py", "--resume", ppo_checkpoint["checkpoint"], cwd=ppo_checkpoint["cwd"], check=False)
+def test_a_ppo_checkpoint_given_to_sprig_is_one_clear_line(ppo_checkpoint, monkeypatch):
+    flags = ["--resume", ppo_checkpoint["checkpoint"]]
+    result = parse_args_stops_with("sprig_ppo_atari.py", *flags, cwd=ppo_checkpoint["cwd"], monkeypatch=monkeypatch)
     assert_one_line_error(result, "is a checkpoint of ppo_atari.py, not of sprig_ppo_atari.py")
 
 
@@ -190,57 +200,56 @@ def test_a_truncated_checkpoint_is_one_clear_line_and_is_left_as_it_was(ppo_chec
         (["--num-envs", "4", "--seed", "2"], "--seed (checkpoint 1, now 2)"),
     ],
 )
-def test_resuming_with_flags_that_change_the_algorithm_names_them(ppo_checkpoint, flags, named):
-    result = run_script(
-        "ppo_atari.py", "--resume", ppo_checkpoint["checkpoint"], *flags, cwd=ppo_checkpoint["cwd"], check=False
-    )
+def test_resuming_with_flags_that_change_the_algorithm_names_them(ppo_checkpoint, flags, named, monkeypatch):
+    flags = ["--resume", ppo_checkpoint["checkpoint"], *flags]
+    result = parse_args_stops_with("ppo_atari.py", *flags, cwd=ppo_checkpoint["cwd"], monkeypatch=monkeypatch)
     assert_one_line_error(result, "differ from the checkpoint", named)
 
 
 def test_resuming_sprig_with_the_other_leader_utility_or_gradient_is_refused_and_older_checkpoints_mean_pg_direct(
-    tmp_path,
+    tmp_path, monkeypatch
 ):
     run_script("sprig_ppo_atari.py", *TINY_RUN, "--total-timesteps", 128, "--checkpoint-every", 1, cwd=tmp_path)
     (run_dir,) = run_dirs(tmp_path)
     path = os.path.join(run_dir, "checkpoint.pt")
-    result = run_script("sprig_ppo_atari.py", "--resume", path, "--leader-utility", "pg", cwd=tmp_path, check=False)
-    assert_one_line_error(result, "--leader-utility (checkpoint follower, now pg)")
-    result = run_script("sprig_ppo_atari.py", "--resume", path, "--leader-gradient", "implicit", cwd=tmp_path, check=False)
-    assert_one_line_error(result, "--leader-gradient (checkpoint direct, now implicit)")
-    result = run_script("sprig_ppo_atari.py", "--resume", path, "--update", "joint", cwd=tmp_path, check=False)
-    assert_one_line_error(result, "--update (checkpoint stackelberg, now joint)")
+
+    def resume_with(*flags):
+        return parse_args_stops_with("sprig_ppo_atari.py", "--resume", path, *flags, cwd=tmp_path, monkeypatch=monkeypatch)
+
+    assert_one_line_error(resume_with("--leader-utility", "pg"), "--leader-utility (checkpoint follower, now pg)")
+    assert_one_line_error(resume_with("--leader-gradient", "implicit"), "--leader-gradient (checkpoint direct, now implicit)")
+    assert_one_line_error(resume_with("--update", "joint"), "--update (checkpoint stackelberg, now joint)")
     # A checkpoint written before the flags existed trained with Algorithm 1's printed term and its direct gradient.
     checkpoint = torch.load(path, weights_only=True)
     del checkpoint["args"]["leader_utility"], checkpoint["args"]["leader_gradient"]
     torch.save(checkpoint, path)
-    result = run_script("sprig_ppo_atari.py", "--resume", path, "--leader-utility", "follower", cwd=tmp_path, check=False)
-    assert_one_line_error(result, "--leader-utility (checkpoint pg, now follower)")
-    result = run_script("sprig_ppo_atari.py", "--resume", path, "--leader-gradient", "implicit", cwd=tmp_path, check=False)
-    assert_one_line_error(result, "--leader-gradient (checkpoint direct, now implicit)")
+    assert_one_line_error(resume_with("--leader-utility", "follower"), "--leader-utility (checkpoint pg, now follower)")
+    assert_one_line_error(resume_with("--leader-gradient", "implicit"), "--leader-gradient (checkpoint direct, now implicit)")
 
 
-def test_a_missing_or_foreign_file_is_one_clear_line(ppo_checkpoint, tmp_path):
-    result = run_script("ppo_atari.py", "--resume", tmp_path / "nope.pt", cwd=tmp_path, check=False)
-    assert_one_line_error(result, "no such file")
-    result = run_script("ppo_atari.py", "--resume", ppo_checkpoint["model"], cwd=tmp_path, check=False)
-    assert_one_line_error(result, "is not a training checkpoint")
+def test_a_missing_or_foreign_file_is_one_clear_line(ppo_checkpoint, tmp_path, monkeypatch):
+    def stops_with(*flags):
+        return parse_args_stops_with("ppo_atari.py", *flags, cwd=tmp_path, monkeypatch=monkeypatch)
+
+    assert_one_line_error(stops_with("--resume", tmp_path / "nope.pt"), "no such file")
+    assert_one_line_error(stops_with("--resume", ppo_checkpoint["model"]), "is not a training checkpoint")
     foreign = tmp_path / "notes.pt"
     foreign.write_text("hello")
-    result = run_script("ppo_atari.py", "--eval-checkpoint", foreign, "--eval-episodes", 1, cwd=tmp_path, check=False)
-    assert_one_line_error(result, "--eval-checkpoint: cannot read")
+    assert_one_line_error(stops_with("--eval-checkpoint", foreign, "--eval-episodes", 1), "--eval-checkpoint: cannot read")
 
 
-def test_a_network_of_another_shape_is_one_clear_line(ppo_checkpoint, tmp_path):
+def test_a_network_of_another_shape_is_one_clear_line(ppo_checkpoint, tmp_path, monkeypatch):
     """A file of an older version whose tensors have other shapes (SPRIG's 1x1 convolutions became nn.Linear)."""
     checkpoint = torch.load(ppo_checkpoint["checkpoint"], weights_only=True)
     checkpoint["agent"]["critic.weight"] = checkpoint["agent"]["critic.weight"][:, :, None, None]
     torch.save(checkpoint, tmp_path / "checkpoint.pt")
     torch.save(checkpoint["agent"], tmp_path / "old.cleanrl_model")
-    result = run_script("ppo_atari.py", "--resume", tmp_path / "checkpoint.pt", cwd=tmp_path, check=False)
-    assert_one_line_error(result, "--resume:", "holds a network of another shape")
-    result = run_script(
-        "ppo_atari.py", "--eval-checkpoint", tmp_path / "old.cleanrl_model", "--eval-episodes", 1, cwd=tmp_path, check=False
-    )
+
+    def stops_with(*flags):
+        return parse_args_stops_with("ppo_atari.py", *flags, cwd=tmp_path, monkeypatch=monkeypatch)
+
+    assert_one_line_error(stops_with("--resume", tmp_path / "checkpoint.pt"), "--resume:", "holds a network of another shape")
+    result = stops_with("--eval-checkpoint", tmp_path / "old.cleanrl_model", "--eval-episodes", 1)
     assert_one_line_error(result, "--eval-checkpoint:", "is not a model of this version of ppo_atari.py")
     assert not os.path.exists(tmp_path / "runs")
 

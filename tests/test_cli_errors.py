@@ -2,17 +2,14 @@
 
 Each script's main() starts with parse_args(), which reads and checks the command line and stops with
 SystemExit("error: ...") at the first mistake: Python prints that message to stderr and exits with 1. A few mistakes
-run the scripts as a user does, to show that whole path; the rest call parse_args in this process, which says the same
-in milliseconds instead of the two seconds a script takes to import torch.
+are given to the scripts as a user gives them, to show that whole path; the rest call parse_args in this process.
 """
 
-import importlib
 import importlib.util
 import os
-import sys
 
 import pytest
-from helpers import TINY_RUN, run_script
+from helpers import TINY_RUN, parse_args_stops_with, run_script
 
 SCRIPTS = ["ppo_atari.py", "sprig_ppo_atari.py"]
 
@@ -44,20 +41,10 @@ BAD_INPUTS = [
 ]
 
 
-def parse_args_stops_with(script, flags, tmp_path, monkeypatch):
-    """The message the script's parse_args stops with on this command line, run in `tmp_path` in this process."""
-    module = importlib.import_module(script[: -len(".py")])
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", [script, *flags])
-    with pytest.raises(SystemExit) as stop:
-        module.parse_args()
-    return stop.value.code
-
-
 @pytest.mark.parametrize("script", SCRIPTS)
 @pytest.mark.parametrize("flags, message", BAD_INPUTS, ids=[flags[0] for flags, _ in BAD_INPUTS])
 def test_bad_input_stops_with_one_clear_line(script, flags, message, tmp_path, monkeypatch):
-    said = parse_args_stops_with(script, flags, tmp_path, monkeypatch)
+    said = parse_args_stops_with(script, *flags, cwd=tmp_path, monkeypatch=monkeypatch)
     assert isinstance(said, str) and "\n" not in said.strip(), said  # a message (exit 1), one line
     assert said.startswith(f"error: {message}")
     assert os.listdir(tmp_path) == []  # nothing written: no runs/, no videos/
@@ -101,7 +88,7 @@ def test_sprig_rejects_bad_game_coefficients(flags, message, tmp_path, monkeypat
 @pytest.mark.skipif(importlib.util.find_spec("moviepy") is not None, reason="moviepy is installed here")
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_capture_video_without_moviepy_says_what_to_install(script, tmp_path, monkeypatch):
-    said = parse_args_stops_with(script, ["--capture-video"], tmp_path, monkeypatch)
+    said = parse_args_stops_with(script, "--capture-video", cwd=tmp_path, monkeypatch=monkeypatch)
     assert said == "error: --capture-video needs moviepy: pip install moviepy"
 
 
