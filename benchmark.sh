@@ -125,12 +125,13 @@ game_set() { # name -> its env ids; nothing for an unknown name
 # plot_results.py reads this table too (between the two END_OF_METHODS lines), so adding a method is one edit here;
 # a second row for a script needs an --exp-name of its own, or plot_results.py could not tell its runs apart.
 read -r -d '' METHODS_TABLE <<'END_OF_METHODS' || true # (read -d '' ends at the end of its input, with status 1)
-# method       | script             | flags                                                | label                  | colour     | what it is
-ppo            | ppo_atari.py       |                                                      | PPO                    | tab:blue   | CleanRL's PPO with the Nature CNN
-sprig          | sprig_ppo_atari.py |                                                      | SPRIG                  | tab:orange | SPRIG, its default leader utility
-sprig-pg       | sprig_ppo_atari.py | --leader-utility pg --exp-name sprig-pg              | SPRIG-pg               | tab:red    | SPRIG with Algorithm 1's printed policy term as the leader's utility
-sprig-implicit | sprig_ppo_atari.py | --leader-gradient implicit --exp-name sprig-implicit | SPRIG-implicit         | tab:purple | SPRIG whose leader follows its total derivative through the follower
-sprig-joint    | sprig_ppo_atari.py | --update joint --exp-name sprig-joint                | PPO on SPRIG's network | tab:green  | SPRIG's network trained as plain PPO: the control that tells the network's effect from the game's
+# method       | script             | flags                                                | label                     | colour     | what it is
+ppo            | ppo_atari.py       |                                                      | PPO                       | tab:blue   | CleanRL's PPO with the Nature CNN
+sprig          | sprig_ppo_atari.py |                                                      | SPRIG                     | tab:orange | SPRIG, its default leader utility
+sprig-pg       | sprig_ppo_atari.py | --leader-utility pg --exp-name sprig-pg              | SPRIG-pg                  | tab:red    | SPRIG with Algorithm 1's printed policy term as the leader's utility
+sprig-implicit | sprig_ppo_atari.py | --leader-gradient implicit --exp-name sprig-implicit | SPRIG-implicit            | tab:purple | SPRIG whose leader follows its total derivative through the follower
+sprig-joint    | sprig_ppo_atari.py | --update joint --exp-name sprig-joint                | PPO on SPRIG's network    | tab:green  | SPRIG's network trained as plain PPO: the control that tells the network's effect from the game's
+sprig-cnn      | sprig_ppo_atari.py | --perception nature --exp-name sprig-cnn             | SPRIG's game on PPO's CNN | tab:brown  | SPRIG's two-stage game on ppo_atari.py's Nature CNN: the game without SPRIG's network
 END_OF_METHODS
 methods_awk() { # awk PROGRAM [awk options] run on the table's rows: cells split at '|' without their padding,
     # comments and blank lines skipped

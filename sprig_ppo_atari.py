@@ -109,6 +109,8 @@ class Args:
     # SPRIG's game: the leader (perception, theta) and the follower (policy and value, phi)
     update: Literal["stackelberg", "joint"] = "stackelberg"
     """SPRIG's two-stage game (stackelberg), or its network trained as plain PPO, one optimiser over all (joint: the control)"""
+    perception: Literal["attention", "nature"] = "attention"
+    """the leader's network: SPRIG's attention blocks, or ppo_atari.py's Nature CNN (nature: no masks, so C_theta = 0)"""
     alpha_coop: float = 0.7
     """SPRIG's cooperation weight: the leader maximises alpha * (-C_theta) + (1 - alpha) * u_F"""
     attn_cost_coef: float = 1e-4
@@ -343,9 +345,10 @@ def attention_cost(masks, attn_cost_coef):
 
 
 class Agent(nn.Module):
-    def __init__(self, num_actions):
+    def __init__(self, num_actions, perception="attention"):
         super().__init__()
-        self.perception = Perception()  # the leader, theta
+        # the leader, theta (--perception nature: ppo_atari.py's CNN, NatureCNN after main)
+        self.perception = Perception() if perception == "attention" else NatureCNN()
         self.actor = layer_init(nn.Linear(512, num_actions), std=0.01)  # the follower, phi: pi_phi ...
         self.critic = layer_init(nn.Linear(512, 1), std=1)  # ... and V_phi
 
@@ -455,7 +458,8 @@ def leader_step(agent, leader_optimizer, mb, args):
     Returns its statistics as tensors.
     """
     features, masks = agent.perception(mb["obs"] / 255.0)  # f_theta(s), m_k(s)
-    cost = attention_cost(masks, args.attn_cost_coef)  # C_theta(s)
+    # C_theta(s); ppo_atari.py's CNN (--perception nature) has no masks and pays nothing: u_L = (1 - alpha) u_F
+    cost = attention_cost(masks, args.attn_cost_coef) if masks else features.new_zeros(())
     u_ppo, u_policy = follower_utilities(agent, features, mb, args)  # pi_phi and V_phi on f_theta
     # `follower`: the same function the follower stage minimises, so the two stages cannot drift apart. Its ratio
     # against the rollout's log-probabilities is clipped: the leader too moves the policy only inside PPO's trust region.
@@ -537,7 +541,7 @@ def main():
     envs = make_envs(args, run.name, run.wrap_env)
     assert isinstance(envs.single_action_space, gym.spaces.Discrete), "only discrete action space is supported"
 
-    agent = Agent(envs.single_action_space.n).to(device)
+    agent = Agent(envs.single_action_space.n, args.perception).to(device)
     if args.update == "stackelberg":
         # Two players, two optimisers over disjoint parameter sets: theta (perception) and phi (policy and value).
         leader_optimizer = optim.Adam(agent.leader_parameters(), lr=args.learning_rate, eps=1e-5)
@@ -689,9 +693,42 @@ def joint_step(agent, optimizer, mb, args):
     loss.backward()
     grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
     optimizer.step()
-    stats["attention_cost"] = attention_cost(masks, args.attn_cost_coef).detach()
-    stats |= {f"mask_mean_block{k}": mask.mean().detach() for k, mask in enumerate(masks, start=1)}
+    if masks:  # SPRIG's network (ppo_atari.py's CNN, --perception nature, has none)
+        stats["attention_cost"] = attention_cost(masks, args.attn_cost_coef).detach()
+        stats |= {f"mask_mean_block{k}": mask.mean().detach() for k, mask in enumerate(masks, start=1)}
     return stats | {"grad_norm": grad_norm}
+
+
+# --perception nature, the fourth cell (docs/design.md, "The game on PPO's CNN"). PPO and SPRIG differ in the network
+# and in the update; --update joint is SPRIG's network under PPO's update, and this is SPRIG's game on PPO's network:
+# the leader theta is ppo_atari.py's Nature CNN, with its layers and its initialisation, the follower phi the same two
+# heads, both stages unchanged. The CNN has no masks, so C_theta = 0 and u_L = (1 - alpha) u_F: the leader ascends
+# the follower's own objective. Adam divides each step by the gradient's running scale, so the factor (1 - alpha)
+# changes the leader's step only against Adam's eps: alpha all but drops out.
+
+
+class NatureCNN(nn.Module):
+    """ppo_atari.py's encoder as the leader: three convolutions and Linear 3136 -> 512, each followed by a ReLU, with
+    ppo_atari.py's initialisation (from the same seed, the same values). Returns the features and no masks. Its
+    weights and inputs are channels-last, as in ppo_atari.py: the same function, faster on CPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.network = nn.Sequential(
+            layer_init(nn.Conv2d(4, 32, 8, stride=4)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(32, 64, 4, stride=2)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(64, 64, 3, stride=1)),
+            nn.ReLU(),
+            nn.Flatten(),
+            layer_init(nn.Linear(64 * 7 * 7, 512)),
+            nn.ReLU(),
+        )
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, x):
+        return self.network(x.contiguous(memory_format=torch.channels_last)), []
 
 
 # --leader-gradient implicit (docs/design.md, "The implicit leader gradient"). Algorithm 1 moves theta along
@@ -885,6 +922,10 @@ def check_args(args: Args) -> None:
     ignored = [f"--{name.replace('_', '-')}" for name in LEADER_FLAGS if getattr(args, name) != getattr(Args, name)]
     if args.update == "joint" and ignored:
         fail(f"--update joint has no leader stage, so {', '.join(ignored)} would change nothing; leave them out")
+    if args.perception == "nature" and args.attn_cost_coef != Args.attn_cost_coef:
+        fail("--perception nature has no attention masks to price, so --attn-cost-coef would change nothing; leave it out")
+    if args.perception == "nature" and args.log_attention_every > 0:
+        fail("--perception nature has no attention masks to draw; leave out --log-attention-every")
     if args.eval_checkpoint is not None and args.eval_episodes == 0:
         fail("--eval-checkpoint needs --eval-episodes N (N > 0 games to play)")
     if args.eval_checkpoint is not None and args.resume is not None:
@@ -909,6 +950,7 @@ def args_for_resume(checkpoint, resume):
     saved.setdefault("leader_utility", "pg")  # checkpoints from before --leader-utility trained with the printed form
     saved.setdefault("leader_gradient", "direct")  # and those from before --leader-gradient with the direct one
     saved.setdefault("update", "stackelberg")  # and those from before --update played the game
+    saved.setdefault("perception", "attention")  # and those from before --perception had the attention blocks
     saved["async_envs"] = CORES >= 8  # how the envs step changes no result: this machine's default, unless given
     args = command_line(default=Args(**saved))
     differ = [
@@ -1032,11 +1074,17 @@ def load_torch_file(path, flag):
         ) from None
 
 
+def perception_of(state):
+    """The --perception of an Agent's state_dict, by its tensor names: NatureCNN's are perception.network.*."""
+    return "nature" if any(name.startswith("perception.network.") for name in state) else "attention"
+
+
 def fits_agent(state):
-    """Whether state is a state_dict of this script's Agent: the same tensor names and shapes, for any action count."""
+    """Whether state is a state_dict of this script's Agent: the same tensor names and shapes, for any action count and
+    either --perception."""
     if not isinstance(state, dict) or not isinstance(state.get("actor.weight"), torch.Tensor):
         return False
-    expected = Agent(state["actor.weight"].shape[0]).state_dict()
+    expected = Agent(state["actor.weight"].shape[0], perception_of(state)).state_dict()
     return set(state) == set(expected) and all(state[name].shape == tensor.shape for name, tensor in expected.items())
 
 
@@ -1062,7 +1110,7 @@ def load_agent_state(path, flag="--eval-checkpoint"):
 
 def agent_from_state(state):
     """The Agent of a state_dict that fits_agent accepted, on the CPU."""
-    agent = Agent(state["actor.weight"].shape[0])
+    agent = Agent(state["actor.weight"].shape[0], perception_of(state))
     agent.load_state_dict(state)
     return agent
 
@@ -1270,6 +1318,8 @@ class RunControl:
             f"(cores for this run: {CORES}; {other} to change)",
             flush=True,
         )
+        if self.args.perception == "nature":
+            print("perception: ppo_atari.py's Nature CNN, no attention masks: C_theta = 0, u_L = (1 - alpha) u_F", flush=True)
         self.stop = GracefulStop()
         # CleanRL's start of the game; a resumed run starts it too (so the envs can step), then puts them back
         next_obs, _ = envs.reset(seed=self.args.seed)
