@@ -77,6 +77,12 @@ SPRIG_BAD_INPUTS = [
         "--update joint has no leader stage, so --leader-utility, --implicit-cg-iters would change nothing",
     ),
     (["--update", "joint", "--alpha-coop", "0.5"], "--update joint has no leader stage, so --alpha-coop would change"),
+    (["--perception", "cnn"], "invalid choice 'cnn' for argument '--perception'. Expected one of"),
+    (
+        ["--perception", "nature", "--attn-cost-coef", "1e-3"],
+        "--perception nature has no attention masks to price, so --attn-cost-coef would change nothing",
+    ),
+    (["--perception", "nature", "--log-attention-every", "5"], "--perception nature has no attention masks to draw"),
 ]
 
 

@@ -27,7 +27,9 @@ SPRIG_OWN |= {"attention_overlays", "attention_figure", "RunControl.log_attentio
 # Outside those definitions, a line only SPRIG's script has must say whose it is: SPRIG's game, its players, its
 # network's attention. A block of lines that differs passes if one of its lines names one of these; a line PPO has and
 # SPRIG neither keeps nor replaces is drift.
-SPRIG_WORDS = re.compile(r"sprig|leader|follower|joint|stackelberg|implicit|attention|attn|perception|theta|phi|alpha|mask", re.I)
+SPRIG_WORDS = re.compile(
+    r"sprig|leader|follower|joint|stackelberg|implicit|attention|attn|perception|theta|phi|alpha|mask", re.I
+)
 
 # What both scripts share: the env, GAE, the PPO loss and its statistics, and the run machinery's pieces.
 SHARED = ["Args", "EpisodicLife", "FireReset", "make_env", "make_envs", "finished_episodes", "layer_init", "compute_gae"]
