@@ -30,6 +30,8 @@ SPRIG_TAGS = {
     "sprig/mask_mean_block1",
     "sprig/mask_mean_block2",
     "sprig/mask_mean_block3",
+    "sprig/leader_learning_rate",
+    "sprig/follower_learning_rate",
 }
 SCRIPTS = {"ppo_atari.py": CLEANRL_TAGS, "sprig_ppo_atari.py": CLEANRL_TAGS | SPRIG_TAGS}
 

@@ -18,7 +18,7 @@ from helpers import REPO
 
 # Definitions only one script has, or that SPRIG rewrites: the perception leader, the follower heads, the two stages.
 PPO_OWN = {"Agent", "ppo_step"}
-SPRIG_OWN = {"GatedSelfAttention", "Perception", "attention_cost", "Agent", "leader_step", "follower_step", "SPRIG_STATS"}
+SPRIG_OWN = {"GatedSelfAttention", "Perception", "attention_cost", "Agent", "leader_step", "follower_step", "PPO_LOSS_STATS"}
 SPRIG_OWN |= {"follower_utilities", "conjugate_gradient", "implicit_term", "implicit_leader_gradient"}  # implicit
 SPRIG_OWN |= {"joint_step", "LEADER_FLAGS"}  # --update joint
 SPRIG_OWN |= {"NatureCNN", "perception_of"}  # --perception nature
@@ -35,6 +35,7 @@ SPRIG_WORDS = re.compile(
 SHARED = ["Args", "EpisodicLife", "FireReset", "make_env", "make_envs", "finished_episodes", "layer_init", "compute_gae"]
 SHARED += ["ppo_loss", "to_host", "GracefulStop", "EnvState", "find_divergence", "evaluate", "format_seconds"]
 SHARED += ["load_torch_file", "get_rng_state", "set_rng_state", "to_saveable", "from_saveable"]
+SHARED += ["sample", "capture_cuda_graph", "map_tensors", "CudaGraphed"]  # --cudagraphs
 
 
 def definitions(tree):

@@ -1,0 +1,140 @@
+"""--cudagraphs: the rollout's inference and each minibatch update captured once in CUDA graphs, then replayed.
+
+This machine has no GPU, so the graphed code path runs here with an eager stand-in for the capture (replay = call
+again): everything but the CUDA calls themselves, the static buffers, the warm-up and what it puts back, the rates
+copied into the optimisers, the cloned outputs, runs and is held to the plain path bit for bit. The sampler the graph
+holds is checked against Categorical.sample and against the policy's probabilities.
+"""
+
+import dataclasses
+import glob
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+from helpers import TINY_RUN, parse_args_stops_with, read_scalars
+from torch.distributions.categorical import Categorical
+
+FLAGS = [*TINY_RUN, "--total-timesteps", 512, "--max-episode-steps", 40, "--checkpoint-every", 1]
+
+
+def eager_stand_in(function, warm_up):
+    """capture_cuda_graph where there is no GPU: warm up as it does, then 'replay' by calling function again."""
+    warm_up()
+    return function
+
+
+def test_sample_draws_what_categorical_sample_draws_from_the_same_rng_state(twin):
+    probs = Categorical(logits=3 * torch.randn(1000, 9, generator=torch.Generator().manual_seed(0)))
+    torch.manual_seed(1)
+    expected = probs.sample()
+    torch.manual_seed(1)
+    assert torch.equal(twin.sample(probs), expected)  # so the plain path's rollouts are what they were
+
+
+def test_sample_is_a_true_sample_of_the_policy(twin):
+    p = torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05, 0.0])
+    torch.manual_seed(0)
+    draws = 200_000
+    counts = torch.bincount(twin.sample(Categorical(probs=p.expand(draws, 6))), minlength=6).double()
+    assert counts[5] == 0  # an action of probability 0 is never drawn
+    expected = draws * p[:5].double()
+    chi_square = ((counts[:5] - expected) ** 2 / expected).sum().item()
+    assert chi_square < 18.47  # the 99.9% quantile of chi-square with 4 degrees of freedom
+
+
+PARSE_ARGS = {}
+
+
+def train(module, tmp_path, monkeypatch, *flags, graphed):
+    """Run the script's main() in this process from tmp_path, graphed (with the stand-in) or plain. Returns (its exit
+    status, its run directory)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [f"{module.__name__}.py", *map(str, flags)])
+    args, checkpoint = PARSE_ARGS.setdefault(module, module.parse_args)()  # the script's own, not a replacement below
+    monkeypatch.setattr(module, "parse_args", lambda: (dataclasses.replace(args, cudagraphs=graphed), checkpoint))
+    monkeypatch.setattr(torch.distributions.Distribution, "_validate_args", torch.distributions.Distribution._validate_args)
+    captures = []
+    monkeypatch.setattr(
+        module, "capture_cuda_graph", lambda *functions: captures.append(functions) or eager_stand_in(*functions)
+    )
+    try:
+        module.main()
+        status = 0
+    except SystemExit as stop:
+        status = stop.code
+    assert len(captures) == (2 if graphed else 0)  # the policy and the update, each captured once
+    (run_dir,) = glob.glob(os.path.join(tmp_path, "runs", "*")) if args.resume is None else [os.path.dirname(args.resume)]
+    return status, run_dir
+
+
+def learned(run_dir):
+    """Every scalar the run logged but its speed, and its last checkpoint's agent and optimisers."""
+    scalars = {tag: values for tag, values in read_scalars(run_dir).items() if tag != "charts/SPS" and "perf/" not in tag}
+    checkpoint = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=True)
+    optimizers = {name: value["state"] for name, value in checkpoint.items() if name.endswith("optimizer")}
+    return scalars, checkpoint["agent"], optimizers
+
+
+def assert_same(a, b):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_same(a[key], b[key])
+    else:
+        assert a == b
+
+
+VARIANTS = [
+    ("ppo_atari", []),
+    ("sprig_ppo_atari", []),
+    ("sprig_ppo_atari", ["--update", "joint"]),
+    ("sprig_ppo_atari", ["--perception", "nature"]),
+]
+
+
+@pytest.mark.parametrize("script, flags", VARIANTS, ids=["ppo", "sprig", "joint", "nature"])
+def test_the_graphed_path_trains_bit_for_bit_as_the_plain_path(script, flags, tmp_path, monkeypatch):
+    module = pytest.importorskip(script)
+    (tmp_path / "plain").mkdir(), (tmp_path / "graphed").mkdir()
+    _, plain = train(module, tmp_path / "plain", monkeypatch, *FLAGS, *flags, graphed=False)
+    _, graphed = train(module, tmp_path / "graphed", monkeypatch, *FLAGS, *flags, graphed=True)
+    plain_scalars, plain_agent, plain_optimizers = learned(plain)
+    graphed_scalars, graphed_agent, graphed_optimizers = learned(graphed)
+    assert len(plain_scalars["losses/entropy"]) == 4 and plain_scalars["charts/episodic_return"]  # 4 iterations, episodes
+    assert np.diff([value for _, value in plain_scalars["charts/learning_rate"]]).min() < 0  # the rate anneals
+    assert graphed_scalars == plain_scalars
+    assert_same(graphed_agent, plain_agent)
+    assert_same(graphed_optimizers, plain_optimizers)
+
+
+@pytest.mark.parametrize("first, then", [(True, False), (False, True)], ids=["graphed-then-eager", "eager-then-graphed"])
+def test_a_paused_run_resumes_under_the_other_path_as_if_uninterrupted(first, then, tmp_path, monkeypatch):
+    module = pytest.importorskip("sprig_ppo_atari")
+    (tmp_path / "whole").mkdir(), (tmp_path / "paused").mkdir()
+    _, whole = train(module, tmp_path / "whole", monkeypatch, *FLAGS, graphed=False)
+    status, paused = train(module, tmp_path / "paused", monkeypatch, *FLAGS, "--stop-at-step", 256, graphed=first)
+    assert status == module.EXIT_PAUSED
+    status, resumed = train(
+        module, tmp_path / "paused", monkeypatch, "--resume", os.path.join(paused, "checkpoint.pt"), graphed=then
+    )
+    assert status == 0 and resumed == paused
+    whole_scalars, whole_agent, whole_optimizers = learned(whole)
+    resumed_scalars, resumed_agent, resumed_optimizers = learned(resumed)
+    assert resumed_scalars == whole_scalars
+    assert_same(resumed_agent, whole_agent)
+    assert_same(resumed_optimizers, whole_optimizers)
+
+
+@pytest.mark.parametrize("script", ["ppo_atari.py", "sprig_ppo_atari.py"])
+def test_cudagraphs_without_cuda_is_one_line(script, tmp_path, monkeypatch):
+    said = parse_args_stops_with(script, "--cudagraphs", "--no-cuda", cwd=tmp_path, monkeypatch=monkeypatch)
+    assert said == "error: --cudagraphs captures CUDA graphs: it needs --cuda, not --no-cuda"
+    if not torch.cuda.is_available():
+        said = parse_args_stops_with(script, "--cudagraphs", cwd=tmp_path, monkeypatch=monkeypatch)
+        assert said == "error: --cudagraphs captures CUDA graphs: it needs a CUDA device, and torch finds none here"
+    assert os.listdir(tmp_path) == []
