@@ -6,8 +6,10 @@ copied into the optimisers, the cloned outputs, runs and is held to the plain pa
 holds is checked against Categorical.sample and against the policy's probabilities.
 """
 
+import copy
 import dataclasses
 import glob
+import importlib
 import os
 import sys
 
@@ -138,3 +140,79 @@ def test_cudagraphs_without_cuda_is_one_line(script, tmp_path, monkeypatch):
         said = parse_args_stops_with(script, "--cudagraphs", cwd=tmp_path, monkeypatch=monkeypatch)
         assert said == "error: --cudagraphs captures CUDA graphs: it needs a CUDA device, and torch finds none here"
     assert os.listdir(tmp_path) == []
+
+
+# On a machine with CUDA (skipped here): the capture itself, against the eager path.
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def update_function(module, agent, args):
+    """The script's optimisers, and its main()'s update(mb) over them, as main() builds both."""
+    if module.__name__ == "ppo_atari":
+        optimizers = {"optimizer": torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)}
+        return optimizers, lambda mb: module.ppo_step(agent, optimizers["optimizer"], mb, args)
+    optimizers = {
+        "leader_optimizer": torch.optim.Adam(agent.leader_parameters(), lr=args.learning_rate, eps=1e-5),
+        "follower_optimizer": torch.optim.Adam(agent.follower_parameters(), lr=args.learning_rate, eps=1e-5),
+    }
+
+    def update(mb):
+        stats = module.leader_step(agent, optimizers["leader_optimizer"], mb, args)
+        return stats | module.follower_step(agent, optimizers["follower_optimizer"], mb, args)
+
+    return optimizers, update
+
+
+def cuda_minibatches(agent, count, size=64):
+    """count minibatches of random frames on the GPU, with the agent's own actions, log-probabilities and values."""
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    minibatches = []
+    for _ in range(count):
+        obs = torch.randint(0, 256, (size, 4, 84, 84), generator=generator, device="cuda", dtype=torch.uint8)
+        with torch.no_grad():
+            actions, logprobs, _, values = agent.get_action_and_value(obs)
+        advantages = torch.randn(size, generator=generator, device="cuda")
+        returns = values.flatten() + torch.randn(size, generator=generator, device="cuda")
+        mb = {"obs": obs, "actions": actions, "logprobs": logprobs, "advantages": advantages, "returns": returns}
+        minibatches.append(mb | {"values": values.flatten()})
+    return minibatches
+
+
+@needs_cuda
+@pytest.mark.parametrize("script", ["ppo_atari", "sprig_ppo_atari"])
+def test_on_cuda_graphed_updates_equal_eager_ones_within_float32_round_off(script):
+    module = importlib.import_module(script)
+    torch.manual_seed(0)
+    agent = module.Agent(9).cuda()
+    args = module.Args(learning_rate=2.5e-4)
+    minibatches = cuda_minibatches(agent, 5)
+    eager_agent = copy.deepcopy(agent)
+    eager_optimizers, eager_update = update_function(module, eager_agent, args)
+    optimizers, update = update_function(module, agent, args)
+    graphed = module.CudaGraphed(update, agent, optimizers, module.capture_cuda_graph)
+    for mb in minibatches:
+        eager_stats, graphed_stats = eager_update(mb), graphed(mb)
+        for name in eager_stats:
+            torch.testing.assert_close(graphed_stats[name], eager_stats[name], rtol=1e-4, atol=1e-6, msg=name)
+    for (name, p), q in zip(agent.named_parameters(), eager_agent.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@needs_cuda
+@pytest.mark.parametrize("script", ["ppo_atari", "sprig_ppo_atari"])
+def test_on_cuda_the_graphed_policy_samples_the_policy(script):
+    module = importlib.import_module(script)
+    torch.manual_seed(0)
+    agent = module.Agent(6).cuda()
+    p = torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05, 0.0])
+    with torch.no_grad():  # logits log p whatever the features: a policy of known probabilities
+        agent.actor.weight.zero_()
+        agent.actor.bias.copy_(p.log().clamp_min(-1e4))
+    policy = module.CudaGraphed(agent.get_action_and_value, agent, {}, module.capture_cuda_graph)
+    obs = torch.zeros((8, 4, 84, 84), dtype=torch.uint8, device="cuda")
+    with torch.inference_mode():
+        draws = torch.cat([policy(obs)[0] for _ in range(5000)])  # 40,000 draws, replay after replay
+    counts = torch.bincount(draws.cpu(), minlength=6).double()
+    assert counts[5] == 0
+    expected = len(draws) * p[:5].double()
+    assert ((counts[:5] - expected) ** 2 / expected).sum().item() < 18.47  # chi-square, 4 degrees of freedom, 99.9%
