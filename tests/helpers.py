@@ -1,5 +1,5 @@
-"""Shared by the test files: run a training script as a user would (or only its command-line check, in this process),
-read back its TensorBoard scalars, tell whether a process still lives."""
+"""Shared by the test files: run a training script as a user would (or only its command-line check, or its main(), in
+this process), read back its TensorBoard scalars, tell whether a process still lives."""
 
 import glob
 import importlib
@@ -52,6 +52,14 @@ def parse_args_stops_with(script, *flags, cwd, monkeypatch):
     with pytest.raises(SystemExit) as stop:
         module.parse_args()
     return stop.value.code
+
+
+def run_main(module, *flags, cwd, monkeypatch):
+    """Call a training script's main() in this process, from `cwd`, with this command line: for tests that watch the loop
+    through spies on the module's functions (main() looks each up in the module when it calls it)."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [f"{module.__name__}.py", *map(str, flags)])
+    module.main()
 
 
 def run_dirs(cwd):

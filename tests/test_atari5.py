@@ -1,18 +1,17 @@
-"""The Atari-5 games (benchmark.sh --games atari5) train in both scripts, and a run on one of them resumes exactly.
+"""The Atari-5 games (benchmark.sh --games atari5): their envs, and each script's agent acting and updating on them.
 
 The five games differ from BeamRider where the scripts could trip: BattleZone and DoubleDunk act with all 18 actions,
-every one of the five needs FIRE to start, and their episodes end in other ways. Each run here is one tiny iteration
-with episodes cut at 20 steps, so every env ends an episode (and resets, pressing FIRE again) within it.
+every one of the five needs FIRE to start, and their episodes end in other ways. Everything else a run does is the
+same code for every game, checked on BeamRider by the other tests; so here, in this process: the envs as the scripts
+build them (the same code in both, tests/test_twins.py), played with random actions over the whole action set, their
+exact state saved and restored as a checkpoint does, and each script's agent on what they showed.
 """
 
-import glob
-import os
-from concurrent.futures import ThreadPoolExecutor
-
+import numpy as np
+import ppo_atari
 import pytest
+import sprig_ppo_atari
 import torch
-from helpers import read_scalars, run_dirs, run_script
-from test_checkpoints import ITERATIONS, RUN, train_killed_at
 
 ATARI5_ACTIONS = {
     "BattleZoneNoFrameskip-v4": 18,
@@ -23,54 +22,86 @@ ATARI5_ACTIONS = {
 }
 """each game's minimal action set, the one the scripts' policies choose from"""
 
-SCRIPTS = ["ppo_atari.py", "sprig_ppo_atari.py"]
-ONE_ITERATION = ["--num-envs", 2, "--num-steps", 32, "--num-minibatches", 2, "--update-epochs", 1, "--no-cuda"]
-ONE_ITERATION += ["--total-timesteps", 64, "--max-episode-steps", 20, "--checkpoint-every", 1, "--no-async-envs"]
-WORKERS = 2
+NUM_ENVS, STEPS = 2, 32  # episodes cut at 20 agent steps: each env ends one (and restarts, pressing FIRE) within 32
 
 
-@pytest.fixture(scope="module")
-def atari5_runs(tmp_path_factory):
-    """{(script, env id): its run directory}: one iteration of each script on each game, WORKERS runs at a time, the
-    cores split between them."""
-    jobs = [(script, env_id, tmp_path_factory.mktemp("atari5")) for script in SCRIPTS for env_id in ATARI5_ACTIONS]
-    threads = str(max(1, len(os.sched_getaffinity(0)) // WORKERS))
-    with pytest.MonkeyPatch.context() as patch, ThreadPoolExecutor(WORKERS) as pool:
-        patch.setenv("OMP_NUM_THREADS", threads)  # read by run_script when each run starts
-        list(pool.map(lambda job: run_script(job[0], *ONE_ITERATION, "--env-id", job[1], cwd=job[2]), jobs))
-    return {(script, env_id): run_dirs(cwd)[0] for script, env_id, cwd in jobs}
+@pytest.fixture(scope="module", params=ATARI5_ACTIONS)
+def played(request):
+    """One game's envs as the scripts build them, played for STEPS steps with random actions; halfway, their state is
+    saved, and at the end restored and the second half played again with the same actions."""
+    args = ppo_atari.Args(env_id=request.param, num_envs=NUM_ENVS, max_episode_steps=20, async_envs=False)
+    envs = ppo_atari.make_envs(args, "atari5", ppo_atari.EnvState)
+    rng = np.random.default_rng(0)
+    actions = rng.integers(envs.single_action_space.n, size=(STEPS, NUM_ENVS))
+    obs, _ = envs.reset(seed=1)
+    observations, outcomes, episodes = [], [], []
+    for step in range(STEPS):
+        if step == STEPS // 2:
+            saved, saved_obs = [ppo_atari.to_saveable(state) for state in envs.get_attr("env_state")], obs  # a copy
+        observations.append(obs)
+        obs, rewards, terminations, truncations, infos = envs.step(actions[step])
+        outcomes.append((obs, rewards, terminations, truncations))
+        episodes += ppo_atari.finished_episodes(infos)
+    envs.set_attr("env_state", [ppo_atari.from_saveable(state) for state in saved])  # as --resume does
+    obs, replayed = saved_obs, []
+    for step in range(STEPS // 2, STEPS):
+        obs, rewards, terminations, truncations, _ = envs.step(actions[step])
+        replayed.append((obs, rewards, terminations, truncations))
+    action_meanings = envs.envs[0].unwrapped.get_action_meanings()
+    num_actions, fire_reset = envs.single_action_space.n, "FireReset" in str(envs.envs[0])
+    envs.close()
+    return {
+        "env_id": request.param,
+        "num_actions": num_actions,
+        "action_meanings": action_meanings,
+        "fire_reset": fire_reset,
+        "obs": torch.as_tensor(np.stack(observations)).flatten(0, 1),  # (STEPS * NUM_ENVS, 4, 84, 84)
+        "actions": torch.as_tensor(actions).flatten(),
+        "episodes": episodes,
+        "outcomes": outcomes[STEPS // 2 :],
+        "replayed": replayed,
+    }
 
 
-@pytest.mark.parametrize("env_id", ATARI5_ACTIONS)
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_one_iteration_on_each_game_ends_episodes_updates_and_checkpoints_a_policy_over_its_actions(
-    atari5_runs, script, env_id
-):
-    run_dir = atari5_runs[(script, env_id)]
-    scalars = read_scalars(run_dir)
-    assert len(scalars["charts/episodic_return"]) >= 2  # each of the 2 envs ended an episode, cut at 20 steps
-    assert [step for step, _ in scalars["losses/value_loss"]] == [64]
-    checkpoint = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=True)
-    assert checkpoint["agent"]["actor.weight"].shape[0] == ATARI5_ACTIONS[env_id]
+def test_each_game_has_its_minimal_action_set_presses_fire_and_ends_an_episode_in_every_env(played):
+    assert played["num_actions"] == len(played["action_meanings"]) == ATARI5_ACTIONS[played["env_id"]]
+    assert played["action_meanings"][1] == "FIRE" and played["fire_reset"]
+    assert {env for env, _, _ in played["episodes"]} == set(range(NUM_ENVS))  # cut at 20 steps, then reset
 
 
-def test_a_killed_run_on_an_18_action_game_resumes_to_the_uninterrupted_runs_losses(tmp_path, monkeypatch):
-    """As tests/test_checkpoints.py does on BeamRider: ppo_atari.py on DoubleDunk, killed after iteration 2 and
-    resumed, logs what the uninterrupted run logs, episodes (cut at 50 steps) ending on both sides of the resume. The
-    uninterrupted run and the killed one train side by side, each on its share of the cores, the resume on the same."""
-    game = ["--env-id", "DoubleDunkNoFrameskip-v4", "--max-episode-steps", 50, "--no-async-envs"]
-    monkeypatch.setenv("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // WORKERS)))
-    with ThreadPoolExecutor(WORKERS) as pool:
-        whole_run = pool.submit(run_script, "ppo_atari.py", *RUN, "--exp-name", "whole", *game, cwd=tmp_path)
-        exit_code, output = pool.submit(train_killed_at, "ppo_atari.py", 2, tmp_path, *game).result()
-        whole_run.result()
-    assert exit_code == 3 and "interrupted at step" in output, output  # 3: stopped with a checkpoint
-    (checkpoint,) = glob.glob(os.path.join(tmp_path, "runs", "*__killed__*", "checkpoint.pt"))
-    run_script("ppo_atari.py", "--resume", os.path.relpath(checkpoint, tmp_path), "--no-async-envs", cwd=tmp_path)
-    whole, resumed = (
-        read_scalars(glob.glob(os.path.join(tmp_path, "runs", f"*__{name}__*"))[0]) for name in ("whole", "killed")
-    )
-    assert [step for step, _ in resumed["losses/value_loss"]] == [128 * i for i in range(1, ITERATIONS + 1)]
-    for tag in ("losses/value_loss", "losses/policy_loss", "losses/entropy", "charts/episodic_return"):
-        assert resumed[tag] == whole[tag], tag
-    assert len(whole["charts/episodic_return"]) >= 2 * ITERATIONS
+def test_each_games_saved_env_state_replays_the_same_steps(played):
+    """What a checkpoint saves of the envs (emulator, its RNG, each wrapper's state) puts them back exactly."""
+    for (obs, rewards, terminations, truncations), again in zip(played["outcomes"], played["replayed"], strict=True):
+        assert np.array_equal(obs, again[0])
+        assert np.array_equal(rewards, again[1])
+        assert np.array_equal(terminations, again[2]) and np.array_equal(truncations, again[3])
+    assert any(truncations.any() for _, _, _, truncations in played["outcomes"])  # an episode ended and restarted
+
+
+def ppo_update(module, agent, mb, args):
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    return module.ppo_step(agent, optimizer, mb, args)
+
+
+def sprig_update(module, agent, mb, args):
+    leader_optimizer = torch.optim.Adam(agent.leader_parameters(), lr=args.learning_rate, eps=1e-5)
+    follower_optimizer = torch.optim.Adam(agent.follower_parameters(), lr=args.learning_rate, eps=1e-5)
+    return module.leader_step(agent, leader_optimizer, mb, args) | module.follower_step(agent, follower_optimizer, mb, args)
+
+
+@pytest.mark.parametrize("module, update", [(ppo_atari, ppo_update), (sprig_ppo_atari, sprig_update)], ids=["ppo", "sprig"])
+def test_each_scripts_agent_acts_over_the_games_actions_and_updates_on_what_it_played(played, module, update):
+    torch.manual_seed(0)
+    num_actions, obs = played["num_actions"], played["obs"]
+    agent = module.Agent(num_actions)  # as main() builds it, from envs.single_action_space.n
+    sampled, _, _, _ = agent.get_action_and_value(obs)
+    assert ((0 <= sampled) & (sampled < num_actions)).all()
+    with torch.no_grad():
+        _, logprobs, _, values = agent.get_action_and_value(obs, played["actions"])  # every action the game took
+    advantages = torch.randn(len(obs))
+    mb = {"obs": obs, "actions": played["actions"], "logprobs": logprobs, "values": values.flatten()}
+    mb |= {"advantages": (advantages - advantages.mean()) / advantages.std(), "returns": values.flatten() + 1}
+    before = agent.actor.weight.detach().clone()
+    stats = update(module, agent, mb, module.Args())
+    assert agent.actor.weight.shape[0] == num_actions and not torch.equal(agent.actor.weight, before)
+    assert all(torch.isfinite(value) for value in stats.values())

@@ -7,12 +7,20 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_RUN, parse_args_stops_with, read_scalars, run_dirs, run_script, script_command, script_environment
+from helpers import (
+    TINY_RUN,
+    parse_args_stops_with,
+    read_scalars,
+    run_dirs,
+    run_main,
+    run_script,
+    script_command,
+    script_environment,
+)
 
 SCRIPTS = ["ppo_atari.py", "sprig_ppo_atari.py"]
 ITERATIONS = 6
@@ -274,12 +282,8 @@ def test_an_injected_nan_stops_the_run_naming_iteration_and_quantity_and_keeps_t
         return stats
 
     monkeypatch.setattr(module, step, step_then_poison_iteration_2)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(
-        sys, "argv", [f"{module_name}.py", *map(str, TINY_RUN), "--total-timesteps", "384", "--checkpoint-every", "1"]
-    )
     with pytest.raises(SystemExit) as stopped:
-        module.main()
+        run_main(module, *TINY_RUN, "--total-timesteps", 384, "--checkpoint-every", 1, cwd=tmp_path, monkeypatch=monkeypatch)
     message = str(stopped.value.code)
     assert message.startswith(f"error: divergence at iteration 2: parameter {parameter} is nan")
     assert "the last good checkpoint is runs/" in message and message.endswith("checkpoint.pt")

@@ -2,13 +2,12 @@
 channels-last convolutions in ppo_atari.py and the fused scaled-dot-product attention of sprig_ppo_atari.py."""
 
 import copy
-import math
 
 import ppo_atari
 import pytest
 import sprig_ppo_atari
 import torch
-from test_sprig_model import conv1x1
+from test_sprig_model import written_gated_attention
 from torch.distributions.categorical import Categorical
 from torch.profiler import profile
 
@@ -45,24 +44,16 @@ def test_channels_last_agent_matches_the_plain_nchw_network_in_outputs_losses_an
         assert torch.allclose(p.grad, q.grad, rtol=1e-3, atol=1e-5), name
 
 
-def plain_gated_attention(module, x):
-    """The paper's formula with explicit tensors: y = x + m * (v softmax(q^T k / sqrt(C/8))^T)."""
-    batch, channels, height, width = x.shape
-    q, k, v = (conv1x1(layer, x).flatten(2) for layer in (module.query, module.key, module.value))
-    attention = torch.softmax(q.transpose(1, 2) @ k / math.sqrt(q.shape[1]), dim=-1)
-    context = (v @ attention.transpose(1, 2)).view(batch, channels, height, width)
-    return x + torch.sigmoid(conv1x1(module.mask, x)) * context
-
-
 @pytest.mark.parametrize("channels, size", [(32, 20), (64, 9), (64, 7)])  # the three blocks: 400, 81 and 49 positions
-def test_fused_attention_matches_the_written_out_formula_in_outputs_and_gradients(channels, size):
+def test_fused_attention_matches_the_written_out_formula_in_outputs_masks_and_gradients(channels, size):
     torch.manual_seed(1)
     fused = sprig_ppo_atari.GatedSelfAttention(channels)
     plain = copy.deepcopy(fused)
     x = torch.randn(8, channels, size, size)
-    y, _ = fused(x)
-    y_plain = plain_gated_attention(plain, x)
+    y, mask = fused(x)
+    y_plain, mask_plain = written_gated_attention(plain, x)
     assert torch.allclose(y, y_plain, **TOLERANCE)
+    assert torch.allclose(mask, mask_plain, **TOLERANCE)
     weights = torch.randn_like(y)
     (y * weights).sum().backward()
     (y_plain * weights).sum().backward()

@@ -49,24 +49,37 @@ def conv1x1(linear, x):
     return F.conv2d(x, linear.weight[:, :, None, None], linear.bias)
 
 
-def test_gated_attention_equals_the_per_position_formula():
-    """y_i = x_i + m_i * sum_j softmax_j(q_i . k_j / sqrt(C/8)) v_j, written position by position, with q, k, v and
-    m from the paper's 1x1 convolutions."""
-    torch.manual_seed(2)
-    attention = GatedSelfAttention(16)
-    x = torch.randn(2, 16, 3, 4, dtype=torch.float64)
-    attention.double()
-    y, mask = attention(x)
-    q, k, v = (conv1x1(layer, x).flatten(2) for layer in (attention.query, attention.key, attention.value))
-    m = torch.sigmoid(conv1x1(attention.mask, x)).flatten(2)
-    expected = x.flatten(2).clone()
-    for b in range(2):
-        for i in range(12):
-            scores = torch.stack([q[b, :, i] @ k[b, :, j] for j in range(12)]) / math.sqrt(2)
-            weights = torch.softmax(scores, dim=0)
-            expected[b, :, i] += m[b, 0, i] * sum(weights[j] * v[b, :, j] for j in range(12))
-    assert torch.allclose(y.flatten(2), expected, atol=1e-12)
-    assert torch.allclose(mask.flatten(2), m, atol=1e-12)
+def written_gated_attention(attention, x):
+    """The spec's gated self-attention with explicit tensors, on x of C channels and N = H*W positions:
+    q = W_q x, k = W_k x, v = W_v x (1x1 convolutions), A = softmax(q^T k / sqrt(C/8)) row by row,
+    m = sigmoid(W_m x + b_m), y = x + m * (v A^T). Returns (y, m)."""
+    batch, channels, height, width = x.shape
+    q, k, v = (conv1x1(layer, x).flatten(2) for layer in (attention.query, attention.key, attention.value))  # (B, ., N)
+    scores = q.transpose(1, 2) @ k / math.sqrt(channels / 8)  # (B, N, N): q_i . k_j
+    exponentials = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
+    weights = exponentials / exponentials.sum(dim=-1, keepdim=True)  # A, each row sums to 1
+    mask = torch.sigmoid(conv1x1(attention.mask, x))  # (B, 1, H, W)
+    return x + mask * (v @ weights.transpose(1, 2)).view(batch, channels, height, width), mask
+
+
+def written_agent(agent, obs):
+    """The spec's network written out with the agent's weights: three blocks of Conv2d (strides 4, 2, 1) -> LayerNorm
+    over (C, H, W) -> ReLU -> gated self-attention, then Linear 3136 -> 512 + ReLU (f_theta), the policy head and the
+    value head. Returns (log pi(. | s) over the actions, V(s), the three masks)."""
+    x, masks = obs / 255.0, []
+    for conv, norm, attention, stride in zip(
+        agent.perception.convs, agent.perception.norms, agent.perception.attentions, (4, 2, 1)
+    ):
+        x = F.conv2d(x, conv.weight, conv.bias, stride=stride)
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        variance = ((x - mean) ** 2).mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) / torch.sqrt(variance + 1e-5) * norm.weight + norm.bias  # LayerNorm's default eps
+        x, mask = written_gated_attention(attention, torch.clamp(x, min=0))
+        masks.append(mask)
+    head = agent.perception.head[1]  # Flatten, Linear, ReLU
+    features = torch.clamp(x.flatten(1) @ head.weight.T + head.bias, min=0)
+    logits = features @ agent.actor.weight.T + agent.actor.bias
+    return logits - torch.logsumexp(logits, dim=-1, keepdim=True), features @ agent.critic.weight.T + agent.critic.bias, masks
 
 
 def test_attention_cost_is_lambda_times_the_sum_of_mean_masks():
@@ -88,10 +101,17 @@ def test_attention_cost_is_bounded_and_has_a_gradient_into_the_mask_convs():
         assert attention.mask.bias.grad.abs() > 0
 
 
-def test_agent_acts_and_values_from_perception_features():
+def test_agent_log_probabilities_entropy_value_and_masks_equal_the_written_out_network():
     torch.manual_seed(4)
-    agent = Agent(num_actions=9)
-    action, logprob, entropy, value = agent.get_action_and_value(observations(seed=4))
-    assert action.shape == logprob.shape == entropy.shape == (5,) and value.shape == (5, 1)
-    assert (action < 9).all() and entropy.max() <= math.log(9) + 1e-6
-    assert torch.allclose(agent.get_value(observations(seed=4)), value)
+    agent = Agent(num_actions=9).double()
+    obs, actions = observations(seed=4).double(), torch.tensor([0, 3, 8, 8, 5])
+    log_pi, value, masks = written_agent(agent, obs)
+    _, logprob, entropy, acted_value = agent.get_action_and_value(obs, actions)
+    torch.testing.assert_close(logprob, log_pi[torch.arange(5), actions], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(entropy, -(log_pi.exp() * log_pi).sum(dim=-1), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(acted_value, value, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(agent.get_value(obs), value, rtol=1e-10, atol=1e-12)
+    for mask, written_mask in zip(agent.perception(obs / 255.0)[1], masks, strict=True):
+        torch.testing.assert_close(mask, written_mask, rtol=1e-10, atol=1e-12)
+    sampled, _, _, _ = agent.get_action_and_value(obs)
+    assert sampled.shape == (5,) and ((0 <= sampled) & (sampled < 9)).all()

@@ -95,30 +95,17 @@ def test_with_zero_cooperation_weight_the_cost_does_not_move_theta(setup):
     assert not unchanged(results[0], agent.leader_parameters())
 
 
-def test_leader_utility_pg_combines_cost_and_policy_term_as_algorithm_1(setup):
-    agent, args, leader_optimizer, _, mb = setup
-    args = dataclasses.replace(args, leader_utility="pg")
-    with torch.no_grad():
-        features, masks = agent.perception(mb["obs"] / 255.0)
-        _, logprob, _, _ = agent.follow(features, mb["actions"])
-        u_policy = (logprob * mb["advantages"]).mean().item()
-        cost = attention_cost(masks, args.attn_cost_coef).item()
-    stats = leader_step(agent, leader_optimizer, mb, args)
-    assert stats["u_policy"] == pytest.approx(u_policy, rel=1e-5)
-    assert stats["u_follower"] == pytest.approx(u_policy, rel=1e-5)  # under pg, u_F is the policy term
-    assert stats["attention_cost"] == pytest.approx(cost, rel=1e-5)
-    assert stats["leader_utility"] == pytest.approx(0.7 * -cost + 0.3 * u_policy, rel=1e-5)
-
-
-def written_leader_utility(agent, mb, args):
-    """u_L as docs/design.md ('The leader's utility') writes it, term by term, independently of the script's ppo_loss."""
+def written_leader_terms(agent, mb, args):
+    """u_L and its terms as docs/design.md ('The leader's utility') writes them, term by term, independently of the
+    script's attention_cost, follow and ppo_loss: {attention_cost, u_policy, u_follower, leader_utility}."""
     features, masks = agent.perception(mb["obs"] / 255.0)
     cost = args.attn_cost_coef * sum(mask.flatten(1).sum(1) / mask[0].numel() for mask in masks).mean()
     logits = agent.actor(features)
     log_pi = torch.log_softmax(logits, dim=-1)
     logprob = log_pi.gather(1, mb["actions"][:, None])[:, 0]
+    u_policy = (logprob * mb["advantages"]).mean()
     if args.leader_utility == "pg":
-        u_follower = (logprob * mb["advantages"]).mean()
+        u_follower = u_policy
     else:
         ratio = torch.exp(logprob - mb["logprobs"])
         clipped_ratio = ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)
@@ -128,29 +115,46 @@ def written_leader_utility(agent, mb, args):
         l_value = 0.5 * torch.maximum((value - mb["returns"]) ** 2, (value_clipped - mb["returns"]) ** 2).mean()
         entropy = -(log_pi.exp() * log_pi).sum(-1).mean()
         u_follower = l_clip - args.vf_coef * l_value + args.ent_coef * entropy
-    return args.alpha_coop * -cost + (1 - args.alpha_coop) * u_follower
+    leader_utility = args.alpha_coop * -cost + (1 - args.alpha_coop) * u_follower
+    return {"attention_cost": cost, "u_policy": u_policy, "u_follower": u_follower, "leader_utility": leader_utility}
+
+
+def away_from_the_rollout(mb):
+    """The minibatch with its old log-probabilities and old values moved away from the current ones, so that the ratio
+    and value clipping are both active on part of it."""
+    generator = torch.Generator().manual_seed(1)
+    mb = mb | {"logprobs": mb["logprobs"] + 0.3 * torch.randn(len(mb["logprobs"]), generator=generator)}
+    return mb | {"values": mb["values"] + 0.2 * torch.randn(len(mb["values"]), generator=generator)}
+
+
+@pytest.mark.parametrize("leader_utility", ["follower", "pg"])
+def test_leader_step_reports_the_written_cost_policy_term_and_utilities(setup, leader_utility):
+    """Under pg, u_F is the policy term and u_L = 0.7 * -C_theta + 0.3 * u_policy, Algorithm 1's combination."""
+    agent, args, leader_optimizer, _, mb = setup
+    args, mb = dataclasses.replace(args, leader_utility=leader_utility, attn_cost_coef=0.1), away_from_the_rollout(mb)
+    with torch.no_grad():
+        written = written_leader_terms(agent, mb, args)
+    stats = leader_step(agent, leader_optimizer, mb, args)
+    for name, value in written.items():
+        assert stats[name].item() == pytest.approx(value.item(), rel=1e-5, abs=1e-7), name  # float32 sums
 
 
 @pytest.mark.parametrize("leader_utility", ["follower", "pg"])
 def test_leader_gradient_is_autograd_of_the_written_utility_and_reaches_theta_only(setup, leader_utility):
     agent, args, leader_optimizer, _, mb = setup
-    # No gradient clipping, so the gradient left in .grad is the raw one; an old policy and old values away from the
-    # current ones, so the ratio and value clipping are both active on part of the minibatch.
+    # No gradient clipping, so the gradient left in .grad is the raw one.
     args = dataclasses.replace(args, leader_utility=leader_utility, max_grad_norm=1e9, attn_cost_coef=0.1)
-    generator = torch.Generator().manual_seed(1)
-    mb = mb | {"logprobs": mb["logprobs"] + 0.3 * torch.randn(len(mb["logprobs"]), generator=generator)}
-    mb = mb | {"values": mb["values"] + 0.2 * torch.randn(len(mb["values"]), generator=generator)}
+    mb = away_from_the_rollout(mb)
     reference = copy.deepcopy(agent)
-    expected = torch.autograd.grad(written_leader_utility(reference, mb, args), reference.leader_parameters())
+    expected = torch.autograd.grad(written_leader_terms(reference, mb, args)["leader_utility"], reference.leader_parameters())
     with torch.no_grad():
         ratio = torch.exp(reference.get_action_and_value(mb["obs"], mb["actions"])[1] - mb["logprobs"])
     assert 0 < ((ratio - 1).abs() > args.clip_coef).float().mean() < 1  # the clip is active on part of the batch
 
-    stats = leader_step(agent, leader_optimizer, mb, args)
+    leader_step(agent, leader_optimizer, mb, args)
     for parameter, gradient in zip(agent.leader_parameters(), expected, strict=True):
         torch.testing.assert_close(parameter.grad, -gradient, rtol=1e-4, atol=1e-7)  # the step descends -u_L
     assert all(p.grad is None for p in agent.follower_parameters())
-    assert stats["leader_utility"] == pytest.approx(written_leader_utility(reference, mb, args).item(), rel=1e-5)
 
 
 def test_the_two_leader_utilities_move_theta_differently(setup):
