@@ -40,10 +40,15 @@ def test_sample_is_a_true_sample_of_the_policy(twin):
     p = torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05, 0.0])
     torch.manual_seed(0)
     draws = 200_000
-    counts = torch.bincount(twin.sample(Categorical(probs=p.expand(draws, 6))), minlength=6).double()
-    assert counts[5] == 0  # an action of probability 0 is never drawn
-    expected = draws * p[:5].double()
-    chi_square = ((counts[:5] - expected) ** 2 / expected).sum().item()
+    assert_drawn_with_probabilities(twin.sample(Categorical(probs=p.expand(draws, 6))), p)
+
+
+def assert_drawn_with_probabilities(draws, p):
+    """A chi-square test of the draws' counts against p, whose last action has probability 0 (never drawn)."""
+    counts = torch.bincount(draws.cpu(), minlength=len(p)).double()
+    assert counts[-1] == 0
+    expected = len(draws) * p[:-1].double()
+    chi_square = ((counts[:-1] - expected) ** 2 / expected).sum().item()
     assert chi_square < 18.47  # the 99.9% quantile of chi-square with 4 degrees of freedom
 
 
@@ -212,7 +217,4 @@ def test_on_cuda_the_graphed_policy_samples_the_policy(script):
     obs = torch.zeros((8, 4, 84, 84), dtype=torch.uint8, device="cuda")
     with torch.inference_mode():
         draws = torch.cat([policy(obs)[0] for _ in range(5000)])  # 40,000 draws, replay after replay
-    counts = torch.bincount(draws.cpu(), minlength=6).double()
-    assert counts[5] == 0
-    expected = len(draws) * p[:5].double()
-    assert ((counts[:5] - expected) ** 2 / expected).sum().item() < 18.47  # chi-square, 4 degrees of freedom, 99.9%
+    assert_drawn_with_probabilities(draws, p)
