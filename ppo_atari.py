@@ -13,7 +13,8 @@ written (go on with --resume); 4 it paused at --stop-at-step with its checkpoint
 larger --stop-at-step or none); any other status, it failed (a bad flag or an error: one line says which).
 
 Read top to bottom: Args, the Atari wrappers, the network, the update, then main() with the training loop. The
-run machinery (checkpoints, resume, signals, evaluation, timing) is fenced off after main(): skip it at first.
+run machinery (checkpoints, resume, signals, evaluation, timing, CUDA graphs) is fenced off after main(): skip
+it at first.
 """
 
 import contextlib
@@ -529,8 +530,8 @@ def main():
 
 # =====================================================================================================================
 # Run machinery: everything below serves the run, not the algorithm, and a reader may skip it. The command line's
-# checks, checkpoints (with the envs' exact state) and --resume, Ctrl-C, the divergence guard, evaluation, timing and
-# the progress line; main() reaches it through parse_args() and the RunControl object at the end.
+# checks, checkpoints (with the envs' exact state) and --resume, Ctrl-C, the divergence guard, evaluation, timing, the
+# progress line and CUDA graphs; main() reaches it through parse_args() and the RunControl object at the end.
 # =====================================================================================================================
 
 SCRIPT = os.path.basename(__file__)

@@ -16,7 +16,7 @@ larger --stop-at-step or none); any other status, it failed (a bad flag or an er
 
 Read top to bottom: Args, the Atari wrappers, the network, the update, then main() with the training loop: that is
 Algorithm 1. After main() come the optional variants (--update joint, --leader-gradient implicit), then the fenced run
-machinery (checkpoints, resume, signals, evaluation, timing): skip both at first.
+machinery (checkpoints, resume, signals, evaluation, timing, CUDA graphs): skip both at first.
 """
 
 import contextlib
@@ -850,8 +850,8 @@ def implicit_leader_gradient(agent, features, mb, u_leader, args):
 
 # =====================================================================================================================
 # Run machinery: everything below serves the run, not the algorithm, and a reader may skip it. The command line's
-# checks, checkpoints (with the envs' exact state) and --resume, Ctrl-C, the divergence guard, evaluation, timing and
-# the progress line; main() reaches it through parse_args() and the RunControl object at the end.
+# checks, checkpoints (with the envs' exact state) and --resume, Ctrl-C, the divergence guard, evaluation, timing, the
+# progress line and CUDA graphs; main() reaches it through parse_args() and the RunControl object at the end.
 # =====================================================================================================================
 
 SCRIPT = os.path.basename(__file__)
