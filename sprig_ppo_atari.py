@@ -15,8 +15,8 @@ written (go on with --resume); 4 it paused at --stop-at-step with its checkpoint
 larger --stop-at-step or none); any other status, it failed (a bad flag or an error: one line says which).
 
 Read top to bottom: Args, the Atari wrappers, the network, the update, then main() with the training loop: that is
-Algorithm 1. After main() come the optional variants (--update joint, --leader-gradient implicit), then the fenced run
-machinery (checkpoints, resume, signals, evaluation, timing, CUDA graphs): skip both at first.
+Algorithm 1. After main() come the optional variants (--update joint, --perception nature, --leader-gradient implicit),
+then the fenced run machinery (checkpoints, resume, signals, evaluation, timing, CUDA graphs): skip both at first.
 """
 
 import contextlib
@@ -698,7 +698,8 @@ def main():
 
 # =====================================================================================================================
 # Optional variants of the algorithm, off by default. main() above is Algorithm 1; each of these changes one piece of
-# it, and a first reading may skip them: --update joint (the architecture control) and --leader-gradient implicit.
+# it, and a first reading may skip them: --update joint (the architecture control), --perception nature (the game on
+# PPO's CNN) and --leader-gradient implicit.
 # =====================================================================================================================
 
 # --update joint, the architecture control (docs/design.md, "The architecture control"). SPRIG changes two things of
