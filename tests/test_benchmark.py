@@ -283,7 +283,10 @@ def test_a_method_is_one_row_of_the_methods_table_which_benchmark_sh_runs_and_pl
     help_text = run_benchmark(sandbox, "--help").stdout
     assert re.search(r"^ +sprig-half +sprig_ppo_atari.py --alpha-coop 0.5: alpha one half$", help_text, re.MULTILINE)
     unknown = run_benchmark(sandbox, "--methods", "dqn").stderr.strip()
-    assert unknown == "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg, sprig-implicit, sprig-joint, sprig-half)"
+    assert (
+        unknown
+        == "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg, sprig-implicit, sprig-joint, sprig-cnn, sprig-half)"
+    )
     result = run_benchmark(sandbox, "--methods", "sprig-half", "--seeds", "1", "--out", "out", "--no-plot")
     assert result.returncode == 0, result.stderr
     ((cwd, _, args),) = fake_calls(sandbox)
@@ -748,7 +751,10 @@ def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itse
     "args, message",
     [
         (["--env-ids", "BeamRiderNoFrameskip-v4 CartPole-v1"], "error: --env-ids: 'CartPole-v1' is not an Atari game id"),
-        (["--methods", "ppo dqn"], "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg, sprig-implicit, sprig-joint)"),
+        (
+            ["--methods", "ppo dqn"],
+            "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg, sprig-implicit, sprig-joint, sprig-cnn)",
+        ),
         (["--preset", "fast"], "error: unknown preset 'fast' (known: cleanrl, paper)"),
         (["--games", "atari7"], "error: unknown game set 'atari7' (known: atari5, atari3)"),
         (["--games", "atari5", "--env-ids", ENV], "error: --games and --env-ids do not go together"),
