@@ -406,6 +406,32 @@ def test_each_run_runs_in_its_own_dir_with_log_command_and_done_marker(sandbox):
         ] == [(str(directory), threads)]
 
 
+OLD_RESULTS = os.path.join(REPO, "tests", "fixtures", "old_benchmark_results")
+
+
+def test_a_results_directory_of_an_earlier_benchmark_sh_resumes_where_it_stopped(sandbox):
+    """tests/fixtures/old_benchmark_results was made by the benchmark.sh of before benchmark.py, from a sandbox's work
+    directory with this file's fake python, as OUT old_results of --preset paper --total-timesteps 4096
+    --checkpoint-every 7 --no-plot -- --async-envs: ppo and sprig seed 1 interrupted (FAKE_INTERRUPT), then ppo seeds
+    1 2 run to the end (seed 1 resumed), then sprig seed 2 failed (FAKE_FAIL=sprig_ppo_atari:2). The same command
+    now skips the two done runs, resumes sprig seed 1 from its checkpoint and starts sprig seed 2 again."""
+    shutil.copytree(OLD_RESULTS, sandbox / "work" / "out")
+    args = ["--methods", "ppo sprig", "--seeds", "1 2", "--total-timesteps", "4096", "--preset", "paper"]
+    result = run_benchmark(sandbox, *args, "--checkpoint-every", "7", "--out", "out", "--no-plot", "--", "--async-envs")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 ran, 2 already done (skipped), 0 paused" in result.stdout and result.stderr == ""
+    resumed, restarted = run_dir(sandbox, "sprig", 1, preset="paper"), run_dir(sandbox, "sprig", 2, preset="paper")
+    (checkpoint,) = (resumed / "runs").glob("*/checkpoint.pt")
+    assert [(cwd, args.split(" --env-id")[0]) for cwd, _, args in training_calls(sandbox)] == [
+        (str(resumed), str(sandbox / "repo" / "sprig_ppo_atari.py")),
+        (str(restarted), str(sandbox / "repo" / "sprig_ppo_atari.py")),
+    ]
+    assert training_calls(sandbox)[0][2].endswith(f"--checkpoint-every 7 --async-envs --resume {checkpoint}")
+    assert "--resume" not in training_calls(sandbox)[1][2] and "Traceback" not in (restarted / "log.txt").read_text()
+    for method, seed in itertools.product(["ppo", "sprig"], [1, 2]):
+        assert (run_dir(sandbox, method, seed, preset="paper") / "done").exists()
+
+
 def test_finished_run_is_skipped_on_rerun(sandbox):
     assert run_benchmark(sandbox, "--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot").returncode == 0
     events_before = tree(run_dir(sandbox, "ppo", 1))
