@@ -1,9 +1,9 @@
-"""benchmark.sh: the run matrix, resuming, locking, failures, Slurm, errors.
+"""benchmark.sh (benchmark.py behind it): the run matrix, resuming, locking, failures, Slurm, errors.
 
 benchmark.sh runs with PYTHON pointing to a fake python (a small bash script) so no training happens: the fake
 records each call, writes a run directory like the real scripts do, and fails, hangs or stops as told to, with the
-real scripts' exit statuses (0 finished, 3 interrupted with a checkpoint, 4 paused). benchmark.sh is copied into a
-sandbox next to placeholder training scripts, so the tests do not depend on which training scripts exist yet in the
+real scripts' exit statuses (0 finished, 3 interrupted with a checkpoint, 4 paused). benchmark.sh and benchmark.py
+are copied into a sandbox next to placeholder training scripts, so the tests do not depend on which training scripts exist yet in the
 repo. The sbatch script's tasks run here as plain processes, with a fake scontrol; tests/test_slurm.py submits them
 to a real Slurm.
 """
@@ -18,6 +18,7 @@ import sys
 import time
 
 import pytest
+from benchmark import VALUE_OPTIONS
 from helpers import pid_alive
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,10 +79,11 @@ fi
 
 @pytest.fixture
 def sandbox(tmp_path):
-    """tmp_path/repo holding benchmark.sh and placeholder scripts, tmp_path/bin/python the fake python."""
+    """tmp_path/repo holding benchmark.sh, benchmark.py and placeholder scripts, tmp_path/bin/python the fake python."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    shutil.copy(os.path.join(REPO, "benchmark.sh"), repo / "benchmark.sh")
+    for tool in ("benchmark.sh", "benchmark.py"):
+        shutil.copy(os.path.join(REPO, tool), repo / tool)
     for script in ("ppo_atari.py", "sprig_ppo_atari.py", "plot_results.py"):
         (repo / script).write_text("raise SystemExit('placeholder: the tests run a fake python')\n")
     bin_dir = tmp_path / "bin"
@@ -261,11 +263,12 @@ def test_a_sprig_variant_is_a_method_of_its_own_running_its_flags_in_its_own_dir
 
 
 def add_method_row(sandbox, row):
-    """Append ROW to the sandbox's METHODS_TABLE, and put the real plot_results.py beside it to read it."""
-    benchmark = sandbox / "repo" / "benchmark.sh"
+    """Add ROW (a Method(...) of benchmark.py) to the end of the sandbox's METHODS, and put the real plot_results.py
+    beside it to read it."""
+    benchmark = sandbox / "repo" / "benchmark.py"
     text = benchmark.read_text()
-    assert text.count("\nEND_OF_METHODS\n") == 1
-    benchmark.write_text(text.replace("\nEND_OF_METHODS\n", "\n" + row + "\nEND_OF_METHODS\n"))
+    end = text.index("\n)\n", text.index("\nMETHODS = (\n"))
+    benchmark.write_text(text[:end] + f"\n    {row}," + text[end:])
     shutil.copy(os.path.join(REPO, "plot_results.py"), sandbox / "repo" / "plot_results.py")
 
 
@@ -277,7 +280,8 @@ def python_in_repo(sandbox, code):
 def test_a_method_is_one_row_of_the_methods_table_which_benchmark_sh_runs_and_plot_results_names_and_colours(sandbox):
     add_method_row(
         sandbox,
-        "sprig-half | sprig_ppo_atari.py | --alpha-coop 0.5 --exp-name sprig-half | SPRIG half | tab:brown | alpha one half",
+        'Method("sprig-half", "sprig_ppo_atari.py", ("--alpha-coop", "0.5", "--exp-name", "sprig-half"), "SPRIG half", '
+        '"tab:brown", "alpha one half")',
     )
 
     help_text = run_benchmark(sandbox, "--help").stdout
@@ -305,21 +309,27 @@ def test_a_method_is_one_row_of_the_methods_table_which_benchmark_sh_runs_and_pl
     "row, error",
     [
         (
-            "sprig-half | sprig_ppo_atari.py | --alpha-coop 0.5 | SPRIG half | tab:brown | no exp_name",
-            "the exp_name sprig_ppo_atari",
+            'Method("sprig-half", "sprig_ppo_atari.py", ("--alpha-coop", "0.5"), "SPRIG half", "tab:brown", "no exp_name")',
+            "two methods with the exp_name sprig_ppo_atari",
         ),
-        ("sprig-half | sprig_ppo_atari.py | --exp-name sprig-half | SPRIG | tab:brown | SPRIG's label", "the label SPRIG"),
-        ("sprig-half | sprig_ppo_atari.py | --exp-name sprig-half | SPRIG half | no what-it-is", "a row without 6 cells"),
+        (
+            'Method("sprig-half", "sprig_ppo_atari.py", ("--exp-name", "sprig-half"), "SPRIG", "tab:brown", "SPRIG\'s label")',
+            "two methods with the label SPRIG",
+        ),
+        (
+            'Method("sprig", "sprig_ppo_atari.py", ("--exp-name", "sprig-half"), "SPRIG half", "tab:brown", "sprig\'s name")',
+            "two methods with the name sprig",
+        ),
     ],
 )
 def test_a_methods_table_row_that_would_mix_two_methods_up_is_one_error_line(sandbox, row, error):
+    """plot_results.py refuses to import (exit 1), benchmark.sh to start (exit 2), each with the same one line."""
     add_method_row(sandbox, row)
     result = python_in_repo(sandbox, "import plot_results")
     assert result.returncode == 1 and result.stderr.startswith("error: ") and error in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    if "6 cells" in error:  # benchmark.sh checks the shape of its rows (the labels are plot_results.py's business)
-        checked = run_benchmark(sandbox, "--dry-run")
-        assert checked.returncode == 2 and "a row without 6 cells, or a method named twice: sprig-half" in checked.stderr
+    checked = run_benchmark(sandbox, "--dry-run")
+    assert checked.returncode == 2 and checked.stderr == result.stderr and checked.stdout == ""
 
 
 def test_stop_at_step_pauses_real_runs_and_the_same_command_with_a_larger_stop_grows_them(tmp_path):
@@ -822,13 +832,10 @@ def options_taking_a_value():
 
 
 def test_the_help_shows_every_option_that_takes_a_value():
-    """The help's options with a value are exactly those the parser takes a value for (its case pattern before the
-    'needs a value' check), so neither can gain one the other lacks."""
-    source = open(os.path.join(REPO, "benchmark.sh")).read()
-    pattern = re.search(r"\n    (--methods \|[^)]*)\)\n\s*\(\(\$# >= 2\)\) \|\| die", source).group(1)
-    parsed = {word for word in re.split(r"[\s|\\]+", pattern) if word}
-    assert {"--seeds", "--out", "--sweep", "--sps-iterations", "--cpus-per-task", "--time-margin"} <= parsed
-    assert sorted(options_taking_a_value()) == sorted(parsed)
+    """The help's options with a value are exactly those the parser takes a value for, so neither can gain one the
+    other lacks."""
+    assert {"--seeds", "--out", "--sweep", "--sps-iterations", "--cpus-per-task", "--time-margin"} <= set(VALUE_OPTIONS)
+    assert sorted(options_taking_a_value()) == sorted(VALUE_OPTIONS)
 
 
 @pytest.mark.parametrize("option", options_taking_a_value())
