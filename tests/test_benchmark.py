@@ -18,7 +18,7 @@ import sys
 import time
 
 import pytest
-from benchmark import VALUE_OPTIONS
+from benchmark import VALUE_OPTIONS, Signature, signature_line
 from helpers import pid_alive
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -480,6 +480,35 @@ def test_failing_run_is_reported_with_its_log_path_and_the_others_finish(sandbox
         assert (run_dir(sandbox, method, seed) / "done").exists()
 
 
+def test_a_signature_is_the_flags_parsed_equal_whatever_their_order_and_with_flag_equals_value():
+    command = ["python", "/repo/ppo_atari.py", "--env-id", ENV, "--seed", "1", "--clip-coef", "0.2", "--track"]
+    signature = Signature.of(command[1], command[2:])
+    same = ["--track", "--seed=1", "--clip-coef", "0.2", f"--env-id={ENV}", "--checkpoint-every", "5", "--async-envs"]
+    assert Signature.of("/elsewhere/ppo_atari.py", same) == signature  # how a run checkpoints is not what it computes
+    assert Signature.read(signature_line(command)) == signature  # as `started` and `done` hold it
+    assert (
+        signature_line([*command, "--checkpoint-every", "25"])
+        == f"ppo_atari.py --env-id {ENV} --seed 1 --clip-coef 0.2 --track"
+    )
+    for script, flags in [
+        ("ppo_atari.py", ["--env-id", ENV, "--seed", "2", "--clip-coef", "0.2", "--track"]),
+        ("ppo_atari.py", ["--env-id", ENV, "--seed", "1", "--clip-coef=0.1", "--track"]),
+        ("ppo_atari.py", ["--env-id", ENV, "--seed", "1", "--clip-coef", "0.2"]),
+        ("sprig_ppo_atari.py", ["--env-id", ENV, "--seed", "1", "--clip-coef", "0.2", "--track"]),
+    ]:
+        assert Signature.of(script, flags) != signature, (script, flags)
+
+
+def test_a_done_run_asked_for_with_its_flags_reordered_or_as_flag_equals_value_is_skipped(sandbox):
+    args = ["--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot", "--"]
+    assert run_benchmark(sandbox, *args, "--clip-coef", "0.2", "--ent-coef", "0.02").returncode == 0
+    result = run_benchmark(sandbox, *args, "--ent-coef=0.02", "--clip-coef=0.2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ppo BeamRiderNoFrameskip-v4 1: already done, skipped" in result.stdout and len(training_calls(sandbox)) == 1
+    result = run_benchmark(sandbox, *args, "--ent-coef=0.03", "--clip-coef=0.2")
+    assert result.returncode == 1 and "finished with other flags" in result.stderr and len(training_calls(sandbox)) == 1
+
+
 def test_done_run_asked_for_with_other_flags_is_an_error_not_a_silent_skip(sandbox):
     args = ["--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot", "--total-timesteps"]
     assert run_benchmark(sandbox, *args, "5000").returncode == 0
@@ -659,6 +688,26 @@ def test_slurm_array_task_runs_the_combination_of_its_index(sandbox):
     assert [(cwd, omp) for cwd, omp, _ in fake_calls(sandbox)] == [(str(run_dir(sandbox, "sprig", 2)), "4")]
     for method, seed in [("ppo", 1), ("sprig", 1), ("ppo", 2)]:
         assert not run_dir(sandbox, method, seed).exists()
+
+
+def test_a_task_of_the_job_array_runs_with_only_its_own_script_and_index(sandbox):
+    """Slurm runs a copy of the batch script from its spool directory. The copy alone, its index and PATH run the task:
+    the script holds data and one call of benchmark.py, no shell function of benchmark's own."""
+    result = run_benchmark(sandbox, "--slurm", "--seeds", "1 2", "--out", "out", PATH=path_without_slurm(sandbox))
+    assert result.returncode == 0, result.stderr
+    out = sandbox / "work" / "out"
+    script = (out / "sprig_benchmark.sbatch").read_text()
+    assert not re.search(r"^\s*(function\s+)?[\w-]+\s*\(\)", script, re.MULTILINE)
+    spool = sandbox / "spool"
+    spool.mkdir()
+    (spool / "slurm_script").write_text(script)
+    for path in out.iterdir():
+        path.unlink()
+    environment = {"PATH": path_without_slurm(sandbox), "FAKE_CALLS": str(sandbox / "calls.txt"), "SLURM_ARRAY_TASK_ID": "2"}
+    task = subprocess.run(["bash", "slurm_script"], cwd=spool, env=environment, capture_output=True, text=True, timeout=30)
+    assert task.returncode == 0, task.stdout + task.stderr
+    assert [(cwd, omp) for cwd, omp, _ in fake_calls(sandbox)] == [(str(run_dir(sandbox, "ppo", 2)), "4")]
+    assert (run_dir(sandbox, "ppo", 2) / "done").exists() and f"{run_dir(sandbox, 'ppo', 2)}: ran" in task.stdout
 
 
 def start_slurm_task(sandbox, task_id, squeue='echo "a job line"', **env):
