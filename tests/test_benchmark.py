@@ -27,7 +27,8 @@ PAPER_FLAGS = (
     "--num-envs 8 --num-steps 256 --num-minibatches 32 --learning-rate 1e-4 --clip-coef 0.2 --max-episode-steps 10000"
 )
 
-# Called as: fake_python SCRIPT FLAGS... from a run directory. Appends "cwd|OMP_NUM_THREADS|args" to $FAKE_CALLS.
+# Called as: fake_python SCRIPT FLAGS... from a run directory. Appends "cwd|OMP_NUM_THREADS|args" to $FAKE_CALLS (and a
+# training run's MPS directories to $FAKE_MPS_CALLS).
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 echo "$PWD|${OMP_NUM_THREADS:-}|$*" >>"$FAKE_CALLS"
 script=$(basename "$1")
@@ -35,6 +36,7 @@ if [[ $script == plot_results.py ]]; then
     echo "fake plot of $2"
     exit 0
 fi
+[[ -z ${FAKE_MPS_CALLS:-} ]] || echo "run|$PWD|${CUDA_MPS_PIPE_DIRECTORY:-}|${CUDA_MPS_LOG_DIRECTORY:-}" >>"$FAKE_MPS_CALLS"
 shift
 while (($# > 0)); do
     case $1 in
@@ -96,8 +98,10 @@ def sandbox(tmp_path):
 
 
 def run_benchmark(sandbox, *args, timeout=60, **env):
-    """Run the sandbox's benchmark.sh from sandbox/work with the fake python; returns the CompletedProcess."""
+    """Run the sandbox's benchmark.sh from sandbox/work with the fake python, on a machine without a GPU unless ENV
+    says otherwise (gpu_machine); returns the CompletedProcess."""
     environment = dict(os.environ, PYTHON=str(sandbox / "bin" / "python"), FAKE_CALLS=str(sandbox / "calls.txt"))
+    environment["CUDA_VISIBLE_DEVICES"] = ""  # a GPU this machine may have is hidden from benchmark.py and the runs
     environment.update(env)
     return subprocess.run(
         ["bash", str(sandbox / "repo" / "benchmark.sh"), *args],
@@ -539,6 +543,7 @@ def test_terminating_the_benchmark_stops_its_training_runs(sandbox):
     environment = dict(
         os.environ, PYTHON=str(sandbox / "bin" / "python"), FAKE_CALLS=str(sandbox / "calls.txt"), FAKE_HANG=str(hang_pids)
     )
+    environment["CUDA_VISIBLE_DEVICES"] = ""  # as run_benchmark
     process = subprocess.Popen(
         ["bash", str(sandbox / "repo" / "benchmark.sh"), "--seeds", "1", "--workers", "2", "--out", "out", "--no-plot"],
         cwd=sandbox / "work",
@@ -576,6 +581,161 @@ def test_plot_step_runs_plot_results_on_the_preset_dir_with_the_same_python(sand
         f"{sandbox / 'repo' / 'plot_results.py'} {results_dir}"
     ]
     assert f"{results_dir}/figure2.png" in result.stdout and f"{results_dir}/results.md" in result.stdout
+
+
+# Stand-ins for a GPU machine's tools: `nvidia-smi -L` lists the GPUs, and nvidia-cuda-mps-control records each call in
+# $FAKE_MPS_CALLS (beside the fake python's runs, so their order shows): its arguments, its environment's MPS
+# directories, what it read on stdin (`quit`, without arguments), and how many of the runs in $FAKE_HANG still live.
+NVIDIA_SMI = """#!/usr/bin/env bash
+[[ $1 == -L ]] && printf '%s' '{listing}'
+exit {status}
+"""
+MPS_CONTROL = r"""#!/usr/bin/env bash
+stdin=""
+if (($# == 0)); then
+    stdin=$(cat)
+fi
+alive=0
+for pid in $(cat "${FAKE_HANG:-/dev/null}" 2>/dev/null); do
+    if kill -0 "$pid" 2>/dev/null; then alive=$((alive + 1)); fi
+done
+echo "mps|$*|${CUDA_MPS_PIPE_DIRECTORY:-}|${CUDA_MPS_LOG_DIRECTORY:-}|$stdin|$alive" >>"$FAKE_MPS_CALLS"
+"""
+
+
+def gpu_machine(sandbox, gpus=1, mps_control=True):
+    """The environment that makes this machine one with GPUS GPUs (and nvidia-cuda-mps-control on PATH)."""
+    directory = sandbox / "gpu"
+    directory.mkdir(exist_ok=True)
+    listing = "".join(f"GPU {i}: NVIDIA H200 (UUID: GPU-{i}0000000-0000-0000-0000-000000000000)\n" for i in range(gpus))
+    tools = {"nvidia-smi": NVIDIA_SMI.format(listing=listing or "No devices were found\n", status=0 if gpus else 6)}
+    if mps_control:
+        tools["nvidia-cuda-mps-control"] = MPS_CONTROL
+    for name, text in tools.items():
+        (directory / name).write_text(text)
+        (directory / name).chmod(0o755)
+    path = f"{directory}{os.pathsep}{os.environ['PATH']}"
+    return dict(PATH=path, CUDA_VISIBLE_DEVICES="0", FAKE_MPS_CALLS=str(sandbox / "mps_calls.txt"))
+
+
+def mps_calls(sandbox):
+    """[['mps', args, pipes, logs, stdin, runs alive] or ['run', cwd, pipes, logs], ...] in the order they came."""
+    path = sandbox / "mps_calls.txt"
+    return [line.split("|") for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.parametrize("ending", ["finished", "failed", "interrupted"])
+def test_two_workers_on_a_gpu_share_it_through_an_mps_daemon_started_for_them_and_stopped_after_their_last_run(
+    sandbox, ending
+):
+    args = ["--seeds", "1 2", "--workers", "2", "--out", "out", "--no-plot"]
+    environment = gpu_machine(sandbox)
+    if ending == "interrupted":  # Ctrl-C while two runs train
+        hang_pids = sandbox / "hanging_pids.txt"
+        environment.update(PYTHON=str(sandbox / "bin" / "python"), FAKE_CALLS=str(sandbox / "calls.txt"))
+        environment.update(FAKE_HANG=str(hang_pids))
+        process = subprocess.Popen(
+            ["bash", str(sandbox / "repo" / "benchmark.sh"), *args],
+            cwd=sandbox / "work",
+            env=dict(os.environ, **environment),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        wait_for_file_lines(hang_pids, 2)
+        process.send_signal(signal.SIGINT)
+        stdout, _ = process.communicate(timeout=30)
+        returncode = process.returncode
+    else:
+        result = run_benchmark(
+            sandbox, *args, **environment, **({"FAKE_FAIL": "sprig_ppo_atari:2"} if ending == "failed" else {})
+        )
+        stdout, returncode = result.stdout, result.returncode
+    assert returncode == {"finished": 0, "failed": 1, "interrupted": 130}[ending], stdout
+    pipes, logs = str(sandbox / "work" / "out" / "mps" / "pipe"), str(sandbox / "work" / "out" / "mps" / "log")
+    calls = mps_calls(sandbox)
+    assert calls[0] == ["mps", "-d", pipes, logs, "", "0"]
+    assert calls[-1] == ["mps", "", pipes, logs, "quit", "0"]  # once, after the last run ended
+    runs = calls[1:-1]
+    assert len(runs) == (2 if ending == "interrupted" else 4)
+    assert all(kind == "run" and directories == [pipes, logs] for kind, _, *directories in runs)
+    assert [line for line in stdout.splitlines() if "MPS" in line] == [
+        f"MPS: the runs share the GPU through an MPS control daemon started for them (pipes in {pipes}, logs in {logs}), "
+        "stopped after the last run; --no-mps: without"
+    ]
+
+
+def wait_for_file_lines(path, count, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not (path.exists() and len(path.read_text().split()) >= count):
+        time.sleep(0.1)
+    assert path.exists() and len(path.read_text().split()) >= count
+
+
+@pytest.mark.parametrize(
+    "workers, gpus, flags", [("1", 1, []), ("2", 0, []), ("2", 1, ["--no-mps"]), ("2", 1, ["--", "--no-cuda"])]
+)
+def test_no_mps_daemon_for_one_worker_on_a_machine_without_a_gpu_with_no_mps_or_for_runs_without_cuda(
+    sandbox, workers, gpus, flags
+):
+    result = run_benchmark(
+        sandbox, "--seeds", "1", "--workers", workers, "--out", "out", "--no-plot", *flags, **gpu_machine(sandbox, gpus)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [call for call in mps_calls(sandbox) if call[0] == "mps"] == []
+    assert [call[2:] for call in mps_calls(sandbox)] == [["", ""], ["", ""]]
+    assert "MPS" not in result.stdout and not (sandbox / "work" / "out" / "mps").exists()
+
+
+def test_without_nvidia_cuda_mps_control_the_runs_share_the_gpu_as_they_are_and_say_so(sandbox):
+    result = run_benchmark(
+        sandbox, "--seeds", "1", "--workers", "2", "--out", "out", **gpu_machine(sandbox, mps_control=False)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "MPS: nvidia-cuda-mps-control is not on PATH: the runs time-slice the GPU\n" in result.stdout
+    assert [call[2:] for call in mps_calls(sandbox)] == [["", ""], ["", ""]]
+
+
+def test_an_out_too_deep_for_mps_sockets_puts_its_pipes_in_tmp(sandbox):
+    """MPS's UNIX sockets live in its pipe directory, and a socket's path holds at most 107 bytes."""
+    out = "out/" + "/".join(["a-directory-nested-deep"] * 4)
+    result = run_benchmark(sandbox, "--seeds", "1", "--workers", "2", "--out", out, "--dry-run", **gpu_machine(sandbox))
+    pipes = re.search(r"CUDA_MPS_PIPE_DIRECTORY=(\S+) CUDA_MPS_LOG_DIRECTORY=(\S+) ", result.stdout)
+    assert re.fullmatch(r"/tmp/sprig-mps-\d+", pipes[1]) and pipes[2] == str(sandbox / "work" / out / "mps" / "log")
+
+
+def test_an_mps_daemon_already_running_is_used_and_left_running(sandbox):
+    running = sandbox / "mps-running"
+    running.mkdir()
+    (running / "control").write_text("")  # the daemon's control pipe
+    environment = dict(gpu_machine(sandbox), CUDA_MPS_PIPE_DIRECTORY=str(running))
+    result = run_benchmark(sandbox, "--seeds", "1", "--workers", "2", "--out", "out", "--no-plot", **environment)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"MPS: the runs share the GPU through the MPS control daemon already running (pipes in {running})" in result.stdout
+    assert [call[0] for call in mps_calls(sandbox)] == ["run", "run"]  # neither started nor stopped here
+    assert all(call[2] == str(running) for call in mps_calls(sandbox))
+
+
+def test_on_a_gpu_every_run_gets_async_envs_which_leaves_its_signature_alone(sandbox):
+    """Each run's process mostly waits on the GPU: its envs step in subprocesses, on the cores left idle. How the envs
+    step changes no result, so a run done without them is done with them."""
+    args = ["--seeds", "1", "--out", "out", "--no-plot"]
+    assert run_benchmark(sandbox, *args).returncode == 0
+    assert all("--async-envs" not in call for _, _, call in training_calls(sandbox))
+    gpu = gpu_machine(sandbox)
+    commands = [
+        line for line in run_benchmark(sandbox, *args, "--dry-run", **gpu).stdout.splitlines() if line.startswith("cd ")
+    ]
+    assert len(commands) == 2 and all(command.endswith("--checkpoint-every 25 --async-envs") for command in commands)
+    chosen = run_benchmark(sandbox, *args, "--dry-run", "--", "--no-async-envs", **gpu).stdout
+    assert [line.split("--checkpoint-every 25")[1] for line in chosen.splitlines() if line.startswith("cd ")] == [
+        " --no-async-envs",
+        " --no-async-envs",
+    ]
+    result = run_benchmark(sandbox, *args, **gpu)
+    assert result.returncode == 0 and result.stdout.count("already done, skipped") == 2, result.stdout + result.stderr
+    assert "GPU (nvidia-smi -L): every run gets --async-envs" in result.stdout
 
 
 SLURM_COMMANDS = ("sbatch", "squeue", "scontrol", "scancel", "srun", "salloc", "sinfo", "sacct")
@@ -861,6 +1021,8 @@ def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itse
             "error: --sweep learning-rate: --learning-rate is also given",
         ),
         (["--sweep", "alpha-coop=0.3", "--sps"], "error: --sweep and --sps do not go together"),
+        (["--no-mps", "--slurm"], "error: --no-mps and --slurm do not go together: a Slurm task has its GPU to itself"),
+        (["--sps", "--no-mps"], "error: --no-mps and --sps do not go together: --sps runs one method at a time"),
         (["--time-margin", "5m"], "error: --time-margin must be a whole number of seconds from 0 to 65535, got '5m'"),
         (["--time", "8h"], "error: --time: '8h' is not a Slurm time limit (MINUTES, H:MM:SS, DAYS-HH:MM:SS"),
         (["--time", "0:05:00"], "error: --time-margin 300 is not shorter than --time 0:05:00 (300 s): no time"),
