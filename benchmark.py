@@ -521,7 +521,7 @@ def start_and_wait(directory, command, threads, control, environment, start) -> 
 # ---------------------------------------------------------------------------------------------------------------
 VALUE_OPTIONS = tuple(
     "--methods --env-ids --games --seeds --total-timesteps --stop-at-step --workers --checkpoint-every --out --preset "
-    "--sweep --sps-iterations --partition --time --time-margin --gpus --cpus-per-task".split()
+    "--sweep --sps-iterations --sps-from --partition --time --time-margin --gpus --cpus-per-task".split()
 )
 """the options that take a value, each an Options field of its name (--sweep adds to a list)"""
 SWITCHES = ("--quick", "--dry-run", "--no-plot", "--slurm", "--sps", "--no-mps")
@@ -544,6 +544,7 @@ class Options:
     preset: str = "cleanrl"
     sweep: list = field(default_factory=list)
     sps_iterations: str = "4"
+    sps_from: str = ""
     partition: str = ""
     time: str = "24:00:00"
     time_margin: str = "300"
@@ -756,11 +757,18 @@ def make_plan(options: Options) -> Plan:
             f"--time-margin {time_margin} is not shorter than --time {options.time} ({time_seconds} s): no time would be "
             "left to train"
         )
-    # MPS is for a run on this machine.
+    # MPS and --sps-from are for a run on this machine, and its cost estimate.
     if options.no_mps and (options.slurm or options.sps):
         mode = "--slurm" if options.slurm else "--sps"
         why = "a Slurm task has its GPU to itself" if options.slurm else "--sps runs one method at a time"
         die(f"--no-mps and {mode} do not go together: {why}, without MPS")
+    if options.sps_from:
+        if options.sps or options.slurm:
+            mode = "--sps" if options.sps else "--slurm"
+            why = "--sps measures this machine's speeds" if options.sps else "--slurm estimates no wall time"
+            die(f"--sps-from and {mode} do not go together: {why}")
+        if not os.path.isdir(options.sps_from):
+            die(f"--sps-from: '{options.sps_from}' is not a directory (an --out of --sps, or its sps/DATE/)")
     preset_flags = PRESETS[options.preset]
     variants = sweep_variants(options, preset_flags, methods)
     swept_values = len(variants) if options.sweep else 0
@@ -1398,15 +1406,23 @@ def slurm_report(lines) -> int:
 # The cost of the run matrix, before it starts: runs, env steps, and the wall time at the speed --sps measured. --sps
 # writes OUT/sps/DATE/sps.md (one row per method: SPS of one run alone on the machine, all cores to it, the preset's
 # batch) and `measured_with` beside it (the preset, the flags after --, the machine's load average when it started);
-# the newest one of this --preset is used.
+# the newest one of this --preset is used, from OUT/sps or from --sps-from DIR (another machine's: the GPU machine
+# the runs are for, say).
 # ---------------------------------------------------------------------------------------------------------------
-def speed_table(plan: Plan) -> str | None:
-    """The newest OUT/sps/DATE/sps.md measured with this preset, or None. DATE is YYYYmmdd-HHMMSS: newest first."""
-    for table in sorted(glob.glob(os.path.join(glob.escape(plan.out), "sps", "*", "sps.md")), reverse=True):
+def speed_table(plan: Plan) -> tuple[str, str | None]:
+    """(where speeds are looked for, the newest sps.md there measured with this preset, or None): OUT/sps, or with
+    --sps-from DIR, DIR as --sps left it elsewhere: one measurement (sps.md), an OUT/sps, or an OUT."""
+    if plan.options.sps_from:
+        where = absolute(plan.options.sps_from).rstrip("/") or "/"
+        patterns = ("sps.md", "*/sps.md", "sps/*/sps.md")
+    else:
+        where, patterns = f"{plan.out}/sps", ("*/sps.md",)
+    tables = [table for pattern in patterns for table in glob.glob(os.path.join(glob.escape(where), pattern))]
+    for table in sorted(tables, key=lambda table: os.path.basename(os.path.dirname(table)), reverse=True):
         measured_with = read_text(os.path.join(os.path.dirname(table), "measured_with")) or ""
-        if measured_with.split("\n")[0] == f"preset {plan.options.preset}":
-            return table
-    return None
+        if measured_with.split("\n")[0] == f"preset {plan.options.preset}":  # DATE is YYYYmmdd-HHMMSS: newest first
+            return where, table
+    return where, None
 
 
 def table_speed(table: str, label: str) -> str | None:
@@ -1444,10 +1460,10 @@ def cost_lines(plan: Plan) -> list[str]:
     if plan.stop_at_step is not None and plan.stop_at_step < total:  # what this command trains: each run up to its pause
         steps, paused = plan.stop_at_step, f" (up to --stop-at-step, of {thousands(total)} each)"
     lines = [f"cost: {runs} runs x {thousands(steps)} steps = {thousands(runs * steps)} env steps{paused}"]
-    table, preset = speed_table(plan), plan.options.preset
+    (where, table), preset = speed_table(plan), plan.options.preset
     if table is None:
         return lines + [
-            f"wall time: unknown, no speed measured with --preset {preset} in {plan.out}/sps; measure it (a few minutes) with "
+            f"wall time: unknown, no speed measured with --preset {preset} in {where}; measure it (a few minutes) with "
             f"./benchmark.sh --sps --preset {preset} --out {plan.out}, adding after -- the flags the runs get"
         ]
     seconds, speeds, unmeasured = 0.0, [], []
@@ -1600,6 +1616,8 @@ options:
                             nothing, create nothing (with --slurm: print the sbatch scripts instead of writing them).
                             It and a real run start with the cost: runs, env steps, and the wall time estimated
                             from the speed --sps measured (with the same --out and --preset) for --workers
+  --sps-from DIR            that speed from DIR instead of OUT/sps: what --sps wrote on another machine (its --out,
+                            its sps/ or one sps/DATE/), e.g. on the GPU machine the runs are for
   --no-plot                 do not call plot_results.py at the end
   --sweep "FLAG=V1 V2 ..."  ablation of one SPRIG coefficient: run sprig once per VALUE of FLAG, a flag of
                             sprig_ppo_atari.py without its dashes (e.g. "alpha-coop=0.0 0.3 0.7 1.0" or

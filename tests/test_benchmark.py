@@ -182,9 +182,9 @@ def test_games_atari5_runs_every_method_and_seed_on_the_five_games_and_says_what
     ]
 
 
-def write_speed_table(sandbox, date, preset, speeds, flags=""):
+def write_speed_table(sandbox, date, preset, speeds, flags="", out="out"):
     """OUT/sps/DATE/sps.md and measured_with as --sps writes them, with the given {method: SPS}."""
-    directory = sandbox / "work" / "out" / "sps" / date
+    directory = sandbox / "work" / out / "sps" / date
     directory.mkdir(parents=True)
     rows = [f"| {method} | {ENV} | {sps} | 1 | 1 | 1 | 3 |" for method, sps in speeds.items()]
     header = "| method | env | SPS | env s/iter | inference s/iter | update s/iter | iterations |\n| --- | --- | --- | --- | --- | --- | --- |"
@@ -236,6 +236,29 @@ def test_the_speed_is_read_from_the_sps_column_by_its_header_wherever_it_stands(
     assert result.returncode == 0, result.stderr
     assert "(PPO 400 SPS, SPRIG 100 SPS;" in result.stdout  # not the iterations column, 3
     assert "# wall time: about 0:00:50 one run at a time" in result.stdout  # 4000 / 400 + 4000 / 100 seconds
+
+
+def test_the_wall_time_can_come_from_the_speeds_another_machine_measured(sandbox):
+    """--sps-from: what --sps wrote on another machine (the GPU machine the runs are for, say): its --out, its sps/, or
+    one sps/DATE/, instead of this machine's OUT/sps."""
+    write_speed_table(sandbox, "20260101-120000", "cleanrl", {"PPO": "100", "SPRIG": "100"})
+    table = write_speed_table(sandbox, "20260102-120000", "cleanrl", {"PPO": "4000", "SPRIG": "1000"}, "--async-envs", "gpu")
+    args = ["--seeds", "1", "--total-timesteps", "4000000", "--out", "out", "--dry-run"]
+    # 4M steps at 100 SPS for each method here: 80,000 s; at 4000 and 1000 SPS there: 1,000 + 4,000 s.
+    assert "# wall time: about 22:13:20 one run at a time" in run_benchmark(sandbox, *args).stdout
+    for where in ("gpu", "gpu/sps", str(table.parent)):
+        assert run_benchmark(sandbox, *args, "--sps-from", where).stdout.splitlines()[2] == (
+            f"# wall time: about 1:23:20 one run at a time, at the speeds measured in {table} (PPO 4000 SPS, SPRIG 1000 SPS; "
+            "flags after -- then: --async-envs)"
+        )
+    (sandbox / "work" / "nothing").mkdir()
+    assert (
+        run_benchmark(sandbox, *args, "--sps-from", "nothing")
+        .stdout.splitlines()[2]
+        .startswith(
+            f"# wall time: unknown, no speed measured with --preset cleanrl in {sandbox / 'work' / 'nothing'}; measure it"
+        )
+    )
 
 
 def test_dry_run_of_the_cleanrl_preset_adds_no_hyperparameter_flags_and_passes_extra_flags(sandbox):
@@ -1023,6 +1046,9 @@ def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itse
         (["--sweep", "alpha-coop=0.3", "--sps"], "error: --sweep and --sps do not go together"),
         (["--no-mps", "--slurm"], "error: --no-mps and --slurm do not go together: a Slurm task has its GPU to itself"),
         (["--sps", "--no-mps"], "error: --no-mps and --sps do not go together: --sps runs one method at a time"),
+        (["--sps-from", "nowhere"], "error: --sps-from: 'nowhere' is not a directory"),
+        (["--sps", "--sps-from", "."], "error: --sps-from and --sps do not go together: --sps measures this machine's"),
+        (["--slurm", "--sps-from", "."], "error: --sps-from and --slurm do not go together: --slurm estimates no wall time"),
         (["--time-margin", "5m"], "error: --time-margin must be a whole number of seconds from 0 to 65535, got '5m'"),
         (["--time", "8h"], "error: --time: '8h' is not a Slurm time limit (MINUTES, H:MM:SS, DAYS-HH:MM:SS"),
         (["--time", "0:05:00"], "error: --time-margin 300 is not shorter than --time 0:05:00 (300 s): no time"),
