@@ -457,7 +457,8 @@ def run_one(directory: str, command: list[str], threads: int, control: RunContro
         say(f"{directory}: resuming the unfinished earlier run from {checkpoint}")
     elif state == "clean":
         say(
-            f"{directory}: unfinished earlier run (no 'done' marker, no checkpoint): removing its partial output and restarting it"
+            f"{directory}: unfinished earlier run (no 'done' marker, no checkpoint): removing its partial output and "
+            "restarting it"
         )
         clean_partial_run(directory)
     if control.stopped:  # asked to stop before it started: it does not start, and is resumed next time
@@ -826,7 +827,8 @@ def sweep_variants(options: Options, preset_flags, methods) -> list[tuple[str, s
         for word in (*preset_flags, *options.extra_flags):
             if word.split("=", 1)[0] in (f"--{flag}", "--exp-name"):
                 die(
-                    f"--sweep {flag}: {word} is also given by the preset or after --; a swept run sets --{flag} and --exp-name itself"
+                    f"--sweep {flag}: {word} is also given by the preset or after --; a swept run sets --{flag} and "
+                    "--exp-name itself"
                 )
         if not values:
             die(f'--sweep {flag}: no values (e.g. --sweep "{flag}=0.1 0.2")')
@@ -1190,7 +1192,8 @@ def slurm_script(plan: Plan) -> str:
     options, last = plan.options, len(plan.runs) - 1
     lines = [
         "#!/bin/bash",
-        f"# SPRIG benchmark: {len(plan.runs)} runs (preset {options.preset}), one array task each. Written by benchmark.sh --slurm, which",
+        f"# SPRIG benchmark: {len(plan.runs)} runs (preset {options.preset}), one array task each. Written by benchmark.sh "
+        "--slurm, which",
         f"# submits it, then {plan.out}/sprig_benchmark_plot.sbatch with --dependency=afterany:ARRAYID (the array's job id).",
         "#SBATCH --job-name=sprig-benchmark",
         f"#SBATCH --array=0-{last}",
@@ -1545,7 +1548,8 @@ def measure_sps(plan: Plan) -> int:
     # What the cost estimate of a later run reads back: the preset, the flags after --, the load before measuring.
     write_text(
         f"{directory}/measured_with",
-        f"preset {options.preset}\n{' '.join(options.extra_flags)}\nload average {load or 'unknown'} on {plan.cores} cores when measured",
+        f"preset {options.preset}\n{' '.join(options.extra_flags)}\n"
+        f"load average {load or 'unknown'} on {plan.cores} cores when measured",
     )
     return 0
 
@@ -1660,6 +1664,7 @@ examples:
 
 
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `./benchmark.sh --dry-run | head` ends quietly, as a shell tool does
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=True)  # in order with the output of the processes it starts
     if argv[:1] == ["slurm-task"]:  # what a task of the sbatch job array runs: DIR THREADS COMMAND...

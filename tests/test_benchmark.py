@@ -3,9 +3,9 @@
 benchmark.sh runs with PYTHON pointing to a fake python (a small bash script) so no training happens: the fake
 records each call, writes a run directory like the real scripts do, and fails, hangs or stops as told to, with the
 real scripts' exit statuses (0 finished, 3 interrupted with a checkpoint, 4 paused). benchmark.sh and benchmark.py
-are copied into a sandbox next to placeholder training scripts, so the tests do not depend on which training scripts exist yet in the
-repo. The sbatch script's tasks run here as plain processes, with a fake scontrol; tests/test_slurm.py submits them
-to a real Slurm.
+are copied into a sandbox next to placeholder training scripts, so the tests do not depend on which training scripts
+exist yet in the repo. The sbatch script's tasks run here as plain processes, with a fake scontrol;
+tests/test_slurm.py submits them to a real Slurm. On a GPU machine, the tests hide its GPU unless they stand in one.
 """
 
 import itertools
