@@ -18,7 +18,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -307,6 +306,11 @@ def slurm_job() -> str:
     return os.environ.get("SLURM_JOB_ID") or "-"
 
 
+def hostname() -> str:
+    """This machine's name, as `hostname` prints it."""
+    return os.uname().nodename
+
+
 def process_identity(pid: int) -> str:
     """'boot_id:start time' of a process, the same only for the same process of the same boot; '' if it is gone."""
     try:
@@ -324,7 +328,7 @@ def lock_is_stale(lock: str) -> bool:
     host, pid, job, process = (owner + ["", "", ""])[:4]
     if "_" in job and job == slurm_job():
         return True  # this array task's own lock, from an earlier start of it
-    if host == socket.gethostname():
+    if host == hostname():
         if not pid.isdigit() or not process_alive(int(pid)) or (process and process_identity(int(pid)) != process):
             return True
     if job not in ("", "-") and shutil.which("squeue"):
@@ -376,7 +380,7 @@ def acquire_lock(directory: str) -> bool:
         except OSError:
             return False
     pid = os.getpid()
-    write_text(os.path.join(lock, "owner"), f"{socket.gethostname()} {pid} {slurm_job()} {process_identity(pid)}")
+    write_text(os.path.join(lock, "owner"), f"{hostname()} {pid} {slurm_job()} {process_identity(pid)}")
     return True
 
 
@@ -1349,7 +1353,7 @@ def slurm_task(directory: str, threads: int, command: list[str]) -> int:
     signal.signal(signal.SIGUSR1, stop)
     signal.signal(signal.SIGTERM, stop)
     restart = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
-    say(f"{now()} task {task}, start {restart + 1}, on {socket.gethostname()}: {directory}")
+    say(f"{now()} task {task}, start {restart + 1}, on {hostname()}: {directory}")
     before = checkpoint_stamp(directory)
     status = run_one(directory, command, threads, control)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the run is over: a requeue's SIGTERM must not cut what follows
