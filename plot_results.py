@@ -38,46 +38,16 @@ from typing import Annotated, Literal
 import numpy as np
 import tyro
 
+from benchmark import METHODS, methods_table_mistake  # benchmark.py's methods table: a method is one row there
+
 LAST_EPISODES = 100
 """final score of a seed = mean of its last 100 episodic returns; the curves use the same trailing window"""
 
-
-def read_methods_table(path: str) -> list[dict[str, str]]:
-    """The rows of benchmark.sh's METHODS_TABLE, the one place a method is defined: method, script, flags, label,
-    colour, what it is. Each row must have its own exp_name and label, or two methods' runs would be drawn as one."""
-    try:
-        with open(path) as file:
-            table = re.search(r"<<'END_OF_METHODS'[^\n]*\n(.*?)\nEND_OF_METHODS\n", file.read(), re.DOTALL)
-    except OSError:
-        table = None
-    if table is None:
-        raise SystemExit(f"error: plot_results.py reads its methods from the METHODS_TABLE of {path}, not found")
-    columns = ("method", "script", "flags", "label", "colour", "what")
-    rows = []
-    for line in table[1].splitlines():
-        if line.strip().startswith("#") or not line.strip():
-            continue
-        cells = [cell.strip() for cell in line.split("|")]
-        if len(cells) != len(columns):
-            raise SystemExit(f"error: {path}'s METHODS_TABLE: a row without {len(columns)} cells: {line.strip()}")
-        rows.append(dict(zip(columns, cells)))
-    for key, values in (("exp_name", [exp_name_of(row) for row in rows]), ("label", [row["label"] for row in rows])):
-        twice = sorted({value for value in values if values.count(value) > 1})
-        if twice:
-            raise SystemExit(f"error: {path}'s METHODS_TABLE: two methods with the {key} {twice[0]} (give each its own)")
-    return rows
-
-
-def exp_name_of(row: dict[str, str]) -> str:
-    """A method's exp_name, as its runs are named: its --exp-name, else its script's file stem (the scripts' default)."""
-    flags = row["flags"].replace("--exp-name=", "--exp-name ").split()
-    return flags[flags.index("--exp-name") + 1] if "--exp-name" in flags else os.path.splitext(row["script"])[0]
-
-
-METHODS_TABLE = read_methods_table(os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmark.sh"))
-METHOD_NAMES = {exp_name_of(row): row["label"] for row in METHODS_TABLE}
-"""exp_name -> the method shown in plots and tables (benchmark.sh reads --sps speeds back by the same label)"""
-METHOD_COLORS = {row["label"]: row["colour"] for row in METHODS_TABLE}
+if (mistake := methods_table_mistake()) is not None:  # two rows that would draw two methods as one
+    raise SystemExit(f"error: {mistake}")
+METHOD_NAMES = {method.exp_name: method.label for method in METHODS}
+"""exp_name -> the method shown in plots and tables (benchmark.py reads --sps speeds back by the same label)"""
+METHOD_COLORS = {method.label: method.colour for method in METHODS}
 """label -> its colour, the same in every figure"""
 
 COLLAPSED_ENTROPY = 0.05

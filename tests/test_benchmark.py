@@ -1,11 +1,11 @@
-"""benchmark.sh: the run matrix, resuming, locking, failures, Slurm, errors.
+"""benchmark.sh (benchmark.py behind it): the run matrix, resuming, locking, failures, Slurm, errors.
 
 benchmark.sh runs with PYTHON pointing to a fake python (a small bash script) so no training happens: the fake
 records each call, writes a run directory like the real scripts do, and fails, hangs or stops as told to, with the
-real scripts' exit statuses (0 finished, 3 interrupted with a checkpoint, 4 paused). benchmark.sh is copied into a
-sandbox next to placeholder training scripts, so the tests do not depend on which training scripts exist yet in the
-repo. The sbatch script's tasks run here as plain processes, with a fake scontrol; tests/test_slurm.py submits them
-to a real Slurm.
+real scripts' exit statuses (0 finished, 3 interrupted with a checkpoint, 4 paused). benchmark.sh and benchmark.py
+are copied into a sandbox next to placeholder training scripts, so the tests do not depend on which training scripts
+exist yet in the repo. The sbatch script's tasks run here as plain processes, with a fake scontrol;
+tests/test_slurm.py submits them to a real Slurm. On a GPU machine, the tests hide its GPU unless they stand in one.
 """
 
 import itertools
@@ -18,6 +18,7 @@ import sys
 import time
 
 import pytest
+from benchmark import VALUE_OPTIONS, Signature, signature_line
 from helpers import pid_alive
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,7 +27,8 @@ PAPER_FLAGS = (
     "--num-envs 8 --num-steps 256 --num-minibatches 32 --learning-rate 1e-4 --clip-coef 0.2 --max-episode-steps 10000"
 )
 
-# Called as: fake_python SCRIPT FLAGS... from a run directory. Appends "cwd|OMP_NUM_THREADS|args" to $FAKE_CALLS.
+# Called as: fake_python SCRIPT FLAGS... from a run directory. Appends "cwd|OMP_NUM_THREADS|args" to $FAKE_CALLS (and a
+# training run's MPS directories to $FAKE_MPS_CALLS).
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 echo "$PWD|${OMP_NUM_THREADS:-}|$*" >>"$FAKE_CALLS"
 script=$(basename "$1")
@@ -34,6 +36,7 @@ if [[ $script == plot_results.py ]]; then
     echo "fake plot of $2"
     exit 0
 fi
+[[ -z ${FAKE_MPS_CALLS:-} ]] || echo "run|$PWD|${CUDA_MPS_PIPE_DIRECTORY:-}|${CUDA_MPS_LOG_DIRECTORY:-}" >>"$FAKE_MPS_CALLS"
 shift
 while (($# > 0)); do
     case $1 in
@@ -78,10 +81,11 @@ fi
 
 @pytest.fixture
 def sandbox(tmp_path):
-    """tmp_path/repo holding benchmark.sh and placeholder scripts, tmp_path/bin/python the fake python."""
+    """tmp_path/repo holding benchmark.sh, benchmark.py and placeholder scripts, tmp_path/bin/python the fake python."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    shutil.copy(os.path.join(REPO, "benchmark.sh"), repo / "benchmark.sh")
+    for tool in ("benchmark.sh", "benchmark.py"):
+        shutil.copy(os.path.join(REPO, tool), repo / tool)
     for script in ("ppo_atari.py", "sprig_ppo_atari.py", "plot_results.py"):
         (repo / script).write_text("raise SystemExit('placeholder: the tests run a fake python')\n")
     bin_dir = tmp_path / "bin"
@@ -94,8 +98,10 @@ def sandbox(tmp_path):
 
 
 def run_benchmark(sandbox, *args, timeout=60, **env):
-    """Run the sandbox's benchmark.sh from sandbox/work with the fake python; returns the CompletedProcess."""
+    """Run the sandbox's benchmark.sh from sandbox/work with the fake python, on a machine without a GPU unless ENV
+    says otherwise (gpu_machine); returns the CompletedProcess."""
     environment = dict(os.environ, PYTHON=str(sandbox / "bin" / "python"), FAKE_CALLS=str(sandbox / "calls.txt"))
+    environment["CUDA_VISIBLE_DEVICES"] = ""  # a GPU this machine may have is hidden from benchmark.py and the runs
     environment.update(env)
     return subprocess.run(
         ["bash", str(sandbox / "repo" / "benchmark.sh"), *args],
@@ -176,9 +182,9 @@ def test_games_atari5_runs_every_method_and_seed_on_the_five_games_and_says_what
     ]
 
 
-def write_speed_table(sandbox, date, preset, speeds, flags=""):
+def write_speed_table(sandbox, date, preset, speeds, flags="", out="out"):
     """OUT/sps/DATE/sps.md and measured_with as --sps writes them, with the given {method: SPS}."""
-    directory = sandbox / "work" / "out" / "sps" / date
+    directory = sandbox / "work" / out / "sps" / date
     directory.mkdir(parents=True)
     rows = [f"| {method} | {ENV} | {sps} | 1 | 1 | 1 | 3 |" for method, sps in speeds.items()]
     header = "| method | env | SPS | env s/iter | inference s/iter | update s/iter | iterations |\n| --- | --- | --- | --- | --- | --- | --- |"
@@ -232,6 +238,29 @@ def test_the_speed_is_read_from_the_sps_column_by_its_header_wherever_it_stands(
     assert "# wall time: about 0:00:50 one run at a time" in result.stdout  # 4000 / 400 + 4000 / 100 seconds
 
 
+def test_the_wall_time_can_come_from_the_speeds_another_machine_measured(sandbox):
+    """--sps-from: what --sps wrote on another machine (the GPU machine the runs are for, say): its --out, its sps/, or
+    one sps/DATE/, instead of this machine's OUT/sps."""
+    write_speed_table(sandbox, "20260101-120000", "cleanrl", {"PPO": "100", "SPRIG": "100"})
+    table = write_speed_table(sandbox, "20260102-120000", "cleanrl", {"PPO": "4000", "SPRIG": "1000"}, "--async-envs", "gpu")
+    args = ["--seeds", "1", "--total-timesteps", "4000000", "--out", "out", "--dry-run"]
+    # 4M steps at 100 SPS for each method here: 80,000 s; at 4000 and 1000 SPS there: 1,000 + 4,000 s.
+    assert "# wall time: about 22:13:20 one run at a time" in run_benchmark(sandbox, *args).stdout
+    for where in ("gpu", "gpu/sps", str(table.parent)):
+        assert run_benchmark(sandbox, *args, "--sps-from", where).stdout.splitlines()[2] == (
+            f"# wall time: about 1:23:20 one run at a time, at the speeds measured in {table} (PPO 4000 SPS, SPRIG 1000 SPS; "
+            "flags after -- then: --async-envs)"
+        )
+    (sandbox / "work" / "nothing").mkdir()
+    assert (
+        run_benchmark(sandbox, *args, "--sps-from", "nothing")
+        .stdout.splitlines()[2]
+        .startswith(
+            f"# wall time: unknown, no speed measured with --preset cleanrl in {sandbox / 'work' / 'nothing'}; measure it"
+        )
+    )
+
+
 def test_dry_run_of_the_cleanrl_preset_adds_no_hyperparameter_flags_and_passes_extra_flags(sandbox):
     result = run_benchmark(sandbox, "--dry-run", "--seeds", "1", "--", "--async-envs", "--track")
     assert result.returncode == 0, result.stderr
@@ -261,11 +290,12 @@ def test_a_sprig_variant_is_a_method_of_its_own_running_its_flags_in_its_own_dir
 
 
 def add_method_row(sandbox, row):
-    """Append ROW to the sandbox's METHODS_TABLE, and put the real plot_results.py beside it to read it."""
-    benchmark = sandbox / "repo" / "benchmark.sh"
+    """Add ROW (a Method(...) of benchmark.py) to the end of the sandbox's METHODS, and put the real plot_results.py
+    beside it to read it."""
+    benchmark = sandbox / "repo" / "benchmark.py"
     text = benchmark.read_text()
-    assert text.count("\nEND_OF_METHODS\n") == 1
-    benchmark.write_text(text.replace("\nEND_OF_METHODS\n", "\n" + row + "\nEND_OF_METHODS\n"))
+    end = text.index("\n)\n", text.index("\nMETHODS = (\n"))
+    benchmark.write_text(text[:end] + f"\n    {row}," + text[end:])
     shutil.copy(os.path.join(REPO, "plot_results.py"), sandbox / "repo" / "plot_results.py")
 
 
@@ -277,13 +307,17 @@ def python_in_repo(sandbox, code):
 def test_a_method_is_one_row_of_the_methods_table_which_benchmark_sh_runs_and_plot_results_names_and_colours(sandbox):
     add_method_row(
         sandbox,
-        "sprig-half | sprig_ppo_atari.py | --alpha-coop 0.5 --exp-name sprig-half | SPRIG half | tab:brown | alpha one half",
+        'Method("sprig-half", "sprig_ppo_atari.py", ("--alpha-coop", "0.5", "--exp-name", "sprig-half"), "SPRIG half", '
+        '"tab:brown", "alpha one half")',
     )
 
     help_text = run_benchmark(sandbox, "--help").stdout
     assert re.search(r"^ +sprig-half +sprig_ppo_atari.py --alpha-coop 0.5: alpha one half$", help_text, re.MULTILINE)
     unknown = run_benchmark(sandbox, "--methods", "dqn").stderr.strip()
-    assert unknown == "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg, sprig-implicit, sprig-joint, sprig-half)"
+    assert (
+        unknown
+        == "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg, sprig-implicit, sprig-joint, sprig-cnn, sprig-half)"
+    )
     result = run_benchmark(sandbox, "--methods", "sprig-half", "--seeds", "1", "--out", "out", "--no-plot")
     assert result.returncode == 0, result.stderr
     ((cwd, _, args),) = fake_calls(sandbox)
@@ -302,21 +336,27 @@ def test_a_method_is_one_row_of_the_methods_table_which_benchmark_sh_runs_and_pl
     "row, error",
     [
         (
-            "sprig-half | sprig_ppo_atari.py | --alpha-coop 0.5 | SPRIG half | tab:brown | no exp_name",
-            "the exp_name sprig_ppo_atari",
+            'Method("sprig-half", "sprig_ppo_atari.py", ("--alpha-coop", "0.5"), "SPRIG half", "tab:brown", "no exp_name")',
+            "two methods with the exp_name sprig_ppo_atari",
         ),
-        ("sprig-half | sprig_ppo_atari.py | --exp-name sprig-half | SPRIG | tab:brown | SPRIG's label", "the label SPRIG"),
-        ("sprig-half | sprig_ppo_atari.py | --exp-name sprig-half | SPRIG half | no what-it-is", "a row without 6 cells"),
+        (
+            'Method("sprig-half", "sprig_ppo_atari.py", ("--exp-name", "sprig-half"), "SPRIG", "tab:brown", "SPRIG\'s label")',
+            "two methods with the label SPRIG",
+        ),
+        (
+            'Method("sprig", "sprig_ppo_atari.py", ("--exp-name", "sprig-half"), "SPRIG half", "tab:brown", "sprig\'s name")',
+            "two methods with the name sprig",
+        ),
     ],
 )
 def test_a_methods_table_row_that_would_mix_two_methods_up_is_one_error_line(sandbox, row, error):
+    """plot_results.py refuses to import (exit 1), benchmark.sh to start (exit 2), each with the same one line."""
     add_method_row(sandbox, row)
     result = python_in_repo(sandbox, "import plot_results")
     assert result.returncode == 1 and result.stderr.startswith("error: ") and error in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    if "6 cells" in error:  # benchmark.sh checks the shape of its rows (the labels are plot_results.py's business)
-        checked = run_benchmark(sandbox, "--dry-run")
-        assert checked.returncode == 2 and "a row without 6 cells, or a method named twice: sprig-half" in checked.stderr
+    checked = run_benchmark(sandbox, "--dry-run")
+    assert checked.returncode == 2 and checked.stderr == result.stderr and checked.stdout == ""
 
 
 def test_stop_at_step_pauses_real_runs_and_the_same_command_with_a_larger_stop_grows_them(tmp_path):
@@ -403,6 +443,35 @@ def test_each_run_runs_in_its_own_dir_with_log_command_and_done_marker(sandbox):
         ] == [(str(directory), threads)]
 
 
+OLD_RESULTS = os.path.join(REPO, "tests", "fixtures", "old_benchmark_results")
+
+
+def test_a_results_directory_of_an_earlier_benchmark_sh_resumes_where_it_stopped(sandbox):
+    """tests/fixtures/old_benchmark_results was made by the benchmark.sh of before benchmark.py, from a sandbox's work
+    directory with this file's fake python, as OUT old_results of --preset paper --total-timesteps 4096
+    --checkpoint-every 7 --no-plot -- --async-envs: ppo and sprig seed 1 interrupted (FAKE_INTERRUPT), then ppo seeds
+    1 2 run to the end (seed 1 resumed), then sprig seed 2 failed (FAKE_FAIL=sprig_ppo_atari:2). The same command
+    now skips the two done runs, resumes sprig seed 1 from its checkpoint and starts sprig seed 2 again. The fake
+    python's checkpoints (a word of text) are kept as checkpoint.pt.fake, as no .pt file is committed."""
+    shutil.copytree(OLD_RESULTS, sandbox / "work" / "out")
+    for fake in (sandbox / "work" / "out").rglob("checkpoint.pt.fake"):
+        fake.rename(fake.with_suffix(""))
+    args = ["--methods", "ppo sprig", "--seeds", "1 2", "--total-timesteps", "4096", "--preset", "paper"]
+    result = run_benchmark(sandbox, *args, "--checkpoint-every", "7", "--out", "out", "--no-plot", "--", "--async-envs")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 ran, 2 already done (skipped), 0 paused" in result.stdout and result.stderr == ""
+    resumed, restarted = run_dir(sandbox, "sprig", 1, preset="paper"), run_dir(sandbox, "sprig", 2, preset="paper")
+    (checkpoint,) = (resumed / "runs").glob("*/checkpoint.pt")
+    assert [(cwd, args.split(" --env-id")[0]) for cwd, _, args in training_calls(sandbox)] == [
+        (str(resumed), str(sandbox / "repo" / "sprig_ppo_atari.py")),
+        (str(restarted), str(sandbox / "repo" / "sprig_ppo_atari.py")),
+    ]
+    assert training_calls(sandbox)[0][2].endswith(f"--checkpoint-every 7 --async-envs --resume {checkpoint}")
+    assert "--resume" not in training_calls(sandbox)[1][2] and "Traceback" not in (restarted / "log.txt").read_text()
+    for method, seed in itertools.product(["ppo", "sprig"], [1, 2]):
+        assert (run_dir(sandbox, method, seed, preset="paper") / "done").exists()
+
+
 def test_finished_run_is_skipped_on_rerun(sandbox):
     assert run_benchmark(sandbox, "--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot").returncode == 0
     events_before = tree(run_dir(sandbox, "ppo", 1))
@@ -441,6 +510,35 @@ def test_failing_run_is_reported_with_its_log_path_and_the_others_finish(sandbox
         assert (run_dir(sandbox, method, seed) / "done").exists()
 
 
+def test_a_signature_is_the_flags_parsed_equal_whatever_their_order_and_with_flag_equals_value():
+    command = ["python", "/repo/ppo_atari.py", "--env-id", ENV, "--seed", "1", "--clip-coef", "0.2", "--track"]
+    signature = Signature.of(command[1], command[2:])
+    same = ["--track", "--seed=1", "--clip-coef", "0.2", f"--env-id={ENV}", "--checkpoint-every", "5", "--async-envs"]
+    assert Signature.of("/elsewhere/ppo_atari.py", same) == signature  # how a run checkpoints is not what it computes
+    assert Signature.read(signature_line(command)) == signature  # as `started` and `done` hold it
+    assert (
+        signature_line([*command, "--checkpoint-every", "25"])
+        == f"ppo_atari.py --env-id {ENV} --seed 1 --clip-coef 0.2 --track"
+    )
+    for script, flags in [
+        ("ppo_atari.py", ["--env-id", ENV, "--seed", "2", "--clip-coef", "0.2", "--track"]),
+        ("ppo_atari.py", ["--env-id", ENV, "--seed", "1", "--clip-coef=0.1", "--track"]),
+        ("ppo_atari.py", ["--env-id", ENV, "--seed", "1", "--clip-coef", "0.2"]),
+        ("sprig_ppo_atari.py", ["--env-id", ENV, "--seed", "1", "--clip-coef", "0.2", "--track"]),
+    ]:
+        assert Signature.of(script, flags) != signature, (script, flags)
+
+
+def test_a_done_run_asked_for_with_its_flags_reordered_or_as_flag_equals_value_is_skipped(sandbox):
+    args = ["--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot", "--"]
+    assert run_benchmark(sandbox, *args, "--clip-coef", "0.2", "--ent-coef", "0.02").returncode == 0
+    result = run_benchmark(sandbox, *args, "--ent-coef=0.02", "--clip-coef=0.2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ppo BeamRiderNoFrameskip-v4 1: already done, skipped" in result.stdout and len(training_calls(sandbox)) == 1
+    result = run_benchmark(sandbox, *args, "--ent-coef=0.03", "--clip-coef=0.2")
+    assert result.returncode == 1 and "finished with other flags" in result.stderr and len(training_calls(sandbox)) == 1
+
+
 def test_done_run_asked_for_with_other_flags_is_an_error_not_a_silent_skip(sandbox):
     args = ["--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot", "--total-timesteps"]
     assert run_benchmark(sandbox, *args, "5000").returncode == 0
@@ -471,6 +569,7 @@ def test_terminating_the_benchmark_stops_its_training_runs(sandbox):
     environment = dict(
         os.environ, PYTHON=str(sandbox / "bin" / "python"), FAKE_CALLS=str(sandbox / "calls.txt"), FAKE_HANG=str(hang_pids)
     )
+    environment["CUDA_VISIBLE_DEVICES"] = ""  # as run_benchmark
     process = subprocess.Popen(
         ["bash", str(sandbox / "repo" / "benchmark.sh"), "--seeds", "1", "--workers", "2", "--out", "out", "--no-plot"],
         cwd=sandbox / "work",
@@ -508,6 +607,161 @@ def test_plot_step_runs_plot_results_on_the_preset_dir_with_the_same_python(sand
         f"{sandbox / 'repo' / 'plot_results.py'} {results_dir}"
     ]
     assert f"{results_dir}/figure2.png" in result.stdout and f"{results_dir}/results.md" in result.stdout
+
+
+# Stand-ins for a GPU machine's tools: `nvidia-smi -L` lists the GPUs, and nvidia-cuda-mps-control records each call in
+# $FAKE_MPS_CALLS (beside the fake python's runs, so their order shows): its arguments, its environment's MPS
+# directories, what it read on stdin (`quit`, without arguments), and how many of the runs in $FAKE_HANG still live.
+NVIDIA_SMI = """#!/usr/bin/env bash
+[[ $1 == -L ]] && printf '%s' '{listing}'
+exit {status}
+"""
+MPS_CONTROL = r"""#!/usr/bin/env bash
+stdin=""
+if (($# == 0)); then
+    stdin=$(cat)
+fi
+alive=0
+for pid in $(cat "${FAKE_HANG:-/dev/null}" 2>/dev/null); do
+    if kill -0 "$pid" 2>/dev/null; then alive=$((alive + 1)); fi
+done
+echo "mps|$*|${CUDA_MPS_PIPE_DIRECTORY:-}|${CUDA_MPS_LOG_DIRECTORY:-}|$stdin|$alive" >>"$FAKE_MPS_CALLS"
+"""
+
+
+def gpu_machine(sandbox, gpus=1, mps_control=True):
+    """The environment that makes this machine one with GPUS GPUs (and nvidia-cuda-mps-control on PATH)."""
+    directory = sandbox / "gpu"
+    directory.mkdir(exist_ok=True)
+    listing = "".join(f"GPU {i}: NVIDIA H200 (UUID: GPU-{i}0000000-0000-0000-0000-000000000000)\n" for i in range(gpus))
+    tools = {"nvidia-smi": NVIDIA_SMI.format(listing=listing or "No devices were found\n", status=0 if gpus else 6)}
+    if mps_control:
+        tools["nvidia-cuda-mps-control"] = MPS_CONTROL
+    for name, text in tools.items():
+        (directory / name).write_text(text)
+        (directory / name).chmod(0o755)
+    path = f"{directory}{os.pathsep}{os.environ['PATH']}"
+    return dict(PATH=path, CUDA_VISIBLE_DEVICES="0", FAKE_MPS_CALLS=str(sandbox / "mps_calls.txt"))
+
+
+def mps_calls(sandbox):
+    """[['mps', args, pipes, logs, stdin, runs alive] or ['run', cwd, pipes, logs], ...] in the order they came."""
+    path = sandbox / "mps_calls.txt"
+    return [line.split("|") for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.parametrize("ending", ["finished", "failed", "interrupted"])
+def test_two_workers_on_a_gpu_share_it_through_an_mps_daemon_started_for_them_and_stopped_after_their_last_run(
+    sandbox, ending
+):
+    args = ["--seeds", "1 2", "--workers", "2", "--out", "out", "--no-plot"]
+    environment = gpu_machine(sandbox)
+    if ending == "interrupted":  # Ctrl-C while two runs train
+        hang_pids = sandbox / "hanging_pids.txt"
+        environment.update(PYTHON=str(sandbox / "bin" / "python"), FAKE_CALLS=str(sandbox / "calls.txt"))
+        environment.update(FAKE_HANG=str(hang_pids))
+        process = subprocess.Popen(
+            ["bash", str(sandbox / "repo" / "benchmark.sh"), *args],
+            cwd=sandbox / "work",
+            env=dict(os.environ, **environment),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        wait_for_file_lines(hang_pids, 2)
+        process.send_signal(signal.SIGINT)
+        stdout, _ = process.communicate(timeout=30)
+        returncode = process.returncode
+    else:
+        result = run_benchmark(
+            sandbox, *args, **environment, **({"FAKE_FAIL": "sprig_ppo_atari:2"} if ending == "failed" else {})
+        )
+        stdout, returncode = result.stdout, result.returncode
+    assert returncode == {"finished": 0, "failed": 1, "interrupted": 130}[ending], stdout
+    pipes, logs = str(sandbox / "work" / "out" / "mps" / "pipe"), str(sandbox / "work" / "out" / "mps" / "log")
+    calls = mps_calls(sandbox)
+    assert calls[0] == ["mps", "-d", pipes, logs, "", "0"]
+    assert calls[-1] == ["mps", "", pipes, logs, "quit", "0"]  # once, after the last run ended
+    runs = calls[1:-1]
+    assert len(runs) == (2 if ending == "interrupted" else 4)
+    assert all(kind == "run" and directories == [pipes, logs] for kind, _, *directories in runs)
+    assert [line for line in stdout.splitlines() if "MPS" in line] == [
+        f"MPS: the runs share the GPU through an MPS control daemon started for them (pipes in {pipes}, logs in {logs}), "
+        "stopped after the last run; --no-mps: without"
+    ]
+
+
+def wait_for_file_lines(path, count, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not (path.exists() and len(path.read_text().split()) >= count):
+        time.sleep(0.1)
+    assert path.exists() and len(path.read_text().split()) >= count
+
+
+@pytest.mark.parametrize(
+    "workers, gpus, flags", [("1", 1, []), ("2", 0, []), ("2", 1, ["--no-mps"]), ("2", 1, ["--", "--no-cuda"])]
+)
+def test_no_mps_daemon_for_one_worker_on_a_machine_without_a_gpu_with_no_mps_or_for_runs_without_cuda(
+    sandbox, workers, gpus, flags
+):
+    result = run_benchmark(
+        sandbox, "--seeds", "1", "--workers", workers, "--out", "out", "--no-plot", *flags, **gpu_machine(sandbox, gpus)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [call for call in mps_calls(sandbox) if call[0] == "mps"] == []
+    assert [call[2:] for call in mps_calls(sandbox)] == [["", ""], ["", ""]]
+    assert "MPS" not in result.stdout and not (sandbox / "work" / "out" / "mps").exists()
+
+
+def test_without_nvidia_cuda_mps_control_the_runs_share_the_gpu_as_they_are_and_say_so(sandbox):
+    result = run_benchmark(
+        sandbox, "--seeds", "1", "--workers", "2", "--out", "out", **gpu_machine(sandbox, mps_control=False)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "MPS: nvidia-cuda-mps-control is not on PATH: the runs time-slice the GPU\n" in result.stdout
+    assert [call[2:] for call in mps_calls(sandbox)] == [["", ""], ["", ""]]
+
+
+def test_an_out_too_deep_for_mps_sockets_puts_its_pipes_in_tmp(sandbox):
+    """MPS's UNIX sockets live in its pipe directory, and a socket's path holds at most 107 bytes."""
+    out = "out/" + "/".join(["a-directory-nested-deep"] * 4)
+    result = run_benchmark(sandbox, "--seeds", "1", "--workers", "2", "--out", out, "--dry-run", **gpu_machine(sandbox))
+    pipes = re.search(r"CUDA_MPS_PIPE_DIRECTORY=(\S+) CUDA_MPS_LOG_DIRECTORY=(\S+) ", result.stdout)
+    assert re.fullmatch(r"/tmp/sprig-mps-\d+", pipes[1]) and pipes[2] == str(sandbox / "work" / out / "mps" / "log")
+
+
+def test_an_mps_daemon_already_running_is_used_and_left_running(sandbox):
+    running = sandbox / "mps-running"
+    running.mkdir()
+    (running / "control").write_text("")  # the daemon's control pipe
+    environment = dict(gpu_machine(sandbox), CUDA_MPS_PIPE_DIRECTORY=str(running))
+    result = run_benchmark(sandbox, "--seeds", "1", "--workers", "2", "--out", "out", "--no-plot", **environment)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"MPS: the runs share the GPU through the MPS control daemon already running (pipes in {running})" in result.stdout
+    assert [call[0] for call in mps_calls(sandbox)] == ["run", "run"]  # neither started nor stopped here
+    assert all(call[2] == str(running) for call in mps_calls(sandbox))
+
+
+def test_on_a_gpu_every_run_gets_async_envs_which_leaves_its_signature_alone(sandbox):
+    """Each run's process mostly waits on the GPU: its envs step in subprocesses, on the cores left idle. How the envs
+    step changes no result, so a run done without them is done with them."""
+    args = ["--seeds", "1", "--out", "out", "--no-plot"]
+    assert run_benchmark(sandbox, *args).returncode == 0
+    assert all("--async-envs" not in call for _, _, call in training_calls(sandbox))
+    gpu = gpu_machine(sandbox)
+    commands = [
+        line for line in run_benchmark(sandbox, *args, "--dry-run", **gpu).stdout.splitlines() if line.startswith("cd ")
+    ]
+    assert len(commands) == 2 and all(command.endswith("--checkpoint-every 25 --async-envs") for command in commands)
+    chosen = run_benchmark(sandbox, *args, "--dry-run", "--", "--no-async-envs", **gpu).stdout
+    assert [line.split("--checkpoint-every 25")[1] for line in chosen.splitlines() if line.startswith("cd ")] == [
+        " --no-async-envs",
+        " --no-async-envs",
+    ]
+    result = run_benchmark(sandbox, *args, **gpu)
+    assert result.returncode == 0 and result.stdout.count("already done, skipped") == 2, result.stdout + result.stderr
+    assert "GPU (nvidia-smi -L): every run gets --async-envs" in result.stdout
 
 
 SLURM_COMMANDS = ("sbatch", "squeue", "scontrol", "scancel", "srun", "salloc", "sinfo", "sacct")
@@ -620,6 +874,26 @@ def test_slurm_array_task_runs_the_combination_of_its_index(sandbox):
     assert [(cwd, omp) for cwd, omp, _ in fake_calls(sandbox)] == [(str(run_dir(sandbox, "sprig", 2)), "4")]
     for method, seed in [("ppo", 1), ("sprig", 1), ("ppo", 2)]:
         assert not run_dir(sandbox, method, seed).exists()
+
+
+def test_a_task_of_the_job_array_runs_with_only_its_own_script_and_index(sandbox):
+    """Slurm runs a copy of the batch script from its spool directory. The copy alone, its index and PATH run the task:
+    the script holds data and one call of benchmark.py, no shell function of benchmark's own."""
+    result = run_benchmark(sandbox, "--slurm", "--seeds", "1 2", "--out", "out", PATH=path_without_slurm(sandbox))
+    assert result.returncode == 0, result.stderr
+    out = sandbox / "work" / "out"
+    script = (out / "sprig_benchmark.sbatch").read_text()
+    assert not re.search(r"^\s*(function\s+)?[\w-]+\s*\(\)", script, re.MULTILINE)
+    spool = sandbox / "spool"
+    spool.mkdir()
+    (spool / "slurm_script").write_text(script)
+    for path in out.iterdir():
+        path.unlink()
+    environment = {"PATH": path_without_slurm(sandbox), "FAKE_CALLS": str(sandbox / "calls.txt"), "SLURM_ARRAY_TASK_ID": "2"}
+    task = subprocess.run(["bash", "slurm_script"], cwd=spool, env=environment, capture_output=True, text=True, timeout=30)
+    assert task.returncode == 0, task.stdout + task.stderr
+    assert [(cwd, omp) for cwd, omp, _ in fake_calls(sandbox)] == [(str(run_dir(sandbox, "ppo", 2)), "4")]
+    assert (run_dir(sandbox, "ppo", 2) / "done").exists() and f"{run_dir(sandbox, 'ppo', 2)}: ran" in task.stdout
 
 
 def start_slurm_task(sandbox, task_id, squeue='echo "a job line"', **env):
@@ -748,7 +1022,10 @@ def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itse
     "args, message",
     [
         (["--env-ids", "BeamRiderNoFrameskip-v4 CartPole-v1"], "error: --env-ids: 'CartPole-v1' is not an Atari game id"),
-        (["--methods", "ppo dqn"], "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg, sprig-implicit, sprig-joint)"),
+        (
+            ["--methods", "ppo dqn"],
+            "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg, sprig-implicit, sprig-joint, sprig-cnn)",
+        ),
         (["--preset", "fast"], "error: unknown preset 'fast' (known: cleanrl, paper)"),
         (["--games", "atari7"], "error: unknown game set 'atari7' (known: atari5, atari3)"),
         (["--games", "atari5", "--env-ids", ENV], "error: --games and --env-ids do not go together"),
@@ -770,6 +1047,11 @@ def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itse
             "error: --sweep learning-rate: --learning-rate is also given",
         ),
         (["--sweep", "alpha-coop=0.3", "--sps"], "error: --sweep and --sps do not go together"),
+        (["--no-mps", "--slurm"], "error: --no-mps and --slurm do not go together: a Slurm task has its GPU to itself"),
+        (["--sps", "--no-mps"], "error: --no-mps and --sps do not go together: --sps runs one method at a time"),
+        (["--sps-from", "nowhere"], "error: --sps-from: 'nowhere' is not a directory"),
+        (["--sps", "--sps-from", "."], "error: --sps-from and --sps do not go together: --sps measures this machine's"),
+        (["--slurm", "--sps-from", "."], "error: --sps-from and --slurm do not go together: --slurm estimates no wall time"),
         (["--time-margin", "5m"], "error: --time-margin must be a whole number of seconds from 0 to 65535, got '5m'"),
         (["--time", "8h"], "error: --time: '8h' is not a Slurm time limit (MINUTES, H:MM:SS, DAYS-HH:MM:SS"),
         (["--time", "0:05:00"], "error: --time-margin 300 is not shorter than --time 0:05:00 (300 s): no time"),
@@ -790,13 +1072,10 @@ def options_taking_a_value():
 
 
 def test_the_help_shows_every_option_that_takes_a_value():
-    """The help's options with a value are exactly those the parser takes a value for (its case pattern before the
-    'needs a value' check), so neither can gain one the other lacks."""
-    source = open(os.path.join(REPO, "benchmark.sh")).read()
-    pattern = re.search(r"\n    (--methods \|[^)]*)\)\n\s*\(\(\$# >= 2\)\) \|\| die", source).group(1)
-    parsed = {word for word in re.split(r"[\s|\\]+", pattern) if word}
-    assert {"--seeds", "--out", "--sweep", "--sps-iterations", "--cpus-per-task", "--time-margin"} <= parsed
-    assert sorted(options_taking_a_value()) == sorted(parsed)
+    """The help's options with a value are exactly those the parser takes a value for, so neither can gain one the
+    other lacks."""
+    assert {"--seeds", "--out", "--sweep", "--sps-iterations", "--cpus-per-task", "--time-margin"} <= set(VALUE_OPTIONS)
+    assert sorted(options_taking_a_value()) == sorted(VALUE_OPTIONS)
 
 
 @pytest.mark.parametrize("option", options_taking_a_value())
