@@ -173,8 +173,10 @@ class Run:
 
 
 MACHINERY_FLAGS = ("--checkpoint-every", "--stop-at-step", "--resume", "--async-envs", "--no-async-envs")
+MACHINERY_FLAGS += ("--cudagraphs", "--no-cudagraphs")
 """flags that change how a run goes, not what it computes: how often it checkpoints, where it pauses, what it resumes
-from, whether its envs step in subprocesses (checkpoints are exact either way). They stay out of its signature."""
+from, whether its envs step in subprocesses (checkpoints are exact either way), whether its GPU work is replayed from
+CUDA graphs (a checkpoint resumes under either). They stay out of its signature."""
 
 
 def flag_groups(flags) -> list[tuple[str, tuple[str, ...]]]:

@@ -1261,6 +1261,10 @@ def plot_attention(args: AttentionArgs) -> int:
 
     # The script's own agent loading and game loop (its --eval-episodes), watching each observation on the way.
     agent = sprig_ppo_atari.load_agent(args.model, "--model").eval()
+    if isinstance(agent.perception, sprig_ppo_atari.NatureCNN):
+        raise SystemExit(
+            f"error: --model: {args.model} is a --perception nature agent: its CNN has no attention masks to draw"
+        )
     game = sprig_ppo_atari.Args(env_id=args.env_id, seed=args.seed, max_episode_steps=args.max_steps, cuda=False)
     sprig_ppo_atari.check_args(game)
     frames, masks = [], [[], [], []]

@@ -627,8 +627,8 @@ def check_args(args: Args) -> None:
 
 
 # Flags that do not change what is learned: they may differ between a run and its resume.
-RESUME_FREE_FLAGS = {"track", "wandb_project_name", "wandb_entity", "capture_video", "cuda", "cudagraphs", "async_envs"}
-RESUME_FREE_FLAGS |= {"resume"}
+RESUME_FREE_FLAGS = {"track", "wandb_project_name", "wandb_entity", "capture_video", "resume"}
+RESUME_FREE_FLAGS |= {"cuda", "cudagraphs", "async_envs"}
 RESUME_FREE_FLAGS |= {"checkpoint_every", "save_model", "eval_episodes", "eval_checkpoint", "stop_at_step"}
 
 
@@ -638,7 +638,8 @@ def args_for_resume(checkpoint, resume):
     saved = {name: value for name, value in checkpoint["args"].items() if name in {field.name for field in fields(Args)}}
     saved.update(resume=resume, eval_checkpoint=None, stop_at_step=None)  # a paused run goes on unless told to stop
     saved["async_envs"] = CORES >= 8  # how the envs step changes no result: this machine's default, unless given
-    saved["cudagraphs"] = False  # nor do graphs: a graphed run's checkpoint resumes eagerly unless --cudagraphs is given
+    # Nor do CUDA graphs: a graphed run goes on graphed where CUDA is, eagerly elsewhere (--no-cudagraphs: eagerly here)
+    saved["cudagraphs"] = saved.get("cudagraphs", False) and torch.cuda.is_available()
     args = command_line(default=Args(**saved))
     differ = [
         f"--{name.replace('_', '-')} (checkpoint {saved[name]}, now {getattr(args, name)})"
@@ -886,8 +887,7 @@ def format_seconds(seconds):
 
 
 # CUDA graphs (--cudagraphs). Eager, an update of these small networks is bound by kernel launches, not by the GPU's
-# arithmetic: on an H200, SPRIG's two stages on a minibatch of 64 took 16.3 ms eager and 2.7 ms replayed from a graph,
-# PPO's step 4.7 and 0.76 ms, inference for 8 observations 1.77 and 0.33 ms (SPRIG), 0.83 and 0.09 ms (PPO).
+# arithmetic: replayed from a graph, an update took a sixth of its eager time on an H200 (docs/speed.md).
 
 
 def capture_cuda_graph(function, warm_up):
@@ -920,7 +920,7 @@ def map_tensors(function, value, *others):
 
 
 class CudaGraphed:
-    """function(inputs), captured whole at its first call by capture(function, warm_up) and replayed from then on.
+    """function(inputs), captured whole at its first call by capture(call, warm_up) and replayed from then on.
 
     inputs, a tensor or a dict of tensors of the same shapes at every call, are copied into the static buffers the
     graph reads; the outputs are cloned, since the next replay overwrites them. Before the capture, function runs three
@@ -955,15 +955,15 @@ class CudaGraphed:
 
     def call(self):
         """function on the static inputs, the optimisers reading their rates from self.rates."""
-        groups = [optimizer.param_groups[0] for optimizer in self.optimizers]
+        groups = [optimizer.param_groups[0] for optimizer in self.optimizers]  # one each, as main() makes them
         saved = [(group["lr"], group["capturable"]) for group in groups]
         for group, rate in zip(groups, self.rates):
             group["lr"], group["capturable"] = rate, rate.is_cuda
         try:
             return self.function(self.inputs)
         finally:
-            for group, (rate, capturable) in zip(groups, saved):
-                group["lr"], group["capturable"] = rate, capturable
+            for group, (lr, capturable) in zip(groups, saved):
+                group["lr"], group["capturable"] = lr, capturable
 
     def state(self):
         """The tensors function may change: the agent's parameters and its optimisers' state."""

@@ -558,11 +558,12 @@ def main():
         optimizers = {"joint_optimizer": optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)}
 
     def update(mb):
-        """One minibatch of Algorithm 1: the leader's stage, then the follower's. Returns their statistics as tensors."""
-        if args.update == "joint":  # the architecture control: one PPO step on theta and phi together (after main)
-            return joint_step(agent, optimizers["joint_optimizer"], mb, args)
-        stats = leader_step(agent, optimizers["leader_optimizer"], mb, args)  # the leader commits first ...
-        return stats | follower_step(agent, optimizers["follower_optimizer"], mb, args)  # ... then the follower responds
+        """Algorithm 1's update on one minibatch: the Leader (Perception) Stage moves theta, then the Follower (Policy)
+        Stage moves phi on the features of the new theta. Returns the statistics of both as tensors."""
+        if args.update == "stackelberg":
+            stats = leader_step(agent, optimizers["leader_optimizer"], mb, args)  # the leader commits first ...
+            return stats | follower_step(agent, optimizers["follower_optimizer"], mb, args)  # ... then the follower responds
+        return joint_step(agent, optimizers["joint_optimizer"], mb, args)  # --update joint (after main): one PPO step
 
     # ALGO Logic: Storage setup
     # Observations stay uint8 (4x smaller) until a network divides them by 255.
@@ -660,7 +661,7 @@ def main():
                         "returns": b_returns[mb_inds],
                         "values": b_values[mb_inds],
                     }
-                    stats = update(mb)  # the leader's stage, then the follower's
+                    stats = update(mb)  # Algorithm 1's two stages (update, above)
                     minibatch_stats.append(stats)
 
                 if args.target_kl is not None and stats["approx_kl"] > args.target_kl:
@@ -674,19 +675,18 @@ def main():
 
         # TRY NOT TO MODIFY: record rewards for plotting purposes
         sps = int((global_step - start_step) / (time.time() - start_time))
-        # theta's and phi's optimisers share one rate: the first's here, each player's as sprig/*_learning_rate below
+        # CleanRL's chart shows the first optimiser's rate (theta's, or under --update joint the one); sprig/* each's
         writer.add_scalar("charts/learning_rate", next(iter(optimizers.values())).param_groups[0]["lr"], global_step)
         for name in ("value_loss", "policy_loss", "entropy", "old_approx_kl", "approx_kl"):  # the last minibatch's
             writer.add_scalar(f"losses/{name}", iteration_stats[name][-1], global_step)
         writer.add_scalar("losses/clipfrac", iteration_stats["clipfrac"].mean(), global_step)
         writer.add_scalar("losses/explained_variance", explained_var, global_step)
         writer.add_scalar("charts/SPS", sps, global_step)
-        # SPRIG's game: each player's learning rate, and what its stages report beyond ppo_loss's statistics, averaged
-        # over the iteration's minibatches (the grad norms before clipping)
+        # SPRIG's game: each optimiser's rate (sprig/leader_learning_rate, ...), and what the stages report beyond
+        # ppo_loss's statistics, averaged over the iteration's minibatches (the grad norms before clipping)
         for name, optimizer in optimizers.items():
-            writer.add_scalar(
-                f"sprig/{name.replace('optimizer', 'learning_rate')}", optimizer.param_groups[0]["lr"], global_step
-            )
+            player = name.removesuffix("_optimizer")
+            writer.add_scalar(f"sprig/{player}_learning_rate", optimizer.param_groups[0]["lr"], global_step)
         for name in [name for name in iteration_stats if name not in PPO_LOSS_STATS]:
             writer.add_scalar(f"sprig/{name}", iteration_stats[name].mean(), global_step)
         run.log_attention(iteration, global_step, obs)  # every --log-attention-every iterations: env 0's frames and masks
@@ -971,8 +971,8 @@ def check_args(args: Args) -> None:
 
 
 # Flags that do not change what is learned: they may differ between a run and its resume.
-RESUME_FREE_FLAGS = {"track", "wandb_project_name", "wandb_entity", "capture_video", "cuda", "cudagraphs", "async_envs"}
-RESUME_FREE_FLAGS |= {"resume"}
+RESUME_FREE_FLAGS = {"track", "wandb_project_name", "wandb_entity", "capture_video", "resume"}
+RESUME_FREE_FLAGS |= {"cuda", "cudagraphs", "async_envs"}
 RESUME_FREE_FLAGS |= {"checkpoint_every", "save_model", "eval_episodes", "eval_checkpoint", "stop_at_step"}
 
 
@@ -986,7 +986,8 @@ def args_for_resume(checkpoint, resume):
     saved.setdefault("update", "stackelberg")  # and those from before --update played the game
     saved.setdefault("perception", "attention")  # and those from before --perception had the attention blocks
     saved["async_envs"] = CORES >= 8  # how the envs step changes no result: this machine's default, unless given
-    saved["cudagraphs"] = False  # nor do graphs: a graphed run's checkpoint resumes eagerly unless --cudagraphs is given
+    # Nor do CUDA graphs: a graphed run goes on graphed where CUDA is, eagerly elsewhere (--no-cudagraphs: eagerly here)
+    saved["cudagraphs"] = saved.get("cudagraphs", False) and torch.cuda.is_available()
     args = command_line(default=Args(**saved))
     differ = [
         f"--{name.replace('_', '-')} (checkpoint {saved[name]}, now {getattr(args, name)})"
@@ -1284,8 +1285,7 @@ def attention_figure(frames, masks, steps=None):
 
 
 # CUDA graphs (--cudagraphs). Eager, an update of these small networks is bound by kernel launches, not by the GPU's
-# arithmetic: on an H200, SPRIG's two stages on a minibatch of 64 took 16.3 ms eager and 2.7 ms replayed from a graph,
-# PPO's step 4.7 and 0.76 ms, inference for 8 observations 1.77 and 0.33 ms (SPRIG), 0.83 and 0.09 ms (PPO).
+# arithmetic: replayed from a graph, an update took a sixth of its eager time on an H200 (docs/speed.md).
 
 
 def capture_cuda_graph(function, warm_up):
@@ -1318,7 +1318,7 @@ def map_tensors(function, value, *others):
 
 
 class CudaGraphed:
-    """function(inputs), captured whole at its first call by capture(function, warm_up) and replayed from then on.
+    """function(inputs), captured whole at its first call by capture(call, warm_up) and replayed from then on.
 
     inputs, a tensor or a dict of tensors of the same shapes at every call, are copied into the static buffers the
     graph reads; the outputs are cloned, since the next replay overwrites them. Before the capture, function runs three
@@ -1353,15 +1353,15 @@ class CudaGraphed:
 
     def call(self):
         """function on the static inputs, the optimisers reading their rates from self.rates."""
-        groups = [optimizer.param_groups[0] for optimizer in self.optimizers]
+        groups = [optimizer.param_groups[0] for optimizer in self.optimizers]  # one each, as main() makes them
         saved = [(group["lr"], group["capturable"]) for group in groups]
         for group, rate in zip(groups, self.rates):
             group["lr"], group["capturable"] = rate, rate.is_cuda
         try:
             return self.function(self.inputs)
         finally:
-            for group, (rate, capturable) in zip(groups, saved):
-                group["lr"], group["capturable"] = rate, capturable
+            for group, (lr, capturable) in zip(groups, saved):
+                group["lr"], group["capturable"] = lr, capturable
 
     def state(self):
         """The tensors function may change: the agent's parameters and its optimisers' state."""

@@ -71,7 +71,7 @@ def test_attention_command_plays_an_episode_and_writes_grid_gif_and_summary(tmp_
     assert summary.count("| (") == 3
 
 
-def test_attention_command_refuses_a_ppo_model_and_a_missing_file(tmp_path):
+def test_attention_command_refuses_a_ppo_model_a_missing_file_and_a_nature_model(tmp_path):
     model = tmp_path / "ppo_atari.cleanrl_model"
     torch.save(ppo_atari.Agent(num_actions=9).state_dict(), model)
     result = run_script("plot_results.py", "attention", "--model", model, cwd=tmp_path, check=False)
@@ -85,3 +85,10 @@ def test_attention_command_refuses_a_ppo_model_and_a_missing_file(tmp_path):
         result.returncode == 1
         and result.stderr.strip().splitlines()[-1] == f"error: --model: no such file: {tmp_path / 'missing'}"
     )
+    nature = tmp_path / "nature.cleanrl_model"
+    torch.save(sprig_ppo_atari.Agent(num_actions=9, perception="nature").state_dict(), nature)
+    result = run_script("plot_results.py", "attention", "--model", nature, cwd=tmp_path, check=False)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == (
+        f"error: --model: {nature} is a --perception nature agent: its CNN has no attention masks to draw"
+    )
+    assert not (tmp_path / "attention").exists()

@@ -515,6 +515,7 @@ def test_a_signature_is_the_flags_parsed_equal_whatever_their_order_and_with_fla
     signature = Signature.of(command[1], command[2:])
     same = ["--track", "--seed=1", "--clip-coef", "0.2", f"--env-id={ENV}", "--checkpoint-every", "5", "--async-envs"]
     assert Signature.of("/elsewhere/ppo_atari.py", same) == signature  # how a run checkpoints is not what it computes
+    assert Signature.of(command[1], [*command[2:], "--cudagraphs"]) == signature  # nor whether its GPU work is replayed
     assert Signature.read(signature_line(command)) == signature  # as `started` and `done` hold it
     assert (
         signature_line([*command, "--checkpoint-every", "25"])
