@@ -661,7 +661,7 @@ def main():
                         "returns": b_returns[mb_inds],
                         "values": b_values[mb_inds],
                     }
-                    stats = update(mb)  # Algorithm 1's two stages (update, above)
+                    stats = update(mb)  # the leader's stage, then the follower's (Algorithm 1; update, above)
                     minibatch_stats.append(stats)
 
                 if args.target_kl is not None and stats["approx_kl"] > args.target_kl:
