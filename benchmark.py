@@ -104,6 +104,22 @@ METHODS = (
         colour="tab:brown",
         what="SPRIG's two-stage game on ppo_atari.py's Nature CNN: the game without SPRIG's network",
     ),
+    Method(
+        name="sprig-scaled",
+        script="sprig_ppo_atari.py",
+        flags=("--perception", "attention-scaled", "--exp-name", "sprig-scaled"),
+        label="SPRIG, features at the CNN's scale",
+        colour="tab:pink",
+        what="SPRIG on its network with the features starting at the Nature CNN's scale (the last LayerNorm's gain 0.1)",
+    ),
+    Method(
+        name="sprig-scaled-joint",
+        script="sprig_ppo_atari.py",
+        flags=("--perception", "attention-scaled", "--update", "joint", "--exp-name", "sprig-scaled-joint"),
+        label="PPO on SPRIG's network, features at the CNN's scale",
+        colour="tab:olive",
+        what="that network trained as plain PPO: its control, beside sprig-joint",
+    ),
 )
 
 

@@ -15,8 +15,9 @@ written (go on with --resume); 4 it paused at --stop-at-step with its checkpoint
 larger --stop-at-step or none); any other status, it failed (a bad flag or an error: one line says which).
 
 Read top to bottom: Args, the Atari wrappers, the network, the update, then main() with the training loop: that is
-Algorithm 1. After main() come the optional variants (--update joint, --perception nature, --leader-gradient implicit),
-then the fenced run machinery (checkpoints, resume, signals, evaluation, timing, CUDA graphs): skip both at first.
+Algorithm 1. After main() come the optional variants (--update joint, --perception nature and attention-scaled,
+--leader-gradient implicit), then the fenced run machinery (checkpoints, resume, signals, evaluation, timing, CUDA
+graphs): skip both at first.
 """
 
 import contextlib
@@ -109,8 +110,8 @@ class Args:
     # SPRIG's game: the leader (perception, theta) and the follower (policy and value, phi)
     update: Literal["stackelberg", "joint"] = "stackelberg"
     """SPRIG's two-stage game (stackelberg), or its network trained as plain PPO, one optimiser over all (joint: the control)"""
-    perception: Literal["attention", "nature"] = "attention"
-    """the leader's network: SPRIG's attention blocks, or ppo_atari.py's Nature CNN (nature: no masks, so C_theta = 0)"""
+    perception: Literal["attention", "attention-scaled", "nature"] = "attention"
+    """the leader: SPRIG's attention blocks, those with f_theta at the CNN's scale (attention-scaled), or the Nature CNN"""
     alpha_coop: float = 0.7
     """SPRIG's cooperation weight: the leader maximises alpha * (-C_theta) + (1 - alpha) * u_F"""
     attn_cost_coef: float = 1e-4
@@ -322,9 +323,10 @@ class Perception(nn.Module):
     """The leader f_theta: three Conv -> LayerNorm -> ReLU -> gated self-attention blocks, then Linear 3136 -> 512.
 
     Returns the features f_theta(s) and the three blocks' masks, from which the attention cost is computed.
+    final_norm_gain is the last LayerNorm's initial gain, which sets the scale of f_theta (--perception attention-scaled).
     """
 
-    def __init__(self):
+    def __init__(self, final_norm_gain=1.0):
         super().__init__()
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
@@ -336,6 +338,9 @@ class Perception(nn.Module):
             self.norms.append(nn.LayerNorm([channels, size, size]))
             self.attentions.append(GatedSelfAttention(channels))
             in_channels = channels
+        # The paper names the norm but not its scale. LayerNorm puts each block's activations at unit scale whatever
+        # the input's; the two first are normalised again by the next block, so only the last one's gain reaches f.
+        nn.init.constant_(self.norms[-1].weight, final_norm_gain)
         self.head = nn.Sequential(nn.Flatten(), layer_init(nn.Linear(64 * 7 * 7, 512)), nn.ReLU())
 
     def forward(self, x):
@@ -357,8 +362,11 @@ def attention_cost(masks, attn_cost_coef):
 class Agent(nn.Module):
     def __init__(self, num_actions, perception="attention"):
         super().__init__()
-        # the leader, theta (--perception nature: ppo_atari.py's CNN, NatureCNN after main)
-        self.perception = Perception() if perception == "attention" else NatureCNN()
+        # the leader, theta (--perception nature: ppo_atari.py's CNN, NatureCNN after main; attention-scaled: after main)
+        if perception == "nature":
+            self.perception = NatureCNN()
+        else:
+            self.perception = Perception(SCALED_FINAL_NORM_GAIN if perception == "attention-scaled" else 1.0)
         self.actor = layer_init(nn.Linear(512, num_actions), std=0.01)  # the follower, phi: pi_phi ...
         self.critic = layer_init(nn.Linear(512, 1), std=1)  # ... and V_phi
 
@@ -478,6 +486,7 @@ def leader_step(agent, leader_optimizer, mb, args):
     leader_params = agent.leader_parameters()
     leader_optimizer.zero_grad()
     stats = {"attention_cost": cost, "u_policy": u_policy, "u_follower": u_follower, "leader_utility": u_leader}
+    stats["feature_norm"] = features.detach().norm(dim=1).mean()  # the scale at which f_theta enters the heads
     if args.leader_gradient == "direct":
         (-u_leader).backward(inputs=leader_params)  # gradients into theta only: phi is held fixed
     else:  # the Stackelberg leader's total derivative, through the follower's response to theta: an optional variant,
@@ -699,7 +708,8 @@ def main():
 # =====================================================================================================================
 # Optional variants of the algorithm, off by default. main() above is Algorithm 1; each of these changes one piece of
 # it, and a first reading may skip them: --update joint (the architecture control), --perception nature (the game on
-# PPO's CNN) and --leader-gradient implicit.
+# PPO's CNN), --perception attention-scaled (SPRIG's network with its features at the CNN's scale) and
+# --leader-gradient implicit.
 # =====================================================================================================================
 
 # --update joint, the architecture control (docs/design.md, "The architecture control"). SPRIG changes two things of
@@ -716,6 +726,7 @@ def joint_step(agent, optimizer, mb, args):
     features, masks = agent.perception(mb["obs"] / 255.0)
     _, newlogprob, entropy, newvalue = agent.follow(features, mb["actions"])
     loss, stats = ppo_loss(newlogprob, entropy, newvalue, mb, args)
+    stats["feature_norm"] = features.detach().norm(dim=1).mean()  # as leader_step reports it
 
     optimizer.zero_grad()
     loss.backward()
@@ -757,6 +768,18 @@ class NatureCNN(nn.Module):
 
     def forward(self, x):
         return self.network(x.contiguous(memory_format=torch.channels_last)), []
+
+
+# --perception attention-scaled (docs/design.md, "The scale of the features"). SPRIG's network puts its features at
+# about ten times the Nature CNN's scale: LayerNorm sets each block's activations at unit scale, where the CNN's, on
+# frames scaled by 1/255 (mostly dark: BeamRider's RMS pixel is 0.14), stay at the pixels' scale. Adam moves each
+# weight of the heads by about the learning rate per step, so heads that read features ten times larger move their
+# logits about ten times as far: the same learning rate acts as a ten times larger one. This reading keeps every
+# component and changes one initial value: the last LayerNorm's gain starts at 0.1 instead of 1, so f_theta starts
+# at the CNN's scale (mean norm 2.0 against the CNN's 2.7 on the same BeamRider frames, 23.6 with gain 1). The gain is
+# one number per activation that Adam moves by about the learning rate per step, so, unlike a smaller initial weight
+# in the 3136 -> 512 projection (whose entries are 40x smaller still), it holds that scale while training starts.
+SCALED_FINAL_NORM_GAIN = 0.1
 
 
 # --leader-gradient implicit (docs/design.md, "The implicit leader gradient"). Algorithm 1 moves theta along

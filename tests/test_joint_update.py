@@ -70,6 +70,6 @@ def test_a_joint_run_logs_the_cost_and_masks_and_saves_its_one_optimiser_under_i
     assert "joint_optimizer" in checkpoint and "leader_optimizer" not in checkpoint and "follower_optimizer" not in checkpoint
     assert len(checkpoint["joint_optimizer"]["param_groups"][0]["params"]) == len(list(Agent(9).parameters()))
     logged = {tag for tag in read_scalars(run_dir) if tag.startswith("sprig/")}
-    expected = {"sprig/attention_cost", "sprig/grad_norm", "sprig/joint_learning_rate"}
+    expected = {"sprig/attention_cost", "sprig/grad_norm", "sprig/joint_learning_rate", "sprig/feature_norm"}
     expected |= {f"sprig/mask_mean_block{k}" for k in (1, 2, 3)}
     assert logged == expected  # no leader or follower stage to report

@@ -32,6 +32,7 @@ SPRIG_TAGS = {
     "sprig/mask_mean_block3",
     "sprig/leader_learning_rate",
     "sprig/follower_learning_rate",
+    "sprig/feature_norm",
 }
 SCRIPTS = {"ppo_atari.py": CLEANRL_TAGS, "sprig_ppo_atari.py": CLEANRL_TAGS | SPRIG_TAGS}
 
