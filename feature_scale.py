@@ -23,7 +23,7 @@ import tyro
 
 import ppo_atari
 import sprig_ppo_atari
-from benchmark import PRESETS, method_named
+from methods import PRESETS, method_named
 
 # The methods, each a cell of {network} x {update}: PPO's CNN under PPO's update (ppo) and the game (sprig-cnn); SPRIG's
 # network under both (sprig-joint, sprig); the same with its features at the CNN's scale (sprig-scaled-joint, sprig-scaled).
@@ -47,7 +47,7 @@ class Args:
 def script_args(method, preset):
     """The training script's module and its Args for this benchmark method under this preset, as benchmark.sh runs it."""
     script = ppo_atari if method.script == "ppo_atari.py" else sprig_ppo_atari
-    args = tyro.cli(script.Args, args=[*PRESETS[preset], *method.flags])
+    args = tyro.cli(script.Args, args=[*PRESETS[preset], *method.run_flags])
     args.batch_size = args.num_envs * args.num_steps
     args.minibatch_size = args.batch_size // args.num_minibatches
     return args

@@ -38,7 +38,7 @@ from typing import Annotated, Literal
 import numpy as np
 import tyro
 
-from benchmark import METHODS, methods_table_mistake  # benchmark.py's methods table: a method is one row there
+from methods import METHODS, methods_table_mistake  # the methods table: a method is one row there
 
 LAST_EPISODES = 100
 """final score of a seed = mean of its last 100 episodic returns; the curves use the same trailing window"""
@@ -46,7 +46,7 @@ LAST_EPISODES = 100
 if (mistake := methods_table_mistake()) is not None:  # two rows that would draw two methods as one
     raise SystemExit(f"error: {mistake}")
 METHOD_NAMES = {method.exp_name: method.label for method in METHODS}
-"""exp_name -> the method shown in plots and tables (benchmark.py reads --sps speeds back by the same label)"""
+"""exp_name -> the method shown in plots and tables (benchmark.py reads --sps speeds back from sps.csv by the same label)"""
 METHOD_COLORS = {method.label: method.colour for method in METHODS}
 """label -> its colour, the same in every figure"""
 
@@ -148,7 +148,7 @@ NO_POINTS = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
 
 
 @dataclass
-class Run:
+class RunLog:
     """The scalars of one training run that the plots and the table need."""
 
     path: str
@@ -177,7 +177,7 @@ class Run:
         return self.collapse_step is not None
 
 
-def load_run(path: str) -> Run | None:
+def load_run(path: str) -> RunLog | None:
     """Read all scalar points of one run directory (all its event files); None if its name is not a run name."""
     parsed = parse_run_name(os.path.basename(os.path.normpath(path)))
     if parsed is None:
@@ -190,7 +190,7 @@ def load_run(path: str) -> Run | None:
     below = np.flatnonzero(entropies < COLLAPSED_ENTROPY)
     all_steps = np.concatenate([steps for steps, _, _ in scalars.values()]) if scalars else np.zeros(0)
     all_wall_times = np.concatenate([wall_times for _, _, wall_times in scalars.values()]) if scalars else np.zeros(0)
-    return Run(
+    return RunLog(
         path=path,
         env_id=env_id,
         method=method,
@@ -211,13 +211,13 @@ HEALTH_TAGS = ["losses/entropy", "losses/clipfrac"]
 """the policy's health beside its returns: an entropy near 0 is a collapsed policy, whatever it scores"""
 
 
-def load_runs(directory: str) -> list[Run]:
+def load_runs(directory: str) -> list[RunLog]:
     """All runs under `directory` that have finished at least one episode, one per (env, method, seed).
 
     Directories whose name is not a run name, and runs without a finished episode yet, are skipped with a warning.
     If the same (env, method, seed) appears twice (a run repeated by hand), the most recent one is kept.
     """
-    latest: dict[tuple[str, str, int], Run] = {}
+    latest: dict[tuple[str, str, int], RunLog] = {}
     for path in find_run_dirs(directory):
         run = load_run(path)
         if run is None:
@@ -289,9 +289,9 @@ def method_order(method: str) -> tuple[int, str]:
     return (order.index(method) if method in order else len(order), method)
 
 
-def group_runs(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
+def group_runs(runs: list[RunLog]) -> dict[tuple[str, str], list[RunLog]]:
     """{(env_id, method): runs sorted by seed}, envs sorted alphabetically, methods PPO, SPRIG, others."""
-    groups: dict[tuple[str, str], list[Run]] = {}
+    groups: dict[tuple[str, str], list[RunLog]] = {}
     for run in sorted(runs, key=lambda run: (run.env_id, method_order(run.method), run.seed)):
         groups.setdefault((run.env_id, run.method), []).append(run)
     return groups
@@ -324,7 +324,7 @@ class Curve:
     """the seeds' trailing-mean curves, (num_seeds, len(steps)), in seed order: the IQM band is computed from them"""
 
 
-def aggregate(runs: list[Run], grid_points: int = 200) -> list[Curve]:
+def aggregate(runs: list[RunLog], grid_points: int = 200) -> list[Curve]:
     """Per (env, method): the seeds' trailing-mean curves on a common grid, then mean and std (ddof=0) over seeds.
 
     The grid spans only the steps every seed reached: from the latest first episode to the earliest last episode
@@ -407,7 +407,7 @@ def iqm_band(per_seed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return value, low, high
 
 
-SPARE_COLORS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+SPARE_COLORS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray", "gold", "teal", "navy", "black")
 OTHER_COLORS = [colour for colour in SPARE_COLORS if colour not in METHOD_COLORS.values()] or list(SPARE_COLORS)
 """for a method METHOD_COLORS lacks (a swept SPRIG, say): the tab colours no method has"""
 
@@ -631,14 +631,14 @@ class Result:
     """interquartile mean of seed_scores (25% trimmed from each end) with its 95% bootstrap CI over seeds"""
     human_normalised_iqm: Estimate | None = None
     """iqm in percent of human (as human_normalised), None for games missing from RANDOM_AND_HUMAN_SCORES"""
-    runs: list["Run"] = field(default_factory=list)
+    runs: list["RunLog"] = field(default_factory=list)
     """the seeds' runs, in seed order: their policy health (entropy, collapse) goes into the table"""
     steps_reached: float = 0.0
     sps: float = math.nan
     wall_time: float = 0.0
 
 
-def final_scores(runs: list[Run]) -> list[Result]:
+def final_scores(runs: list[RunLog]) -> list[Result]:
     """One Result per (env, method): the final score of each seed (mean of its last 100 episodic returns, fewer if
     it has fewer), their mean and population std over seeds, their IQM with its 95% bootstrap CI (also human-
     normalised), and mean steps reached, SPS and wall time."""
@@ -702,7 +702,7 @@ def number_field(value: float | None) -> str:
     return "" if value is None or math.isnan(value) else repr(value)
 
 
-def seed_health(run: Run) -> str:
+def seed_health(run: RunLog) -> str:
     """`seed 2: 1.95` (its last entropy) for a healthy policy, `seed 1: COLLAPSED at step 15,360, now 0.00`, or
     `seed 3: n/a` for a run that logged no entropy."""
     if math.isnan(run.last_entropy):
@@ -1105,7 +1105,7 @@ def improvement_pairs(methods: list[str]) -> list[tuple[str, str]]:
     return pairs + [("SPRIG", method) for method in methods if method not in ("PPO", "SPRIG") and "SPRIG" in methods]
 
 
-def milestone_lines(runs: list[Run], step: int) -> list[str]:
+def milestone_lines(runs: list[RunLog], step: int) -> list[str]:
     """The table of one step: per (env, method), each seed's mean of its last 100 episodes ended by then, their mean
     with a 95% bootstrap CI, each seed's entropy and clipfrac; then P(X > Y) with its CI per env. Seeds that have not
     reached the step are left out, and their count said."""
@@ -1149,7 +1149,7 @@ def milestone_lines(runs: list[Run], step: int) -> list[str]:
     return lines + [""] + [f"note: {note}" for note in notes] + ([""] if notes else [])
 
 
-def write_milestones(runs: list[Run], steps: tuple[int, ...], out_dir: str) -> str:
+def write_milestones(runs: list[RunLog], steps: tuple[int, ...], out_dir: str) -> str:
     """milestones.md: milestone_lines at each of the steps; returns its path."""
     path = os.path.join(out_dir, "milestones.md")
     lines = ["# The methods at given steps", ""]
@@ -1216,7 +1216,7 @@ def speed_rows(directory: str, warmup_iterations: int) -> list[list[str]]:
 
 
 def print_speeds(args: SpeedArgs) -> int:
-    """`python plot_results.py sps DIR`: one row per run, printed and written to DIR/sps.md."""
+    """`python plot_results.py sps DIR`: one row per run, printed and written to DIR/sps.md and DIR/sps.csv."""
     rows, out_dir = load_for_command(
         args.directory,
         None,
@@ -1227,6 +1227,8 @@ def print_speeds(args: SpeedArgs) -> int:
     print("\n".join(lines))
     with open(os.path.join(out_dir, "sps.md"), "w") as file:
         file.write("\n".join(lines) + "\n")
+    with open(os.path.join(out_dir, "sps.csv"), "w", newline="") as file:  # what benchmark.sh's cost estimate reads
+        csv.writer(file).writerows([["method", "env", *SPEED_COLUMNS], *rows])
     return 0
 
 
@@ -1364,7 +1366,7 @@ def tradeoff_points(directory: str) -> list[TradeoffPoint]:
 
     Runs that are not swept (plain PPO and SPRIG) are left out; seeds are those load_runs keeps (finished episodes).
     """
-    groups: dict[tuple[str, str, str], list[Run]] = {}
+    groups: dict[tuple[str, str, str], list[RunLog]] = {}
     for run in load_runs(directory):
         exp_name = "__".join(os.path.basename(os.path.normpath(run.path)).split("__")[1:-2])
         swept = parse_sweep(exp_name)

@@ -1,6 +1,7 @@
 """Shared by the test files: run a training script as a user would (or only its command-line check, or its main(), in
 this process), read back its TensorBoard scalars, tell whether a process still lives."""
 
+import fcntl
 import glob
 import importlib
 import os
@@ -82,3 +83,13 @@ def pid_alive(pid):
             return file.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def is_locked(run_directory):
+    """Whether a live process holds the run lock of a benchmark.sh run directory (an flock on its .benchmark.lock)."""
+    with open(os.path.join(run_directory, ".benchmark.lock")) as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False

@@ -8,9 +8,12 @@ exist yet in the repo. The sbatch script's tasks run here as plain processes, wi
 tests/test_slurm.py submits them to a real Slurm. On a GPU machine, the tests hide its GPU unless they stand in one.
 """
 
+import csv
 import itertools
+import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -18,8 +21,8 @@ import sys
 import time
 
 import pytest
-from benchmark import VALUE_OPTIONS, Signature, signature_line
-from helpers import pid_alive
+from benchmark import parser, signature
+from helpers import is_locked, pid_alive
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = "BeamRiderNoFrameskip-v4"
@@ -81,10 +84,11 @@ fi
 
 @pytest.fixture
 def sandbox(tmp_path):
-    """tmp_path/repo holding benchmark.sh, benchmark.py and placeholder scripts, tmp_path/bin/python the fake python."""
+    """tmp_path/repo holding benchmark.sh, benchmark.py, methods.py and placeholder scripts, tmp_path/bin/python the fake
+    python."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    for tool in ("benchmark.sh", "benchmark.py"):
+    for tool in ("benchmark.sh", "benchmark.py", "methods.py"):
         shutil.copy(os.path.join(REPO, tool), repo / tool)
     for script in ("ppo_atari.py", "sprig_ppo_atari.py", "plot_results.py"):
         (repo / script).write_text("raise SystemExit('placeholder: the tests run a fake python')\n")
@@ -182,20 +186,22 @@ def test_games_atari5_runs_every_method_and_seed_on_the_five_games_and_says_what
     ]
 
 
-def write_speed_table(sandbox, date, preset, speeds, flags="", out="out"):
-    """OUT/sps/DATE/sps.md and measured_with as --sps writes them, with the given {method: SPS}."""
+def write_speed_table(sandbox, date, preset, speeds, flags=(), out="out"):
+    """OUT/sps/DATE/sps.csv and measured_with.json as --sps writes them, with the given {method: SPS}; returns DATE's
+    directory."""
     directory = sandbox / "work" / out / "sps" / date
     directory.mkdir(parents=True)
-    rows = [f"| {method} | {ENV} | {sps} | 1 | 1 | 1 | 3 |" for method, sps in speeds.items()]
-    header = "| method | env | SPS | env s/iter | inference s/iter | update s/iter | iterations |\n| --- | --- | --- | --- | --- | --- | --- |"
-    (directory / "sps.md").write_text("\n".join([header, *rows]) + "\n")
-    (directory / "measured_with").write_text(f"preset {preset}\n{flags}\n")
-    return directory / "sps.md"
+    rows = [f"{method},{ENV},{sps},1,1,1,3" for method, sps in speeds.items()]
+    header = "method,env,SPS,env s/iter,inference s/iter,update s/iter,iterations"
+    (directory / "sps.csv").write_text("\n".join([header, *rows]) + "\n")
+    measured_with = {"preset": preset, "flags": list(flags), "load": 0.5, "cores": 2}
+    (directory / "measured_with.json").write_text(json.dumps(measured_with))
+    return directory
 
 
 def test_the_wall_time_is_estimated_from_the_newest_speed_measured_with_the_preset_for_the_workers(sandbox):
     write_speed_table(sandbox, "20260101-120000", "cleanrl", {"PPO": "100", "SPRIG": "10"})
-    table = write_speed_table(sandbox, "20260102-120000", "cleanrl", {"PPO": "400", "SPRIG": "1e+02"}, "--async-envs")
+    table = write_speed_table(sandbox, "20260102-120000", "cleanrl", {"PPO": "400", "SPRIG": "1e+02"}, ["--async-envs"])
     write_speed_table(sandbox, "20260103-120000", "paper", {"PPO": "1", "SPRIG": "1"})
     args = ["--games", "atari5", "--seeds", "1 2", "--total-timesteps", "2048", "--out", "out", "--workers", "2"]
     result = run_benchmark(sandbox, *args, "--dry-run")
@@ -203,10 +209,10 @@ def test_the_wall_time_is_estimated_from_the_newest_speed_measured_with_the_pres
     # 10 PPO runs of 2048 steps at 400 SPS (51.2 s) and 10 SPRIG runs at 100 SPS (204.8 s): 256 s, 128 s on 2 workers.
     assert result.stdout.splitlines()[1:4] == [
         "# cost: 20 runs x 2,048 steps = 40,960 env steps",
-        f"# wall time: about 0:04:16 one run at a time, at the speeds measured in {table} (PPO 400 SPS, SPRIG 1e+02 SPS; "
-        "flags after -- then: --async-envs)",
+        f"# wall time: about 0:04:16 one run at a time, at the speeds measured in {table} (PPO 400 SPS, SPRIG 100 SPS; "
+        "flags after -- then: --async-envs; load average 0.5 on 2 cores)",
         "# with 2 workers: between 0:02:08 (if each run keeps that speed beside the others) and 0:04:16 (if they share "
-        "it, as runs that keep every core busy do); start-up and evaluation not counted",
+        "it); start-up and evaluation not counted",
     ]
     # A real run says the same before it starts; a method without a measured speed is named, not guessed. 5 PPO runs of
     # 10M steps at 400 SPS: 125,000 s.
@@ -222,16 +228,13 @@ def test_the_wall_time_is_estimated_from_the_newest_speed_measured_with_the_pres
     assert result.stdout.splitlines()[1:3] == [
         "# cost: 10 runs x 1,024 steps = 10,240 env steps (up to --stop-at-step, of 2,048 each)",
         f"# wall time: about 0:00:26 one run at a time, at the speeds measured in {table} (PPO 400 SPS; flags after -- "
-        "then: --async-envs)",
+        "then: --async-envs; load average 0.5 on 2 cores)",
     ]
 
 
 def test_the_speed_is_read_from_the_sps_column_by_its_header_wherever_it_stands(sandbox):
     table = write_speed_table(sandbox, "20260101-120000", "cleanrl", {})
-    table.write_text(
-        "| method | iterations | env | SPS |\n| --- | --- | --- | --- |\n"
-        f"| PPO | 3 | {ENV} | 400 |\n| SPRIG | 3 | {ENV} | 100 |\n"
-    )
+    (table / "sps.csv").write_text(f"method,iterations,env,SPS\nPPO,3,{ENV},400\nSPRIG,3,{ENV},100\n")
     result = run_benchmark(sandbox, "--seeds", "1", "--total-timesteps", "4000", "--out", "out", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "(PPO 400 SPS, SPRIG 100 SPS;" in result.stdout  # not the iterations column, 3
@@ -242,14 +245,14 @@ def test_the_wall_time_can_come_from_the_speeds_another_machine_measured(sandbox
     """--sps-from: what --sps wrote on another machine (the GPU machine the runs are for, say): its --out, its sps/, or
     one sps/DATE/, instead of this machine's OUT/sps."""
     write_speed_table(sandbox, "20260101-120000", "cleanrl", {"PPO": "100", "SPRIG": "100"})
-    table = write_speed_table(sandbox, "20260102-120000", "cleanrl", {"PPO": "4000", "SPRIG": "1000"}, "--async-envs", "gpu")
+    table = write_speed_table(sandbox, "20260102-120000", "cleanrl", {"PPO": "4000", "SPRIG": "1000"}, ["--async-envs"], "gpu")
     args = ["--seeds", "1", "--total-timesteps", "4000000", "--out", "out", "--dry-run"]
     # 4M steps at 100 SPS for each method here: 80,000 s; at 4000 and 1000 SPS there: 1,000 + 4,000 s.
     assert "# wall time: about 22:13:20 one run at a time" in run_benchmark(sandbox, *args).stdout
-    for where in ("gpu", "gpu/sps", str(table.parent)):
+    for where in ("gpu", "gpu/sps", str(table)):
         assert run_benchmark(sandbox, *args, "--sps-from", where).stdout.splitlines()[2] == (
             f"# wall time: about 1:23:20 one run at a time, at the speeds measured in {table} (PPO 4000 SPS, SPRIG 1000 SPS; "
-            "flags after -- then: --async-envs)"
+            "flags after -- then: --async-envs; load average 0.5 on 2 cores)"
         )
     (sandbox / "work" / "nothing").mkdir()
     assert (
@@ -267,7 +270,7 @@ def test_dry_run_of_the_cleanrl_preset_adds_no_hyperparameter_flags_and_passes_e
     commands = [line for line in result.stdout.splitlines() if line.startswith("cd ")]
     assert len(commands) == 2
     for command in commands:
-        assert command.endswith("--seed 1 --total-timesteps 10000000 --checkpoint-every 25 --async-envs --track")
+        assert command.endswith("--seed 1 --total-timesteps 10000000 --track --checkpoint-every 25 --async-envs")
 
 
 @pytest.mark.parametrize(
@@ -290,12 +293,12 @@ def test_a_sprig_variant_is_a_method_of_its_own_running_its_flags_in_its_own_dir
 
 
 def add_method_row(sandbox, row):
-    """Add ROW (a Method(...) of benchmark.py) to the end of the sandbox's METHODS, and put the real plot_results.py
+    """Add ROW (a Method(...) of methods.py) to the end of the sandbox's METHODS, and put the real plot_results.py
     beside it to read it."""
-    benchmark = sandbox / "repo" / "benchmark.py"
-    text = benchmark.read_text()
+    methods = sandbox / "repo" / "methods.py"
+    text = methods.read_text()
     end = text.index("\n)\n", text.index("\nMETHODS = (\n"))
-    benchmark.write_text(text[:end] + f"\n    {row}," + text[end:])
+    methods.write_text(text[:end] + f"\n    {row}," + text[end:])
     shutil.copy(os.path.join(REPO, "plot_results.py"), sandbox / "repo" / "plot_results.py")
 
 
@@ -307,17 +310,14 @@ def python_in_repo(sandbox, code):
 def test_a_method_is_one_row_of_the_methods_table_which_benchmark_sh_runs_and_plot_results_names_and_colours(sandbox):
     add_method_row(
         sandbox,
-        'Method("sprig-half", "sprig_ppo_atari.py", ("--alpha-coop", "0.5", "--exp-name", "sprig-half"), "SPRIG half", '
-        '"tab:brown", "alpha one half")',
+        'Method("sprig-half", "sprig_ppo_atari.py", ("--alpha-coop", "0.5"), "SPRIG half", "tab:gray", "alpha one half")',
     )
 
     help_text = run_benchmark(sandbox, "--help").stdout
     assert re.search(r"^ +sprig-half +sprig_ppo_atari.py --alpha-coop 0.5: alpha one half$", help_text, re.MULTILINE)
     unknown = run_benchmark(sandbox, "--methods", "dqn").stderr.strip()
-    assert (
-        unknown
-        == "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg, sprig-implicit, sprig-joint, sprig-cnn, sprig-half)"
-    )
+    known = "ppo, sprig, sprig-pg, sprig-implicit, sprig-joint, sprig-cnn, sprig-scaled, sprig-scaled-joint, sprig-half"
+    assert unknown == f"error: --methods: unknown method 'dqn' (known: {known}) (see --help)"
     result = run_benchmark(sandbox, "--methods", "sprig-half", "--seeds", "1", "--out", "out", "--no-plot")
     assert result.returncode == 0, result.stderr
     ((cwd, _, args),) = fake_calls(sandbox)
@@ -327,24 +327,24 @@ def test_a_method_is_one_row_of_the_methods_table_which_benchmark_sh_runs_and_pl
     names = python_in_repo(
         sandbox, "import plot_results as p; print(p.method_name('sprig-half'), p.METHOD_COLORS['SPRIG half'])"
     )
-    assert names.returncode == 0 and names.stdout.strip() == "SPRIG half tab:brown", names.stderr
+    assert names.returncode == 0 and names.stdout.strip() == "SPRIG half tab:gray", names.stderr
     others = python_in_repo(sandbox, "import plot_results as p; print(p.OTHER_COLORS)")
-    assert others.returncode == 0 and "tab:pink" in others.stdout and "tab:brown" not in others.stdout, others.stderr
+    assert others.returncode == 0 and "tab:gray" not in others.stdout, others.stderr
 
 
 @pytest.mark.parametrize(
     "row, error",
     [
         (
-            'Method("sprig-half", "sprig_ppo_atari.py", ("--alpha-coop", "0.5"), "SPRIG half", "tab:brown", "no exp_name")',
+            'Method("sprig-half", "sprig_ppo_atari.py", (), "SPRIG half", "tab:brown", "no flags, so the script\'s exp_name")',
             "two methods with the exp_name sprig_ppo_atari",
         ),
         (
-            'Method("sprig-half", "sprig_ppo_atari.py", ("--exp-name", "sprig-half"), "SPRIG", "tab:brown", "SPRIG\'s label")',
+            'Method("sprig-half", "sprig_ppo_atari.py", ("--alpha-coop", "0.5"), "SPRIG", "tab:brown", "SPRIG\'s label")',
             "two methods with the label SPRIG",
         ),
         (
-            'Method("sprig", "sprig_ppo_atari.py", ("--exp-name", "sprig-half"), "SPRIG half", "tab:brown", "sprig\'s name")',
+            'Method("sprig", "sprig_ppo_atari.py", ("--alpha-coop", "0.5"), "SPRIG half", "tab:brown", "sprig\'s name")',
             "two methods with the name sprig",
         ),
     ],
@@ -511,23 +511,18 @@ def test_failing_run_is_reported_with_its_log_path_and_the_others_finish(sandbox
 
 
 def test_a_signature_is_the_flags_parsed_equal_whatever_their_order_and_with_flag_equals_value():
-    command = ["python", "/repo/ppo_atari.py", "--env-id", ENV, "--seed", "1", "--clip-coef", "0.2", "--track"]
-    signature = Signature.of(command[1], command[2:])
-    same = ["--track", "--seed=1", "--clip-coef", "0.2", f"--env-id={ENV}", "--checkpoint-every", "5", "--async-envs"]
-    assert Signature.of("/elsewhere/ppo_atari.py", same) == signature  # how a run checkpoints is not what it computes
-    assert Signature.of(command[1], [*command[2:], "--cudagraphs"]) == signature  # nor whether its GPU work is replayed
-    assert Signature.read(signature_line(command)) == signature  # as `started` and `done` hold it
-    assert (
-        signature_line([*command, "--checkpoint-every", "25"])
-        == f"ppo_atari.py --env-id {ENV} --seed 1 --clip-coef 0.2 --track"
-    )
-    for script, flags in [
-        ("ppo_atari.py", ["--env-id", ENV, "--seed", "2", "--clip-coef", "0.2", "--track"]),
-        ("ppo_atari.py", ["--env-id", ENV, "--seed", "1", "--clip-coef=0.1", "--track"]),
-        ("ppo_atari.py", ["--env-id", ENV, "--seed", "1", "--clip-coef", "0.2"]),
-        ("sprig_ppo_atari.py", ["--env-id", ENV, "--seed", "1", "--clip-coef", "0.2", "--track"]),
+    line = f"ppo_atari.py --env-id {ENV} --seed 1 --clip-coef 0.2 --track"  # as `started` and `done` hold a run
+    same = f"ppo_atari.py --track --seed=1 --clip-coef 0.2 --env-id={ENV} --checkpoint-every 5 --async-envs"
+    assert signature(same) == signature(line)  # how a run checkpoints, or steps its envs, is not what it computes
+    assert signature(f"{line} --cudagraphs") == signature(line)  # nor whether its GPU work is replayed
+    assert signature(f"{line} --seed 2 --seed 1") == signature(line)  # a flag given twice counts with its last value
+    for other in [
+        f"ppo_atari.py --env-id {ENV} --seed 2 --clip-coef 0.2 --track",
+        f"ppo_atari.py --env-id {ENV} --seed 1 --clip-coef=0.1 --track",
+        f"ppo_atari.py --env-id {ENV} --seed 1 --clip-coef 0.2",
+        f"sprig_ppo_atari.py --env-id {ENV} --seed 1 --clip-coef 0.2 --track",
     ]:
-        assert Signature.of(script, flags) != signature, (script, flags)
+        assert signature(other) != signature(line), other
 
 
 def test_a_done_run_asked_for_with_its_flags_reordered_or_as_flag_equals_value_is_skipped(sandbox):
@@ -548,21 +543,53 @@ def test_done_run_asked_for_with_other_flags_is_an_error_not_a_silent_skip(sandb
     assert "finished with other flags" in result.stderr and len(training_calls(sandbox)) == 1
 
 
-def test_stale_lock_is_taken_over_and_live_lock_is_left_to_its_owner(sandbox):
-    host = subprocess.run(["hostname"], capture_output=True, text=True, check=True).stdout.strip()
-    finished = subprocess.Popen(["true"])
-    finished.wait()
-    for method, owner in [("ppo", f"{host} {finished.pid} -"), ("sprig", f"{host} {os.getpid()} -")]:
-        lock = run_dir(sandbox, method, 1) / ".lock"
-        lock.mkdir(parents=True)
-        (lock / "owner").write_text(owner + "\n")
-    result = run_benchmark(sandbox, "--seeds", "1", "--out", "out", "--no-plot")
-    assert (run_dir(sandbox, "ppo", 1) / "done").exists()
-    assert not (run_dir(sandbox, "ppo", 1) / ".lock").exists()
-    assert not (run_dir(sandbox, "sprig", 1) / "done").exists()
-    assert (run_dir(sandbox, "sprig", 1) / ".lock" / "owner").read_text().split()[1] == str(os.getpid())
-    assert "running in another invocation" in result.stdout
-    assert [args.split()[0] for _, _, args in training_calls(sandbox)] == [str(sandbox / "repo" / "ppo_atari.py")]
+def hold_lock(directory):
+    """A process that holds DIRECTORY's run lock (an flock on .benchmark.lock) until killed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    code = "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); print(1, flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(directory / ".benchmark.lock")], stdout=subprocess.PIPE)
+    assert holder.stdout.readline() == b"1\n"
+    return holder
+
+
+def test_a_live_lock_is_left_to_its_holder_and_one_whose_holder_died_is_taken(sandbox):
+    """The lock is the kernel's: a dead holder's is free (what it wrote stays), a live holder's is not, and a lock
+    directory that the version before this one left is no lock."""
+    ppo, sprig = run_dir(sandbox, "ppo", 1), run_dir(sandbox, "sprig", 1)
+    dead, live = hold_lock(ppo), hold_lock(sprig)
+    (ppo / ".lock").mkdir()
+    (ppo / ".lock" / "owner").write_text("old-host 12345 -\n")
+    dead.kill()
+    dead.wait()
+    try:
+        result = run_benchmark(sandbox, "--seeds", "1", "--out", "out", "--no-plot")
+        assert (ppo / "done").exists() and not (sprig / "done").exists()
+        assert f"{sprig}: locked by another live run" in result.stdout and "running in another invocation" in result.stdout
+        assert [args.split()[0] for _, _, args in training_calls(sandbox)] == [str(sandbox / "repo" / "ppo_atari.py")]
+        assert is_locked(sprig) and not is_locked(ppo)
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_a_run_holds_its_lock_while_it_trains_even_if_the_benchmark_that_started_it_dies(sandbox):
+    """The run inherits the lock: a second invocation leaves a run alone while it still trains."""
+    hang_pids = sandbox / "hanging_pids.txt"
+    environment = dict(os.environ, PYTHON=str(sandbox / "bin" / "python"), FAKE_CALLS=str(sandbox / "calls.txt"))
+    environment.update(FAKE_HANG=str(hang_pids), CUDA_VISIBLE_DEVICES="")
+    command = ["bash", str(sandbox / "repo" / "benchmark.sh"), "--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot"]
+    first = subprocess.Popen(command, cwd=sandbox / "work", env=environment, stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for_file_lines(hang_pids, 1)
+        first.kill()  # SIGKILL: no handler runs, the run it started goes on
+        first.wait()
+        (pid,) = map(int, hang_pids.read_text().split())
+        assert pid_alive(pid) and is_locked(run_dir(sandbox, "ppo", 1))
+        second = run_benchmark(sandbox, "--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot")
+        assert "running in another invocation, left to it" in second.stdout and len(training_calls(sandbox)) == 1
+    finally:
+        for pid in map(int, hang_pids.read_text().split()) if hang_pids.exists() else []:
+            os.killpg(pid, signal.SIGKILL)  # the fake run and its sleep: a session of their own
 
 
 def test_terminating_the_benchmark_stops_its_training_runs(sandbox):
@@ -806,9 +833,16 @@ def test_slurm_writes_a_job_array_with_one_task_per_combination(sandbox):
     # Warned 300 s before its limit, a task checkpoints and requeues itself, appending to its output.
     for directive in ["--signal=B:USR1@300", "--requeue", "--open-mode=append"]:
         assert f"#SBATCH {directive}\n" in text
-    for method, seed in itertools.product(["ppo", "sprig"], [1, 2, 3]):
-        script_name = "ppo_atari.py" if method == "ppo" else "sprig_ppo_atari.py"
-        assert f"{script_name} --env-id {ENV} --seed {seed} --total-timesteps 10000000 --checkpoint-every 25)" in text
+    records = task_records(text)
+    assert [(record["name"], record["seed"]) for record in records] == [
+        (method, seed) for seed in (1, 2, 3) for method in ("ppo", "sprig")
+    ]
+    for record in records:
+        script_name = "ppo_atari.py" if record["name"] == "ppo" else "sprig_ppo_atari.py"
+        assert record["script"] == str(sandbox / "repo" / script_name)
+        assert record["flags"] == ["--env-id", ENV, "--seed", str(record["seed"]), "--total-timesteps", "10000000"]
+        assert record["machinery"] == ["--checkpoint-every", "25"]
+        assert record["directory"] == str(run_dir(sandbox, record["name"], record["seed"]))
     assert "--no-cuda" not in text
     plot_script = sandbox / "work" / "out" / "sprig_benchmark_plot.sbatch"
     # How to submit both, since sbatch is not on PATH.
@@ -819,6 +853,13 @@ def test_slurm_writes_a_job_array_with_one_task_per_combination(sandbox):
     plot_text = plot_script.read_text()
     assert "#SBATCH --gpus" not in plot_text and "#SBATCH --partition=gpu\n" in plot_text
     assert f"plot_results.py {sandbox / 'work' / 'out' / 'cleanrl'} &&" in plot_text
+
+
+def task_records(script):
+    """The run records of a job array's tasks, in the order of their indices."""
+    return [
+        json.loads(shlex.split(line.strip())[0][len("run=") :]) for line in script.splitlines() if line.startswith("    run=")
+    ]
 
 
 def fake_sbatch(sandbox):
@@ -838,7 +879,8 @@ def test_slurm_without_gpus_runs_on_cpu_and_submits_the_array_then_the_plot_job_
     script = sandbox / "work" / "out" / "sprig_benchmark.sbatch"
     text = script.read_text()
     assert "#SBATCH --array=0-0\n" in text and "#SBATCH --gpus" not in text
-    assert "--total-timesteps 10000000 --no-cuda --checkpoint-every 25)" in text
+    (record,) = task_records(text)
+    assert record["flags"][-2:] == ["10000000", "--no-cuda"] and record["machinery"] == ["--checkpoint-every", "25"]
     assert (sandbox / "sbatch_args.txt").read_text().splitlines() == [
         f"--parsable {script}",
         f"--parsable --dependency=afterany:42 {sandbox / 'work' / 'out' / 'sprig_benchmark_plot.sbatch'}",
@@ -897,22 +939,19 @@ def test_a_task_of_the_job_array_runs_with_only_its_own_script_and_index(sandbox
     assert (run_dir(sandbox, "ppo", 2) / "done").exists() and f"{run_dir(sandbox, 'ppo', 2)}: ran" in task.stdout
 
 
-def start_slurm_task(sandbox, task_id, squeue='echo "a job line"', **env):
+def start_slurm_task(sandbox, task_id, **env):
     """Write the sbatch script of ppo seeds 1 2, then start its array task TASK_ID as a plain process, as Slurm starts
-    one (array job 42, the task's own job id 50 + TASK_ID), with a fake scontrol that records its arguments and a fake
-    squeue that does too, then answers as the shell line `squeue` says (by default: every job is still in the queue)."""
+    one (array job 42, the task's own job id 50 + TASK_ID), with a fake scontrol that records its arguments."""
     result = run_benchmark(
         sandbox, "--slurm", "--methods", "ppo", "--seeds", "1 2", "--out", "out", PATH=path_without_slurm(sandbox)
     )
     assert result.returncode == 0, result.stderr
-    for command, answer in (("scontrol", 'echo "a job line"'), ("squeue", squeue)):
-        fake = sandbox / "bin" / command
-        fake.write_text(f'#!/usr/bin/env bash\necho "$*" >>{sandbox / f"{command}_args.txt"}\n{answer}\n')
-        fake.chmod(0o755)
+    fake = sandbox / "bin" / "scontrol"
+    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >>{sandbox / "scontrol_args.txt"}\n')
+    fake.chmod(0o755)
     environment = dict(
         os.environ,
         PATH=f"{sandbox / 'bin'}{os.pathsep}{path_without_slurm(sandbox)}",
-        PYTHON=str(sandbox / "bin" / "python"),
         FAKE_CALLS=str(sandbox / "calls.txt"),
         SLURM_ARRAY_JOB_ID="42",
         SLURM_ARRAY_TASK_ID=str(task_id),
@@ -955,11 +994,10 @@ def test_a_slurm_task_warned_of_its_time_limit_checkpoints_requeues_itself_and_i
     assert scontrol_calls(sandbox) == ["requeue 42_1"]
     directory = run_dir(sandbox, "ppo", 2)
     (checkpoint,) = (directory / "runs").glob("*/checkpoint.pt")
-    assert not (directory / "done").exists() and not (directory / ".lock").exists()
-    # The next start, on another node, finds a lock this task's first start left (say it was killed before releasing
-    # it): its owner's job, this one, is still in the queue, yet the lock is this task's own, so it is taken over.
-    (directory / ".lock").mkdir()
-    (directory / ".lock" / "owner").write_text("some-other-node 12345 42_1 boot:1\n")
+    assert not (directory / "done").exists() and not is_locked(directory)
+    # The next start, on another node, finds the lock file its first start wrote (say it was killed): no process holds
+    # it any more, so it is free.
+    (directory / ".benchmark.lock").write_text("some-other-node 12345 42_1\n")
     task = start_slurm_task(sandbox, 1, SLURM_RESTART_COUNT="1")
     out, err = task.communicate(timeout=30)
     assert task.returncode == 0, out + err
@@ -968,35 +1006,17 @@ def test_a_slurm_task_warned_of_its_time_limit_checkpoints_requeues_itself_and_i
     assert (directory / "done").exists() and scontrol_calls(sandbox) == ["requeue 42_1"]  # finished: not requeued
 
 
-def test_a_slurm_task_leaves_a_lock_of_another_task_still_in_the_queue_alone(sandbox):
-    directory = run_dir(sandbox, "ppo", 1)
-    (directory / ".lock").mkdir(parents=True)
-    (directory / ".lock" / "owner").write_text("some-other-node 12345 41_0 boot:1\n")
-    task = start_slurm_task(sandbox, 0)
-    out, err = task.communicate(timeout=30)
+def test_a_slurm_task_leaves_a_run_another_live_process_holds_alone(sandbox):
+    holder = hold_lock(run_dir(sandbox, "ppo", 1))
+    try:
+        task = start_slurm_task(sandbox, 0)
+        out, err = task.communicate(timeout=30)
+    finally:
+        holder.kill()
+        holder.wait()
     assert task.returncode == 1 and "locked by another live run" in out
     assert "not requeued: the run is locked" in err
     assert training_calls(sandbox) == [] and scontrol_calls(sandbox) == []
-    assert (sandbox / "squeue_args.txt").read_text().split() == ["-h", "-j", "41_0"]
-
-
-@pytest.mark.parametrize(
-    "squeue, taken_over",
-    [
-        ("true", True),  # finished, still known to Slurm: nothing in the queue
-        ('echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1', True),  # finished and purged
-        ('echo "slurm_load_jobs error: Unable to contact slurm controller (connect failure)" >&2; exit 1', False),
-    ],
-)
-def test_a_lock_of_another_task_is_taken_over_only_when_squeue_says_its_job_is_gone(sandbox, squeue, taken_over):
-    directory = run_dir(sandbox, "ppo", 1)
-    (directory / ".lock").mkdir(parents=True)
-    (directory / ".lock" / "owner").write_text("some-other-node 12345 41_0 boot:1\n")
-    task = start_slurm_task(sandbox, 0, squeue=squeue)
-    out, err = task.communicate(timeout=30)
-    assert (task.returncode == 0) == taken_over, out + err
-    assert (directory / "done").exists() == taken_over
-    assert ("locked by another live run" in out) == (not taken_over)
 
 
 def test_a_slurm_task_whose_run_made_no_progress_since_it_started_is_not_requeued(sandbox):
@@ -1016,31 +1036,28 @@ def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itse
     assert task.returncode == 3, out + err
     assert "SIGTERM: stopping the run" in out and scontrol_calls(sandbox) == []
     directory = run_dir(sandbox, "ppo", 1)
-    assert list((directory / "runs").glob("*/checkpoint.pt")) and not (directory / ".lock").exists()
+    assert list((directory / "runs").glob("*/checkpoint.pt")) and not is_locked(directory)
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--env-ids", "BeamRiderNoFrameskip-v4 CartPole-v1"], "error: --env-ids: 'CartPole-v1' is not an Atari game id"),
-        (
-            ["--methods", "ppo dqn"],
-            "error: unknown method 'dqn' (known: ppo, sprig, sprig-pg, sprig-implicit, sprig-joint, sprig-cnn)",
-        ),
-        (["--preset", "fast"], "error: unknown preset 'fast' (known: cleanrl, paper)"),
-        (["--games", "atari7"], "error: unknown game set 'atari7' (known: atari5, atari3)"),
+        (["--methods", "ppo dqn"], "error: --methods: unknown method 'dqn' (known: ppo, sprig, sprig-pg, sprig-implicit,"),
+        (["--preset", "fast"], "error: --preset: unknown preset 'fast' (known: cleanrl, paper)"),
+        (["--games", "atari7"], "error: --games: unknown game set 'atari7' (known: atari5, atari3)"),
         (["--games", "atari5", "--env-ids", ENV], "error: --games and --env-ids do not go together"),
-        (["--frobnicate"], "error: unknown option '--frobnicate' (see --help)"),
-        (["--workers", "two"], "error: --workers must be a positive integer, got 'two'"),
-        (["--workers", "0"], "error: --workers must be a positive integer, got '0'"),
-        (["--seeds"], "error: --seeds needs a value (see --help)"),
+        (["--frobnicate"], "error: unrecognized arguments: --frobnicate (see --help)"),
+        (["--workers", "two"], "error: --workers: must be a positive integer, got 'two'"),
+        (["--workers", "0"], "error: --workers: must be a positive integer, got '0'"),
+        (["--seeds"], "error: --seeds: expected one argument (see --help)"),
         (["--seeds", "1 2 1"], "error: a method, env id or seed is listed twice: "),
-        (["--sweep", "alpha-coop=0.3 high"], "error: --sweep alpha-coop: 'high' is not a number"),
-        (["--sweep", "alpha-coop=0.3,0.7"], "error: --sweep alpha-coop: '0.3,0.7' is not a number"),
-        (["--sweep", "alpha-coop=0.3 .30"], "error: --sweep alpha-coop: the value .30 is listed twice"),
-        (["--sweep", "alpha-coop"], "error: --sweep needs FLAG=VALUE [VALUE ...]"),
-        (["--sweep", "alpha-coop="], "error: --sweep alpha-coop: no values"),
-        (["--sweep", "--alpha-coop=0.3"], "error: --sweep: '--alpha-coop' is not a flag name"),
+        (["--sweep", "alpha-coop=0.3 high"], "error: --sweep: alpha-coop: 'high' is not a number"),
+        (["--sweep", "alpha-coop=0.3,0.7"], "error: --sweep: alpha-coop: '0.3,0.7' is not a number"),
+        (["--sweep", "alpha-coop=0.3 .30"], "error: --sweep: alpha-coop: the value .30 is listed twice"),
+        (["--sweep", "alpha-coop"], "error: --sweep: needs FLAG=VALUE [VALUE ...]"),
+        (["--sweep", "alpha-coop="], "error: --sweep: alpha-coop: no values"),
+        (["--sweep=--alpha-coop=0.3"], "error: --sweep: '--alpha-coop' is not a flag name"),
         (["--sweep", "seed=1 2"], "error: --sweep: --seed is set by benchmark.sh itself and cannot be swept"),
         (["--sweep", "alpha-coop=0.3", "--methods", "ppo"], "error: --sweep runs only sprig, and --methods 'ppo' leaves it"),
         (
@@ -1053,10 +1070,11 @@ def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itse
         (["--sps-from", "nowhere"], "error: --sps-from: 'nowhere' is not a directory"),
         (["--sps", "--sps-from", "."], "error: --sps-from and --sps do not go together: --sps measures this machine's"),
         (["--slurm", "--sps-from", "."], "error: --sps-from and --slurm do not go together: --slurm estimates no wall time"),
-        (["--time-margin", "5m"], "error: --time-margin must be a whole number of seconds from 0 to 65535, got '5m'"),
+        (["--time-margin", "5m"], "error: --time-margin: must be a non-negative integer up to 65535, got '5m'"),
         (["--time", "8h"], "error: --time: '8h' is not a Slurm time limit (MINUTES, H:MM:SS, DAYS-HH:MM:SS"),
-        (["--time", "0:05:00"], "error: --time-margin 300 is not shorter than --time 0:05:00 (300 s): no time"),
-        (["--time", "0-0:10", "--time-margin", "600"], "error: --time-margin 600 is not shorter than --time 0-0:10 (600 s)"),
+        (["--time", "0:05:00"], "error: --time-margin 300 is not shorter than --time 0:05:00: no time"),
+        (["--time", "0-0:10", "--time-margin", "600"], "error: --time-margin 600 is not shorter than --time 0-0:10"),
+        (["--sps-iterations", "1"], "error: --sps-iterations: must be an integer of at least 2, got '1'"),
     ],
 )
 def test_bad_options_exit_2_with_one_clear_line(sandbox, args, message):
@@ -1067,23 +1085,15 @@ def test_bad_options_exit_2_with_one_clear_line(sandbox, args, message):
 
 
 def options_taking_a_value():
-    """The options --help shows with a value (`  --out DIR   ...`), read from the help itself, so a new one is covered."""
-    usage = subprocess.run(["bash", os.path.join(REPO, "benchmark.sh"), "--help"], capture_output=True, text=True).stdout
-    return re.findall(r"^ {2,4}(--[a-z-]+) \S.*?  ", usage, re.MULTILINE)
-
-
-def test_the_help_shows_every_option_that_takes_a_value():
-    """The help's options with a value are exactly those the parser takes a value for, so neither can gain one the
-    other lacks."""
-    assert {"--seeds", "--out", "--sweep", "--sps-iterations", "--cpus-per-task", "--time-margin"} <= set(VALUE_OPTIONS)
-    assert sorted(options_taking_a_value()) == sorted(VALUE_OPTIONS)
+    """The options argparse takes a value for, so a new one is covered."""
+    return [action.option_strings[0] for action in parser()._actions if action.option_strings and action.nargs != 0]
 
 
 @pytest.mark.parametrize("option", options_taking_a_value())
 def test_an_option_given_last_without_its_value_is_one_line_and_exit_2(sandbox, option):
     result = run_benchmark(sandbox, "--sps", option)
     assert result.returncode == 2
-    assert result.stderr == f"error: {option} needs a value (see --help)\n"
+    assert result.stderr == f"error: {option}: expected one argument (see --help)\n"
     assert tree(sandbox / "work") == [] and fake_calls(sandbox) == []
 
 
@@ -1121,17 +1131,22 @@ def test_sps_mode_measures_both_real_scripts_and_splits_the_time(tmp_path):
         assert 0 < float(env_seconds) and 0 < float(inference_seconds) and 0 < float(update_seconds)
     (table,) = tmp_path.glob("sps/*/sps.md")
     assert table.read_text().count("\n") == 4
-    preset, flags, load = (table.parent / "measured_with").read_text().splitlines()
-    assert (preset, flags) == ("preset cleanrl", " ".join(tiny))
-    assert re.fullmatch(rf"load average \d+\.\d+ on {len(os.sched_getaffinity(0))} cores when measured", load)
-    # A later run of the same --out and --preset estimates its wall time from these speeds.
+    with open(table.parent / "sps.csv") as file:
+        speeds = {row["method"]: float(row["SPS"]) for row in csv.DictReader(file)}
+    assert speeds == {row.split("|")[1].strip(): float(row.split("|")[3]) for row in rows}  # the table's, as data
+    measured_with = json.loads((table.parent / "measured_with.json").read_text())
+    assert measured_with["preset"] == "cleanrl" and measured_with["flags"] == tiny
+    assert measured_with["cores"] == len(os.sched_getaffinity(0)) and measured_with["load"] >= 0
+    # A later run of the same --out and --preset estimates its wall time from these speeds: 3 games x 5 seeds of 10M.
     dry_run = subprocess.run(
         ["bash", os.path.join(REPO, "benchmark.sh"), "--games", "atari3", "--dry-run", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
     )
-    speeds = {row.split("|")[1].strip(): row.split("|")[3].strip() for row in rows}
-    assert f"(PPO {speeds['PPO']} SPS, SPRIG {speeds['SPRIG']} SPS; flags after -- then: {flags}; {load})" in dry_run.stdout
+    seconds = round(15 * 10_000_000 / speeds["PPO"] + 15 * 10_000_000 / speeds["SPRIG"])
+    hours = f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    assert f"# wall time: about {hours} one run at a time, at the speeds measured in {table.parent} (PPO " in dry_run.stdout
+    assert f"; flags after -- then: {' '.join(tiny)}; load average {measured_with['load']} on " in dry_run.stdout
 
 
 def sweep_dir(sandbox, name, seed, out="out", preset="cleanrl", env_id=ENV):

@@ -6,7 +6,7 @@ import dataclasses
 import feature_scale
 import pytest
 import torch
-from benchmark import method_named
+from methods import method_named
 from helpers import run_script
 from sprig_ppo_atari import Agent, Args, follower_step, joint_step, leader_step
 from test_sprig_update import make_minibatch, snapshot, unchanged

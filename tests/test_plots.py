@@ -86,14 +86,14 @@ def results_by_method(directory):
     return {(result.env_id, result.method): result for result in plot_results.final_scores(plot_results.load_runs(directory))}
 
 
-def test_plot_results_takes_its_methods_from_benchmark_py_beside_it_without_benchmark_sh(tmp_path):
-    for name in ("plot_results.py", "benchmark.py"):
+def test_plot_results_takes_its_methods_from_methods_py_beside_it_without_the_benchmark(tmp_path):
+    for name in ("plot_results.py", "methods.py"):
         shutil.copy(os.path.join(REPO, name), tmp_path / name)
     code = "import plot_results as p; print(p.__file__); print(p.METHOD_NAMES['sprig-pg'], p.METHOD_COLORS['PPO'])"
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [str(tmp_path / "plot_results.py"), "SPRIG-pg tab:blue"]
-    assert "benchmark.sh" not in os.listdir(tmp_path)
+    assert not {"benchmark.sh", "benchmark.py"} & set(os.listdir(tmp_path))
 
 
 def test_run_name_gives_env_method_seed_and_time():

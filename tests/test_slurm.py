@@ -19,7 +19,7 @@ import sys
 import time
 
 import pytest
-from helpers import REPO, pid_alive, read_scalars
+from helpers import REPO, is_locked, pid_alive, read_scalars
 
 ENV = "BeamRiderNoFrameskip-v4"
 # A requeued task waits this long before it starts again (Slurm's job credential lifetime, 120 s unless set).
@@ -253,7 +253,7 @@ def test_a_task_warned_of_its_time_limit_checkpoints_requeues_and_finishes_as_th
     stopped_at = int(re.search(r"^interrupted at step (\d+);", log, re.M).group(1))
     assert 256 <= stopped_at < 128 * ITERATIONS
     assert re.search(rf"^resumed from \S+checkpoint\.pt at iteration {stopped_at // 128}, step {stopped_at}$", log, re.M)
-    assert (directory / "done").exists() and not (directory / ".lock").exists()
+    assert (directory / "done").exists() and not is_locked(directory)
     # Every step trained once, and exactly as in the array's uninterrupted run of the same flags.
     warned, whole = scalars(directory), scalars(run_dir(array_run["out"], "ppo"))
     assert [step for step, _ in warned["losses/value_loss"]] == [128 * i for i in range(1, ITERATIONS + 1)]
@@ -276,7 +276,7 @@ def test_a_cancelled_task_resumes_when_the_same_command_runs_again_and_finished_
     assert cluster.job(f"{array}_1")["JobState"] == "CANCELLED" and cluster.job(f"{array}_1")["Restarts"] == "0"
     assert re.search(r"^interrupted at step \d+;", (cancelled / "log.txt").read_text(), re.M)
     (checkpoint,) = (cancelled / "runs").glob("*/checkpoint.pt")
-    assert not (cancelled / "done").exists() and not (cancelled / ".lock").exists()
+    assert not (cancelled / "done").exists() and not is_locked(cancelled)
     output, again, _ = cluster.benchmark(out, *flags)
     cluster.wait_until_idle()
     assert f"{done}: skipped" in job_output(out, again, 0) and (done / "log.txt").read_text() == done_log
@@ -305,4 +305,4 @@ def test_a_run_that_fails_is_not_requeued(cluster, tmp_path):
     assert "IsADirectoryError" in (directory / "log.txt").read_text()
     unknown = tmp_path / "cleanrl" / "NopeNoFrameskip-v4" / "ppo" / "seed1" / "log.txt"
     assert "error: unknown --env-id 'NopeNoFrameskip-v4'" in unknown.read_text()
-    assert not (directory / "done").exists() and not (directory / ".lock").exists()
+    assert not (directory / "done").exists() and not is_locked(directory)
