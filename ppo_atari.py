@@ -429,7 +429,7 @@ def main():
     start_step = global_step  # charts/SPS counts the steps of this process
     # The loop's two hot calls: under --cudagraphs the run machinery captures each once in a CUDA graph and replays
     # it; otherwise they are these functions themselves.
-    policy, update = run.graphed(agent.get_action_and_value, update)
+    policy, update_minibatch = run.graphed(agent.get_action_and_value, update)
     for iteration in range(start_iteration, args.num_iterations + 1):
         # Annealing the rate if instructed to do so.
         if args.anneal_lr:
@@ -502,7 +502,7 @@ def main():
                         "returns": b_returns[mb_inds],
                         "values": b_values[mb_inds],
                     }
-                    stats = update(mb)
+                    stats = update_minibatch(mb)
                     minibatch_stats.append(stats)
 
                 if args.target_kl is not None and stats["approx_kl"] > args.target_kl:

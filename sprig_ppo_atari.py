@@ -596,7 +596,7 @@ def main():
     start_step = global_step  # charts/SPS counts the steps of this process
     # The loop's two hot calls: under --cudagraphs the run machinery captures each once in a CUDA graph and replays
     # it; otherwise they are these functions themselves.
-    policy, update = run.graphed(agent.get_action_and_value, update)
+    policy, update_minibatch = run.graphed(agent.get_action_and_value, update)
     for iteration in range(start_iteration, args.num_iterations + 1):
         # Annealing the rate if instructed to do so.
         if args.anneal_lr:
@@ -670,7 +670,7 @@ def main():
                         "returns": b_returns[mb_inds],
                         "values": b_values[mb_inds],
                     }
-                    stats = update(mb)  # the leader's stage, then the follower's (Algorithm 1; update, above)
+                    stats = update_minibatch(mb)  # the leader's stage, then the follower's (Algorithm 1; update, above)
                     minibatch_stats.append(stats)
 
                 if args.target_kl is not None and stats["approx_kl"] > args.target_kl:
@@ -684,8 +684,9 @@ def main():
 
         # TRY NOT TO MODIFY: record rewards for plotting purposes
         sps = int((global_step - start_step) / (time.time() - start_time))
-        # CleanRL's chart shows the first optimiser's rate (theta's, or under --update joint the one); sprig/* each's
-        writer.add_scalar("charts/learning_rate", next(iter(optimizers.values())).param_groups[0]["lr"], global_step)
+        # CleanRL's chart shows the first player's rate (theta's, or under --update joint the one); sprig/* each's
+        first_player = next(iter(optimizers.values()))
+        writer.add_scalar("charts/learning_rate", first_player.param_groups[0]["lr"], global_step)
         for name in ("value_loss", "policy_loss", "entropy", "old_approx_kl", "approx_kl"):  # the last minibatch's
             writer.add_scalar(f"losses/{name}", iteration_stats[name][-1], global_step)
         writer.add_scalar("losses/clipfrac", iteration_stats["clipfrac"].mean(), global_step)
@@ -1516,7 +1517,7 @@ class RunControl:
         policy = CudaGraphed(policy, self.agent, {}, capture_cuda_graph)
         if self.args.leader_gradient == "implicit":  # its conjugate gradient stops on values the host must see
             print("--cudagraphs: the policy is captured; --leader-gradient implicit's update runs eagerly", flush=True)
-            return policy, update
+            return policy, update  # the implicit leader's update, eager
         return policy, CudaGraphed(update, self.agent, self.optimizers, capture_cuda_graph)
 
     def record_episode(self, episodic_return):
