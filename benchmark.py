@@ -1,18 +1,12 @@
-"""The PPO-vs-SPRIG benchmark behind `./benchmark.sh`: every (method x env x seed) run of ppo_atari.py or
-sprig_ppo_atari.py in a directory of its own, resumable, locked against a second invocation, on this machine or as a
-Slurm job array, then plot_results.py on the results. `./benchmark.sh --help` says how to use it.
+"""The benchmark behind `./benchmark.sh` (see its --help): every (method x env x seed) run of ppo_atari.py or
+sprig_ppo_atari.py in a directory of its own, resumable, locked, on this machine or as a Slurm job array, then plots.
 
-Top to bottom, each part in a sentence (the methods, presets and game sets are methods.py's):
-- a run: one record (method, env, seed, flags, directory), which reads its own state off its directory;
-- running one: an fcntl lock on its directory, its script as a subprocess, its exit status written back as its state;
-- the command line: argparse, and the plan it makes, the run matrix;
-- the modes: on this machine (a thread pool of --workers, NVIDIA MPS on a GPU), --dry-run, --slurm (sbatch scripts of
-  data whose tasks call `benchmark.py slurm-task`), and --sps with the cost estimate it feeds.
-Standard library only, so that --help and --dry-run work before any environment for the training scripts exists;
-PYTHON (default: python) names the python that runs those scripts and plot_results.py.
+Top to bottom (the methods, presets and game sets are methods.py's): a run, one record that reads its own state off its
+directory; running one, under an fcntl lock, its exit status written back as its state; the command line (argparse)
+and the plan it makes; then the modes: this machine (a thread pool of --workers, NVIDIA MPS on a GPU), --dry-run,
+--slurm (sbatch scripts of data whose tasks call back into this file), --sps and the cost estimate it feeds. Standard
+library only, so that --help and --dry-run work before any environment for the training scripts exists.
 """
-
-from __future__ import annotations
 
 import argparse
 import contextlib
@@ -44,8 +38,7 @@ REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 # line) once it finished, and `paused` (a step) while paused at --stop-at-step.
 MACHINERY_FLAGS = {"--checkpoint-every", "--stop-at-step", "--resume", "--async-envs", "--no-async-envs", "--cudagraphs"}
 MACHINERY_FLAGS |= {"--no-cudagraphs"}
-"""flags that change how a run goes, not what it computes (checkpoints are exact whether its envs step in subprocesses
-or not, and resume with or without CUDA graphs): a run given other ones is the same run"""
+"""flags that change how a run goes, not what it computes: a run given other ones is the same run"""
 LOCK_FILES = {".benchmark.lock", ".lock"}
 """not a run's output: its lock, and the lock directory of versions before this one (ignored)"""
 
@@ -74,9 +67,8 @@ def split_machinery(words) -> tuple[list[str], list[str]]:
 
 
 def signature(line: str) -> tuple:
-    """What a run computes, from the line its `started` and `done` hold (its script's file name, then its flags, as
-    every version of benchmark.sh wrote it): the script and its flags parsed and sorted, so that `--x 1 --y 2`, `--y 2
-    --x 1` and `--x=1 --y 2` are one run. A flag given twice counts with its last values, as the scripts keep it."""
+    """What a run computes, from the line its `started` and `done` hold (as every version wrote it): its script and its
+    flags parsed and sorted (`--y 2 --x=1` is `--x 1 --y 2`), a flag given twice with its last values, as scripts keep."""
     try:
         words = shlex.split(line)
     except ValueError:  # an unmatched quote: the words as they stand
@@ -132,10 +124,8 @@ class Run:
         return int(paused) if paused.isdigit() else None
 
     def state(self) -> str:
-        """What it needs: new; done; conflict (done with other flags); paused (at a step at least its --stop-at-step:
-        nothing to do until that grows); resume (a checkpoint of a run started with its flags; one started with
-        others starts again, as its script would refuse to resume it); clean (an unfinished run's output without a
-        checkpoint, removed before it starts again)."""
+        """new; done; conflict (done with other flags); paused (at its --stop-at-step or later); resume (a checkpoint of
+        a run started with its flags: with others, its script would refuse it); clean (output to remove, no checkpoint)."""
         if (done := self.read("done")) is not None:
             return "done" if not done.strip() or signature(done) == signature(self.line) else "conflict"
         started = self.read("started")
@@ -167,10 +157,8 @@ def slurm_job() -> str:
 
 @contextlib.contextmanager
 def run_lock(run: Run):
-    """Hold the run's lock, an fcntl.flock on its .benchmark.lock, which names the holder (host pid job); yields its
-    file descriptor, or None where another process holds it. The run started under it inherits the descriptor, so the
-    lock lasts while either lives, and the kernel releases it once both are gone, however they ended, on every
-    machine that shares the file system with working locks."""
+    """The run's lock, an fcntl.flock on its .benchmark.lock (naming its holder): its descriptor, None where another holds
+    it. The run inherits it, so it lasts while either lives, and the kernel frees it once both are gone, however."""
     descriptor = os.open(run.path(".benchmark.lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -187,9 +175,8 @@ def run_lock(run: Run):
 
 
 class Stopper:
-    """How a signal handler stops the run that run_one runs, or is about to start: stop() sends it SIGTERM (its
-    process group, when it has one of its own), and it finishes its iteration, writes its checkpoint and exits 3;
-    asked before it started, run_one does not start it (interrupted, resumed next time)."""
+    """How a signal handler stops the run of run_one: SIGTERM to it (its process group, when it has its own), and it
+    checkpoints and exits 3; asked before it started, run_one does not start it."""
 
     def __init__(self, own_process_group: bool):
         self.own_process_group, self.process, self.stopped = own_process_group, None, False
@@ -393,13 +380,7 @@ def parser() -> Parser:
     add("--slurm", action="store_true", help="write OUT/sprig_benchmark*.sbatch, and submit them if sbatch is on PATH")
     add("--partition", metavar="P", help="partition (default: the cluster's default)")
     add("--time", type=slurm_time, default="24:00:00", metavar="T", help="time limit per task (default: 24:00:00)")
-    add(
-        "--time-margin",
-        type=whole(0, 65535),
-        default=300,
-        metavar="S",
-        help="warn a task S s before its time limit (default: 300)",
-    )
+    add("--time-margin", type=whole(0, 65535), default=300, metavar="S", help="warn tasks S s before it (default: 300)")
     add("--gpus", type=whole(), default=1, metavar="N", help="GPUs per task (default: 1; with 0 the runs get --no-cuda)")
     add("--cpus-per-task", type=whole(1), default=4, metavar="N", help="CPUs per task, the runs' threads (default: 4)")
     return p
@@ -427,23 +408,12 @@ game sets, each game as its NoFrameskip-v4 id:
   atari3   BattleZone NameThisGame Phoenix, that paper's validation set, for tuning"""
 
 DETAILS = """\
---stop-at-step N pauses each run at N steps of the schedule of --total-timesteps (its learning rate anneals over all
-  of them), checkpointed: paused, not done; the same command with a larger N, or none, goes on (1M of 10M, then 2M...).
---workers N: on CPU each run uses about 2 cores, so the cores are split between the runs: OMP_NUM_THREADS =
-  MKL_NUM_THREADS = max(1, cores / workers). With an NVIDIA GPU (nvidia-smi -L lists one) every run gets --async-envs,
-  and 2 or more workers share the GPU through NVIDIA MPS: the daemon already running ($CUDA_MPS_PIPE_DIRECTORY,
-  default /tmp/nvidia-mps), or one started for them in OUT/mps/ and stopped after the last run.
-Every run, and --dry-run, starts with the cost: runs, env steps and wall time, at the speeds --sps measured with the
-  same --preset in OUT/sps, or in --sps-from DIR (another machine's --out, sps/ or sps/DATE/).
---sps runs each method alone for --sps-iterations iterations (the first is warm-up) of the first env and seed, with the
-  preset and the flags after --: SPS, and seconds per iteration in env, inference and update, in OUT/sps/DATE/.
---sweep "FLAG=V1 V2 ..." runs only sprig (ppo is left out), once per value, as --FLAG V --exp-name sprig_FLAG=V in
-  OUT/PRESET/ENV/sprig_FLAG=V/; several --sweep vary one flag each, the others at their defaults; then also
-  plot_results.py tradeoff.
---slurm writes OUT/sprig_benchmark.sbatch, a job array of one task per run, and OUT/sprig_benchmark_plot.sbatch, which
-  plots and names the runs not done once every task ended. A task warned of its time limit (--time-margin) stops its
-  run with a checkpoint and requeues itself to resume it; one that finished, failed or made no progress is not
-  requeued. After scancel, the same command resumes. Each task's output: OUT/slurm-ARRAYID_TASK.out.
+--stop-at-step N pauses each run at N steps of its --total-timesteps schedule; the same command with a larger N, or
+  none, goes on. --workers N splits the cores between the runs (OMP_NUM_THREADS = max(1, cores / workers); a run uses
+  about 2 cores); on an NVIDIA GPU every run gets --async-envs, and 2 or more share it through NVIDIA MPS. Every run
+  and --dry-run start with the cost, at the speeds --sps measured with the same --preset (in OUT/sps, or --sps-from).
+  --sweep runs only sprig (ppo is left out), as --FLAG V --exp-name sprig_FLAG=V. --slurm submits a job array and a
+  plot job; a task warned of its time limit checkpoints and requeues itself. README.md has the details.
 
 environment: PYTHON   the python that runs the scripts and plot_results.py (default: python)
 
@@ -518,12 +488,10 @@ def make_plan(argv: list[str]) -> Plan:
         if "sprig" not in options.methods:
             p.error(f"--sweep runs only sprig, and --methods '{' '.join(options.methods)}' leaves it out")
         fixed = {name[2:] for name, _ in flag_groups([*PRESETS[options.preset], *extra_flags])}
-        for flag, clash in [(flag, {flag, "exp-name"} & fixed) for flag, _ in options.sweep]:
-            if clash:
-                p.error(f"--sweep {flag}: --{min(clash)} is also given by the preset or after --; a swept run sets it")
-        variants = [
-            ("sprig", f"sprig_{f}={v}", (f"--{f}", v, "--exp-name", f"sprig_{f}={v}")) for f, vs in options.sweep for v in vs
-        ]
+        for flag in [flag for flag, _ in options.sweep if {flag, "exp-name"} & fixed]:
+            p.error(f"--sweep {flag}: --{flag if flag in fixed else 'exp-name'} is also given by the preset or after --")
+        names = [(flag, value, f"sprig_{flag}={value}") for flag, values in options.sweep for value in values]
+        variants = [("sprig", name, (f"--{flag}", value, "--exp-name", name)) for flag, value, name in names]
     results, given_machinery = split_machinery(extra_flags)
     cuda = not (options.slurm or options.sps) and "--no-cuda" not in results and cuda_device_listed()
     machinery = ["--checkpoint-every", str(options.checkpoint_every)]
@@ -551,11 +519,14 @@ def make_plan(argv: list[str]) -> Plan:
     directories = [run.directory for run in runs]
     if twice := [directory for directory in directories if directories.count(directory) > 1]:
         p.error(f"a method, env id or seed is listed twice: {twice[0]}")
-    methods = list(dict.fromkeys(method for method, _, _ in variants))
-    cores = len(os.sched_getaffinity(0))
-    threads = max(1, cores // options.workers)
-    python = os.environ.get("PYTHON") or "python"
-    return Plan(options, runs, methods, env_ids, out, f"{out}/{options.preset}", cores, threads, cuda, python)
+    methods, cores, python = (
+        list(dict.fromkeys(method for method, _, _ in variants)),
+        len(os.sched_getaffinity(0)),
+        os.environ.get("PYTHON") or "python",
+    )
+    return Plan(
+        options, runs, methods, env_ids, out, f"{out}/{options.preset}", cores, max(1, cores // options.workers), cuda, python
+    )
 
 
 # --- The GPU of a local run. Measured on one H200 with 16 cores, ten paper-preset runs at once: without MPS, ten CUDA
@@ -572,10 +543,8 @@ def cuda_device_listed() -> bool:
 
 
 def mps_variables(plan: Plan) -> dict[str, str] | None:
-    """The MPS daemon that 2 or more workers on a GPU share it through (not with --no-mps): {} for one already running
-    (a `control` pipe in $CUDA_MPS_PIPE_DIRECTORY, default /tmp/nvidia-mps, where the runs find it too), else the
-    directories of one to start for them in OUT/mps/ (its pipes in /tmp/sprig-mps-PID where OUT is too deep for a
-    UNIX socket's path, 107 bytes at most); None for none."""
+    """The MPS daemon of 2 or more workers on a GPU (None for none): {} for one running ($CUDA_MPS_PIPE_DIRECTORY has its
+    pipe), else the directories of one to start in OUT/mps/ (pipes in /tmp where a socket's path would be too long)."""
     if not plan.cuda or plan.options.workers < 2 or plan.options.no_mps or not shutil.which("nvidia-cuda-mps-control"):
         return None
     if os.path.exists(os.path.join(os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps", "control")):
@@ -586,8 +555,7 @@ def mps_variables(plan: Plan) -> dict[str, str] | None:
 
 @contextlib.contextmanager
 def mps_daemon(variables: dict[str, str] | None):
-    """The MPS daemon of mps_variables while the runs run, one started for them stopped after the last (after Ctrl-C
-    or a failed run too); yields the variables the runs get ({} where none was started)."""
+    """The daemon of mps_variables while the runs run, stopped after the last even on Ctrl-C; yields the runs' variables."""
     environment = {**os.environ, **(variables or {})}
     for directory in (variables or {}).values():
         os.makedirs(directory, exist_ok=True)
@@ -678,9 +646,8 @@ def run_locally(plan: Plan) -> int:
 
 
 def run_pool(plan: Plan, environment: dict[str, str]) -> list[str] | None:
-    """Run plan.runs on a pool of --workers threads, in the order of the matrix; print a line as each ends. Returns
-    each run's status, or None once SIGINT, SIGTERM or SIGHUP stopped them (a second one kills them: they resume from
-    their last periodic checkpoint)."""
+    """Each run's status, run in a pool of --workers threads in the matrix's order; None once SIGINT, SIGTERM or SIGHUP
+    stopped them (each checkpoints; a second signal kills them)."""
     stoppers: dict[int, Stopper] = {}  # of the runs in progress
     stopping = threading.Event()
 
@@ -850,14 +817,10 @@ def run_from_json(text: str) -> Run:
 
 
 def slurm_task(threads: int, python: str, run: Run) -> int:
-    """One array task: run_one under SIGUSR1 (Slurm's warning, --time-margin seconds before the time limit, to the
-    batch shell, which this process replaced) and SIGTERM (scancel, a limit reached unwarned, preemption), which stop
-    the run as Ctrl-C does. After the warning, a run that wrote a checkpoint since this start requeues the task, which
-    resumes it; one that finished, failed or made no progress is not requeued. Exit 0 done, skipped, paused or
-    requeued; 3 stopped; 1 otherwise."""
+    """One array task: run_one, stopped as by Ctrl-C on SIGUSR1 (Slurm's warning before the time limit) or SIGTERM
+    (scancel); warned, a run that checkpointed since this start requeues the task. Exit 0 done or requeued, 3 stopped."""
     task, stopper, warned = slurm_job(), Stopper(own_process_group=False), []
     now = lambda: time.strftime("%Y-%m-%d %H:%M:%S")  # noqa: E731
-    stamp = lambda: (checkpoint := run.checkpoint()) and (checkpoint, os.path.getmtime(checkpoint))  # noqa: E731
 
     def stop(signum, frame):  # os.write, not print: the handler may run inside a print of the main thread
         os.write(1, f"{now()} {signal.Signals(signum).name}: stopping the run (its iteration, then a checkpoint)\n".encode())
@@ -868,7 +831,7 @@ def slurm_task(threads: int, python: str, run: Run) -> int:
     signal.signal(signal.SIGTERM, stop)
     start = int(os.environ.get("SLURM_RESTART_COUNT") or 0) + 1
     say(f"{now()} task {task}, start {start}, on {os.uname().nodename}: {run.directory}")
-    before = stamp()
+    before = (checkpoint := run.checkpoint()) and (checkpoint, os.path.getmtime(checkpoint))
     status = run_one(run, python, threads, stopper)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the run is over: a requeue's SIGTERM must not cut what follows
     say(f"{now()} {run.directory}: {status}")
@@ -877,7 +840,7 @@ def slurm_task(threads: int, python: str, run: Run) -> int:
     if status != "interrupted":
         say(f"not requeued: the run {'failed' if status == 'failed' else 'is ' + status}; see {run.directory}/log.txt", True)
         return 1
-    if any(warned) and stamp() not in (None, before):
+    if any(warned) and (checkpoint := run.checkpoint()) and (checkpoint, os.path.getmtime(checkpoint)) != before:
         say(f"requeueing {task}: it starts again, resuming from its checkpoint")
         if subprocess.run(["scontrol", "requeue", task]).returncode == 0:
             return 0
