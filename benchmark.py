@@ -25,7 +25,6 @@ import textwrap
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 
 from methods import GAME_SETS, METHODS, PRESETS, SPRIG, method_named, methods_table_mistake
@@ -671,6 +670,8 @@ def run_pool(plan: Plan, environment: dict[str, str]) -> list[str] | None:
         del stoppers[index]
         say(f"[{index + 1}/{len(plan.runs)}] {run.label}: {describe(status, run, int(time.monotonic() - start))[1]}")
         return status
+
+    from concurrent.futures import ThreadPoolExecutor, as_completed  # here, not at the top: 5 ms off every --dry-run
 
     handlers = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
