@@ -1502,7 +1502,9 @@ def plot_tradeoffs(args: TradeoffArgs) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 COMPACT_TAGS = ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "losses/entropy", "losses/clipfrac"]
 COMPACT_TAGS += ["losses/approx_kl", "sprig/attention_cost"] + [f"sprig/mask_mean_block{k}" for k in (1, 2, 3)]
-"""what a compact copy of a run keeps: returns and lengths with their steps, the policy's health, speed, the masks"""
+COMPACT_TAGS += ["sprig/feature_norm"]
+"""what a compact copy of a run keeps: returns and lengths with their steps, the policy's health, speed, the masks, the
+scale of the leader's features"""
 
 
 @dataclass

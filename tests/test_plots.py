@@ -228,13 +228,14 @@ def test_a_compact_copy_keeps_the_listed_tags_of_a_resumed_run_once_and_plots_th
     for step in range(4, 9):
         second.add_scalar("charts/episodic_return", 100.0 + step, step, walltime=START_WALL_TIME + 100 + step)
         second.add_scalar("sprig/mask_mean_block2", 0.25, step, walltime=START_WALL_TIME + 100 + step)
+        second.add_scalar("sprig/feature_norm", 2.0, step, walltime=START_WALL_TIME + 100 + step)
     second.close()
     result = run_cli("compact", tmp_path / "runs", tmp_path / "compact")
     assert result.returncode == 0, result.stderr
     copy = tmp_path / "compact" / run_dir.name
-    assert len(list(copy.glob("events.out.tfevents.*"))) == 1 and f"{copy}: 13 points" in result.stdout  # 8 returns, 5 masks
+    assert len(list(copy.glob("events.out.tfevents.*"))) == 1 and f"{copy}: 18 points" in result.stdout  # 8, 5 and 5
     scalars = plot_results.read_scalars(str(copy))
-    assert set(scalars) == {"charts/episodic_return", "sprig/mask_mean_block2"}
+    assert set(scalars) == {"charts/episodic_return", "sprig/mask_mean_block2", "sprig/feature_norm"}
     steps, values, wall_times = scalars["charts/episodic_return"]
     assert steps.tolist() == [1, 2, 3, 4, 5, 6, 7, 8] and values.tolist() == [1, 2, 3, 104, 105, 106, 107, 108]
     assert wall_times.tolist() == [START_WALL_TIME + t for t in (1, 2, 3, 104, 105, 106, 107, 108)]
