@@ -175,6 +175,7 @@ def test_both_stages_report_detached_scalar_tensors_under_the_names_the_loop_log
     _, ppo_stats = ppo_loss(*agent.get_action_and_value(mb["obs"], mb["actions"])[1:], mb, args)
     assert set(PPO_LOSS_STATS) == set(ppo_stats)  # logged as losses/*; the rest as sprig/*
     sprig = {"attention_cost", "u_policy", "u_follower", "leader_utility", "leader_grad_norm", "follower_grad_norm"}
+    sprig |= {"feature_norm"}
     assert set(stats) == set(ppo_stats) | sprig | {"mask_mean_block1", "mask_mean_block2", "mask_mean_block3"}
     assert all(value.dim() == 0 and not value.requires_grad for value in stats.values())
     host = to_host([stats, stats])  # one copy for the iteration: a float64 value per minibatch
