@@ -8,9 +8,12 @@ and the plan it makes; then the modes: this machine (a thread pool of --workers,
 library only, so that --help and --dry-run work before any environment for the training scripts exists.
 """
 
+from __future__ import annotations  # annotations as text: `int | None` and `list[str]` on Python 3.8, as benchmark.sh says
+
 import argparse
 import contextlib
 import csv
+import errno
 import fcntl
 import glob
 import json
@@ -35,8 +38,10 @@ REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 # --- A run: one record, and its state on disk. Each run has OUT/PRESET/ENV/NAME/seedSEED/ to itself: its script's
 # runs/ (TensorBoard, checkpoint.pt), log.txt, command.txt, `started` (what it computes, one line), `done` (the same
 # line) once it finished, and `paused` (a step) while paused at --stop-at-step.
-MACHINERY_FLAGS = {"--checkpoint-every", "--stop-at-step", "--resume", "--async-envs", "--no-async-envs", "--cudagraphs"}
-MACHINERY_FLAGS |= {"--no-cudagraphs"}
+MACHINERY_FLAGS = {"--checkpoint-every", "--stop-at-step", "--resume", "--async-envs", "--no-async-envs"} | {
+    "--cudagraphs",
+    "--no-cudagraphs",
+}
 """flags that change how a run goes, not what it computes: a run given other ones is the same run"""
 LOCK_FILES = {".benchmark.lock", ".lock"}
 """not a run's output: its lock, and the lock directory of versions before this one (ignored)"""
@@ -61,7 +66,10 @@ def split_machinery(words) -> tuple[list[str], list[str]]:
     """(the flags that make a run's results, its MACHINERY_FLAGS), each in its order."""
     results, machinery = [], []
     for name, values in flag_groups(words):
-        (machinery if name in MACHINERY_FLAGS else results).extend([name, *values] if name else values)
+        if name in MACHINERY_FLAGS:
+            machinery += [name, *values]
+        else:
+            results += [name, *values] if name else values
     return results, machinery
 
 
@@ -157,12 +165,14 @@ def slurm_job() -> str:
 @contextlib.contextmanager
 def run_lock(run: Run):
     """The run's lock, an fcntl.flock on its .benchmark.lock (naming its holder): its descriptor, None where another holds
-    it. The run inherits it, so it lasts while either lives, and the kernel frees it once both are gone, however."""
+    it. The run inherits it, so it lasts while either lives; the kernel frees it once both are gone, however they end."""
     descriptor = os.open(run.path(".benchmark.lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except OSError as error:
         os.close(descriptor)
+        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):  # a file system without locks (Lustre: -o flock)
+            raise OSError(error.errno, f"cannot lock {run.path('.benchmark.lock')}: {error.strerror}") from None
         yield None
         return
     try:
@@ -194,7 +204,8 @@ def run_one(run: Run, python: str, threads: int, stopper: Stopper, environment=N
     os.makedirs(run.directory, exist_ok=True)
     with run_lock(run) as lock:
         if lock is None:
-            say(f"{run.directory}: locked by another live run ({(run.read('.benchmark.lock') or '?').strip()}); left to it")
+            holder = (run.read(".benchmark.lock") or "?").strip()
+            say(f"{run.directory}: locked by another live run ({holder}); left to it")
             return "locked"
         state = run.state()
         if state == "conflict":
@@ -209,18 +220,22 @@ def run_one(run: Run, python: str, threads: int, stopper: Stopper, environment=N
                 f"{run.directory}: unfinished earlier run (no 'done' marker, no checkpoint): removing its partial output and restarting it"
             )
             for path in map(run.path, set(os.listdir(run.directory)) - LOCK_FILES):
-                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
         if stopper.stopped:  # asked to stop before it started: it does not start, and is resumed next time
             return "interrupted"
         returncode = start_and_wait(run, run.command(python, resume), threads, stopper, lock, environment or {})
-    if returncode == 0:
-        run.write("done", run.line)
-        return "ran"
-    if returncode == 3:  # stopped by a signal after writing its checkpoint: not done, resumed next time
-        return "interrupted"
-    if returncode == 4 and run.stop_at_step is not None:  # paused with its checkpoint: goes on when asked for more
-        run.write("paused", str(run.stop_at_step))
-        return "paused"
+        # Marked while the lock is held, so that no other invocation sees the run finished but not yet marked.
+        if returncode == 0:
+            run.write("done", run.line)
+            return "ran"
+        if returncode == 3:  # stopped by a signal after writing its checkpoint: not done, resumed next time
+            return "interrupted"
+        if returncode == 4 and run.stop_at_step is not None:  # paused with its checkpoint: goes on when asked for more
+            run.write("paused", str(run.stop_at_step))
+            return "paused"
     seconds = int(time.monotonic() - start)
     say(f"{run.directory}: FAILED (exit {returncode}) after {seconds} s; see {run.directory}/log.txt", error=True)
     return "failed"
@@ -263,7 +278,8 @@ def start_and_wait(run: Run, command: list[str], threads: int, stopper: Stopper,
 class Parser(argparse.ArgumentParser):
     def error(self, message):
         """A usage mistake: one line (argparse's own prints the usage first), exit 2, before anything is written."""
-        say(f"error: {re.sub(r'^argument (--[a-z-]+): ', lambda match: match[1] + ': ', message)} (see --help)", True)
+        message = re.sub(r"^argument (--[a-z-]+): ", r"\1: ", message)  # argparse's "argument --x: ..." as "--x: ..."
+        say(f"error: {message} (see --help)", error=True)
         raise SystemExit(2)
 
 
@@ -306,8 +322,14 @@ def one_of(choices, what: str):
 
 
 def words(check):
-    """An argparse type: a list in one argument, words separated by spaces, each as CHECK takes it."""
-    return lambda text: [check(word) for word in text.split()]
+    """An argparse type: a list in one argument, words separated by spaces (at least one), each as CHECK takes it."""
+
+    def split(text: str) -> list:
+        if not text.split():
+            raise argparse.ArgumentTypeError("is empty")
+        return [check(word) for word in text.split()]
+
+    return split
 
 
 def slurm_time(text: str) -> str:
@@ -332,14 +354,12 @@ def sweep(spec: str) -> tuple[str, list[str]]:
         raise argparse.ArgumentTypeError(f"'{flag}' is not a flag name (a flag of {SPRIG} without its dashes)")
     if flag in ("env-id", "seed", "total-timesteps", "exp-name"):
         raise argparse.ArgumentTypeError(f"--{flag} is set by benchmark.sh itself and cannot be swept")
-    for index, value in enumerate(values := values.split()):
+    for value in values.split():
         if not re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", value):
             raise argparse.ArgumentTypeError(f"{flag}: '{value}' is not a number")
-        if any(float(earlier) == float(value) for earlier in values[:index]):  # 0.3 and .30: one run
-            raise argparse.ArgumentTypeError(f"{flag}: the value {value} is listed twice")
-    if not values:
+    if not values.split():
         raise argparse.ArgumentTypeError(f'{flag}: no values (e.g. --sweep "{flag}=0.1 0.2")')
-    return flag, values
+    return flag, values.split()
 
 
 def parser() -> Parser:
@@ -357,7 +377,13 @@ def parser() -> Parser:
     )
     add = p.add_argument
     names = [method.name for method in METHODS]
-    add("--methods", type=words(one_of(names, "method")), default=names[:2], metavar='"M ..."', help="default: ppo sprig")
+    add(
+        "--methods",
+        type=words(one_of(names, "method")),
+        default=["ppo", "sprig"],
+        metavar='"M ..."',
+        help="default: ppo sprig",
+    )
     add("--env-ids", type=words(env_id), metavar='"IDS"', help="env ids (default: BeamRiderNoFrameskip-v4)")
     add("--games", type=one_of(GAME_SETS, "game set"), metavar="NAME", help="a game set instead of --env-ids")
     add("--seeds", type=words(whole()), metavar='"1 2 ..."', help="seeds (default: 1 2 3 4 5)")
@@ -465,7 +491,9 @@ def make_plan(argv: list[str]) -> Plan:
     if (mistake := methods_table_mistake()) is not None:  # a table that would mix two methods up: not the user's mistake
         say(f"error: {mistake}", error=True)
         raise SystemExit(2)
-    given, extra_flags = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    given, extra_flags = argv, []
+    if "--" in argv:  # the flags after -- go to every run
+        given, extra_flags = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     p = parser()
     options = p.parse_args(given)
     options.extra_flags = extra_flags
@@ -476,8 +504,6 @@ def make_plan(argv: list[str]) -> Plan:
         if getattr(options, first) and getattr(options, second):
             p.error(f"--{first.replace('_', '-')} and --{second.replace('_', '-')} do not go together: {why}")
     env_ids = list(GAME_SETS[options.games]) if options.games else options.env_ids or ["BeamRiderNoFrameskip-v4"]
-    if not (options.methods and env_ids and options.seeds):
-        p.error("--methods, --env-ids and --seeds each need one at least")
     if 0 < slurm_seconds(options.time) <= options.time_margin:
         p.error(f"--time-margin {options.time_margin} is not shorter than --time {options.time}: no time to train")
     if options.sps_from and not os.path.isdir(options.sps_from):
@@ -486,19 +512,25 @@ def make_plan(argv: list[str]) -> Plan:
     if options.sweep:  # sprig once per swept value, named sprig_FLAG=VALUE, which plot_results.py reads back
         if "sprig" not in options.methods:
             p.error(f"--sweep runs only sprig, and --methods '{' '.join(options.methods)}' leaves it out")
-        fixed = {name[2:] for name, _ in flag_groups([*PRESETS[options.preset], *extra_flags])}
-        for flag in [flag for flag, _ in options.sweep if {flag, "exp-name"} & fixed]:
-            p.error(f"--sweep {flag}: --{flag if flag in fixed else 'exp-name'} is also given by the preset or after --")
-        names = [(flag, value, f"sprig_{flag}={value}") for flag, values in options.sweep for value in values]
-        variants = [("sprig", name, (f"--{flag}", value, "--exp-name", name)) for flag, value, name in names]
+        set_elsewhere = {name[2:] for name, _ in flag_groups([*PRESETS[options.preset], *extra_flags])}
+        swept = [(flag, value) for flag, values in options.sweep for value in values]
+        for index, (flag, value) in enumerate(swept):
+            if {flag, "exp-name"} & set_elsewhere:
+                clash = flag if flag in set_elsewhere else "exp-name"
+                p.error(f"--sweep {flag}: --{clash} is also given by the preset or after --")
+            if any(other == flag and float(earlier) == float(value) for other, earlier in swept[:index]):  # 0.3 is .30
+                p.error(f"--sweep {flag}: the value {value} is listed twice")
+        variants = [("sprig", f"sprig_{f}={v}", (f"--{f}", v, "--exp-name", f"sprig_{f}={v}")) for f, v in swept]
     results, given_machinery = split_machinery(extra_flags)
     cuda = not (options.slurm or options.sps) and "--no-cuda" not in results and cuda_device_listed()
     machinery = ["--checkpoint-every", str(options.checkpoint_every)]
     machinery += ["--stop-at-step", str(options.stop_at_step)] if options.stop_at_step else []
     if cuda and not {"--async-envs", "--no-async-envs"} & set(given_machinery):
         machinery.append("--async-envs")  # a run on a GPU mostly waits on it: its envs step on the idle cores
+    machinery += given_machinery
+    stop = dict(flag_groups(machinery)).get("--stop-at-step")  # the last one given, as the scripts take it
     out = os.path.abspath(options.out)
-    fixed = (*PRESETS[options.preset], *(["--no-cuda"] if options.slurm and options.gpus == 0 else []), *results)
+    common_flags = (*PRESETS[options.preset], *(["--no-cuda"] if options.slurm and options.gpus == 0 else []), *results)
     runs = [
         Run(
             method=method,
@@ -506,9 +538,10 @@ def make_plan(argv: list[str]) -> Plan:
             env_id=env,
             seed=seed,
             script=os.path.join(REPO_DIR, method_named(method).script),
-            flags=("--env-id", env, "--seed", str(seed), "--total-timesteps", str(options.total_timesteps), *flags, *fixed),
-            machinery=(*machinery, *given_machinery),
-            stop_at_step=options.stop_at_step,
+            flags=("--env-id", env, "--seed", str(seed), "--total-timesteps", str(options.total_timesteps), *flags)
+            + common_flags,
+            machinery=tuple(machinery),
+            stop_at_step=int(stop[-1]) if stop else None,
             directory=f"{out}/{options.preset}/{env}/{name}/seed{seed}",
         )
         for seed in options.seeds
@@ -518,13 +551,18 @@ def make_plan(argv: list[str]) -> Plan:
     directories = [run.directory for run in runs]
     if twice := [directory for directory in directories if directories.count(directory) > 1]:
         p.error(f"a method, env id or seed is listed twice: {twice[0]}")
-    methods, cores, python = (
-        list(dict.fromkeys(method for method, _, _ in variants)),
-        len(os.sched_getaffinity(0)),
-        os.environ.get("PYTHON") or "python",
-    )
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
     return Plan(
-        options, runs, methods, env_ids, out, f"{out}/{options.preset}", cores, max(1, cores // options.workers), cuda, python
+        options=options,
+        runs=runs,
+        methods=list(dict.fromkeys(method for method, _, _ in variants)),
+        env_ids=env_ids,
+        out=out,
+        results_dir=f"{out}/{options.preset}",
+        cores=cores,
+        threads=max(1, cores // options.workers),
+        cuda=cuda,
+        python=os.environ.get("PYTHON") or "python",
     )
 
 
@@ -558,15 +596,17 @@ def mps_daemon(variables: dict[str, str] | None):
     environment = {**os.environ, **(variables or {})}
     for directory in (variables or {}).values():
         os.makedirs(directory, exist_ok=True)
-    if variables and (started := subprocess.run(["nvidia-cuda-mps-control", "-d"], env=environment)).returncode:
-        say(f"warning: nvidia-cuda-mps-control -d failed (exit {started.returncode}): the runs time-slice the GPU", True)
+    started = subprocess.run(["nvidia-cuda-mps-control", "-d"], env=environment).returncode if variables else 0
+    if started:
+        say(f"warning: nvidia-cuda-mps-control -d failed (exit {started}): the runs time-slice the GPU", error=True)
         variables = None
     try:
         yield variables or {}
     finally:
         if variables:
-            if (stopped := subprocess.run(["nvidia-cuda-mps-control"], input="quit\n", text=True, env=environment)).returncode:
-                say(f"warning: echo quit | nvidia-cuda-mps-control failed (exit {stopped.returncode})", error=True)
+            stopped = subprocess.run(["nvidia-cuda-mps-control"], input="quit\n", text=True, env=environment).returncode
+            if stopped:
+                say(f"warning: echo quit | nvidia-cuda-mps-control failed (exit {stopped})", error=True)
             if variables["CUDA_MPS_PIPE_DIRECTORY"].startswith("/tmp/sprig-mps-"):
                 shutil.rmtree(variables["CUDA_MPS_PIPE_DIRECTORY"], ignore_errors=True)
 
@@ -578,8 +618,10 @@ def gpu_lines(plan: Plan) -> list[str]:
         lines.append("GPU (nvidia-smi -L): every run gets --async-envs, its envs stepping on the cores the GPU leaves idle")
     if variables:
         pipes, logs = variables.values()
-        lines.append(f"MPS: the runs share the GPU through an MPS control daemon started for them (pipes in {pipes}, logs in")
-        lines[-1] += f" {logs}), stopped after the last run; --no-mps: without"
+        lines.append(
+            f"MPS: the runs share the GPU through an MPS control daemon started for them (pipes in {pipes}, logs in {logs}), "
+            "stopped after the last run; --no-mps: without"
+        )
     elif variables == {}:
         pipes = os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps"
         lines.append(f"MPS: the runs share the GPU through the MPS control daemon already running (pipes in {pipes})")
@@ -658,8 +700,10 @@ def run_pool(plan: Plan, environment: dict[str, str]) -> list[str] | None:
             stopper.stop(signal.SIGKILL if again else signal.SIGTERM)
 
     def one(index: int, run: Run) -> str:
+        if stopping.is_set():  # stopped before this one was taken: it is left as it is
+            return "interrupted"
         stoppers[index] = stopper = Stopper(own_process_group=True)
-        if stopping.is_set():  # stopped before this one started: it does not start
+        if stopping.is_set():  # stopped while it was being taken: it does not start
             stopper.stop()
         start = time.monotonic()
         try:
@@ -690,16 +734,23 @@ STATES = {
     "new": "new",
     "done": "done: skip",
     "conflict": "done with other flags: conflict",
-    "resume": "unfinished: resume from its checkpoint",
+    "resume": "unfinished: resume from its checkpoint, with the same command",
     "clean": "unfinished: clean and rerun",
     "paused": "paused at --stop-at-step {paused}: skip, until --stop-at-step grows",
 }
 
 
+def missing_scripts(plan: Plan) -> list[tuple[str, str]]:
+    """(method, its script's path) of each method run whose script is not beside this file."""
+    scripts = [(method, os.path.join(REPO_DIR, method_named(method).script)) for method in plan.methods]
+    return [(method, script) for method, script in scripts if not os.path.isfile(script)]
+
+
 def print_dry_run(plan: Plan) -> None:
     options, seeds = plan.options, len(plan.options.seeds)
     values = "; ".join(f"{flag}: {' '.join(values)}" for flag, values in options.sweep)
-    variants = f"sprig at {len(plan.runs) // seeds // len(plan.env_ids)} swept values ({values})" if options.sweep else ""
+    swept = sum(len(values) for _, values in options.sweep)
+    variants = f"sprig at {swept} swept values ({values})" if options.sweep else ""
     print(
         f"# {len(plan.runs)} runs = {variants or f'{len(plan.methods)} methods'} x {len(plan.env_ids)} envs x {seeds} "
         f"seeds, preset {options.preset}, {options.total_timesteps} steps each, {options.workers} workers x "
@@ -707,9 +758,8 @@ def print_dry_run(plan: Plan) -> None:
     )
     for line in cost_lines(plan) + gpu_lines(plan):
         print(f"# {line}")
-    for method in plan.methods:
-        if not os.path.isfile(script := os.path.join(REPO_DIR, method_named(method).script)):
-            print(f"# warning: {script} does not exist (yet)")
+    for method, script in missing_scripts(plan):
+        print(f"# warning: {method} needs {script}, which does not exist (yet)")
     print("# method env seed dir [state]")
     for run in plan.runs:
         print(f"{run.label} {run.directory} [{STATES[run.state()].format(paused=run.paused_at())}]")
@@ -781,24 +831,23 @@ def sbatch_scripts(plan: Plan) -> dict[str, str]:
 def submit(plan: Plan) -> int:
     """Write the sbatch scripts, and submit them (the array, then the plot job after it) if sbatch is on PATH."""
     os.makedirs(plan.out, exist_ok=True)
-    for path, script in (scripts := sbatch_scripts(plan)).items():
+    scripts = sbatch_scripts(plan)
+    for path, script in scripts.items():
         with open(path, "w") as file:
             file.write(script)
         say(f"wrote {path}")
     if shutil.which("sbatch") is None:
-        array, plot = [*scripts, ""][:2]
+        array, *plot = scripts
         say("sbatch is not on PATH; on the cluster, run this same command there, or submit with:")
-        say(
-            f"  id=$(sbatch --parsable {array}) && sbatch --dependency=afterany:${{id%%;*}} {plot}"
-            if plot
-            else f"  sbatch {array}"
-        )
+        after = f" && sbatch --dependency=afterany:${{id%%;*}} {plot[0]}" if plot else ""
+        say(f"  id=$(sbatch --parsable {array}){after}")
         return 0
     jobs: list[str] = []
     for script in scripts:
         after = [f"--dependency=afterany:{jobs[0]}"] if jobs else []
         submitted = subprocess.run(["sbatch", "--parsable", *after, script], stdout=subprocess.PIPE, text=True)
-        if submitted.returncode or not (job := submitted.stdout.strip().split(";")[0]).isdigit():  # "id" or "id;cluster"
+        job = submitted.stdout.strip().split(";")[0]  # --parsable prints "id" or "id;cluster"
+        if submitted.returncode or not job.isdigit():
             say(f"error: sbatch {script} failed{'; the array runs, but nothing will plot it' if jobs else ''}", error=True)
             return 1
         jobs.append(job)
@@ -817,22 +866,30 @@ def run_from_json(text: str) -> Run:
     return Run(**{**fields, "flags": tuple(fields["flags"]), "machinery": tuple(fields["machinery"])})
 
 
+def now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def slurm_task(threads: int, python: str, run: Run) -> int:
     """One array task: run_one, stopped as by Ctrl-C on SIGUSR1 (Slurm's warning before the time limit) or SIGTERM
     (scancel); warned, a run that checkpointed since this start requeues the task. Exit 0 done or requeued, 3 stopped."""
-    task, stopper, warned = slurm_job(), Stopper(own_process_group=False), []
-    now = lambda: time.strftime("%Y-%m-%d %H:%M:%S")  # noqa: E731
+    task, stopper, warned = slurm_job(), Stopper(own_process_group=False), threading.Event()
 
     def stop(signum, frame):  # os.write, not print: the handler may run inside a print of the main thread
         os.write(1, f"{now()} {signal.Signals(signum).name}: stopping the run (its iteration, then a checkpoint)\n".encode())
-        warned.append(signum == signal.SIGUSR1)
+        if signum == signal.SIGUSR1:
+            warned.set()
         stopper.stop()
+
+    def checkpoint_stamp():  # changes each time the run writes its checkpoint
+        checkpoint = run.checkpoint()
+        return checkpoint and (checkpoint, os.path.getmtime(checkpoint))
 
     signal.signal(signal.SIGUSR1, stop)
     signal.signal(signal.SIGTERM, stop)
     start = int(os.environ.get("SLURM_RESTART_COUNT") or 0) + 1
     say(f"{now()} task {task}, start {start}, on {os.uname().nodename}: {run.directory}")
-    before = (checkpoint := run.checkpoint()) and (checkpoint, os.path.getmtime(checkpoint))
+    before = checkpoint_stamp()
     status = run_one(run, python, threads, stopper)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the run is over: a requeue's SIGTERM must not cut what follows
     say(f"{now()} {run.directory}: {status}")
@@ -841,12 +898,12 @@ def slurm_task(threads: int, python: str, run: Run) -> int:
     if status != "interrupted":
         say(f"not requeued: the run {'failed' if status == 'failed' else 'is ' + status}; see {run.directory}/log.txt", True)
         return 1
-    if any(warned) and (checkpoint := run.checkpoint()) and (checkpoint, os.path.getmtime(checkpoint)) != before:
+    if warned.is_set() and checkpoint_stamp() not in (None, before):
         say(f"requeueing {task}: it starts again, resuming from its checkpoint")
         if subprocess.run(["scontrol", "requeue", task]).returncode == 0:
             return 0
         say(f"error: scontrol requeue {task} failed; the same benchmark.sh --slurm command resumes the run", error=True)
-    elif any(warned):
+    elif warned.is_set():
         say(f"not requeued: the run wrote no checkpoint since this start (no progress); see {run.directory}/log.txt", True)
     else:
         say("stopped with its checkpoint; not requeued by this task (the same benchmark.sh --slurm command resumes it)")
@@ -856,7 +913,8 @@ def slurm_task(threads: int, python: str, run: Run) -> int:
 def slurm_report(lines) -> int:
     """The plot job's report: each run not done, then how many are done."""
     runs = [run_from_json(line) for line in lines if line.strip()]
-    for run in (not_done := [run for run in runs if run.state() != "done"]):
+    not_done = [run for run in runs if run.state() != "done"]
+    for run in not_done:
         say(f"not done: {run.label} ({STATES[run.state()].format(paused=run.paused_at())}); log: {run.directory}/log.txt")
     say(f"{len(runs) - len(not_done)} of {len(runs)} runs done, {len(not_done)} not done")
     return 0
@@ -867,69 +925,75 @@ def slurm_report(lines) -> int:
 # machine's load). A later run's cost reads the newest measurement of its --preset, from OUT/sps or --sps-from DIR.
 def measure_sps(plan: Plan) -> int:
     options, directory = plan.options, f"{plan.out}/sps/{time.strftime('%Y%m%d-%H%M%S')}"
-    if (load := os.getloadavg()[0]) >= plan.cores / 2:  # other work slows these runs, and so every estimate from them
-        say(
-            f"warning: the machine is busy (load average {load:.2f} on {plan.cores} cores): the speeds measured now come out slow",
-            True,
-        )
+    load = os.getloadavg()[0]
+    if load >= plan.cores / 2:  # other work slows these runs, and so every wall time estimated from them
+        say(f"warning: the machine is busy (load average {load:.2f} on {plan.cores} cores): these speeds come out slow", True)
     flags = [*PRESETS[options.preset], *options.extra_flags]
     given = dict(flag_groups(flags))  # whole iterations of the batch the runs will use
     steps = int(given.get("--num-envs", ("8",))[-1]) * int(given.get("--num-steps", ("128",))[-1]) * options.sps_iterations
     flags = ["--env-id", plan.env_ids[0], "--seed", str(options.seeds[0]), *flags, "--total-timesteps", str(steps)]
+    environment = {**os.environ, "OMP_NUM_THREADS": str(plan.cores), "MKL_NUM_THREADS": str(plan.cores)}
     for method in map(method_named, plan.methods):
-        os.makedirs(log := f"{directory}/{method.name}", exist_ok=True)
-        say(
-            f"sps: {method.name}, {options.sps_iterations} iterations (the first is warm-up), {plan.cores} threads, log in {log}"
-        )
+        log = f"{directory}/{method.name}"
+        os.makedirs(log, exist_ok=True)
+        say(f"sps: {method.name}, {options.sps_iterations} iterations (the first warms up), {plan.cores} threads, in {log}")
         command = [plan.python, os.path.join(REPO_DIR, method.script), *method.run_flags, *flags]
-        threads = {"OMP_NUM_THREADS": str(plan.cores), "MKL_NUM_THREADS": str(plan.cores)}
         with open(f"{log}/log.txt", "w") as file:
-            if subprocess.run(
-                command, cwd=log, env={**os.environ, **threads}, stdout=file, stderr=subprocess.STDOUT
-            ).returncode:
+            if subprocess.run(command, cwd=log, env=environment, stdout=file, stderr=subprocess.STDOUT).returncode:
                 say(f"error: {method.name} failed; see {log}/log.txt", error=True)
                 return 2
-    if (plotted := subprocess.run([plan.python, os.path.join(REPO_DIR, "plot_results.py"), "sps", directory])).returncode:
-        return plotted.returncode
+    plotted = subprocess.run([plan.python, os.path.join(REPO_DIR, "plot_results.py"), "sps", directory]).returncode
+    if plotted:
+        return plotted
     with open(f"{directory}/measured_with.json", "w") as file:
         json.dump({"preset": options.preset, "flags": options.extra_flags, "load": round(load, 2), "cores": plan.cores}, file)
     return 0
 
 
-def newest_speeds(plan: Plan) -> tuple[str, str | None]:
-    """(where speeds are looked for, the newest measurement there of this --preset, or None): OUT/sps, or with
-    --sps-from DIR, DIR as --sps left it elsewhere: one measurement (OUT/sps/DATE), an OUT/sps, or an OUT."""
+def read_measurement(directory: str) -> tuple[dict, dict[str, float]] | None:
+    """What --sps left in DIRECTORY: its measured_with.json and {label: SPS} from its sps.csv; None where either is
+    missing or not what --sps writes."""
+    try:
+        with open(f"{directory}/measured_with.json") as file:
+            measured_with = dict(json.load(file))
+        with open(f"{directory}/sps.csv") as file:
+            speeds = {row["method"]: float(row["SPS"]) for row in csv.DictReader(file) if row.get("SPS")}
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return measured_with, speeds
+
+
+def newest_speeds(plan: Plan) -> tuple[str, str | None, dict, dict[str, float]]:
+    """(where speeds are looked for, the newest measurement there of this --preset or None, its measured_with and
+    speeds): OUT/sps, or with --sps-from DIR, DIR as --sps left it elsewhere: a measurement, an OUT/sps, or an OUT."""
     where = os.path.abspath(plan.options.sps_from or f"{plan.out}/sps")
     patterns = ("", "*/", "sps/*/") if plan.options.sps_from else ("*/",)
-    found = [path for pattern in patterns for path in glob.glob(f"{glob.escape(where)}/{pattern}measured_with.json")]
-    for path in sorted(found, key=lambda path: os.path.basename(os.path.dirname(path)), reverse=True):  # DATE: newest first
-        with open(path) as file:
-            if json.load(file)["preset"] == plan.options.preset and os.path.exists(f"{os.path.dirname(path)}/sps.csv"):
-                return where, os.path.dirname(path)
-    return where, None
+    found = [os.path.dirname(path) for pattern in patterns for path in glob.glob(f"{glob.escape(where)}/{pattern}sps.csv")]
+    for directory in sorted(found, key=os.path.basename, reverse=True):  # DATE is YYYYmmdd-HHMMSS: the newest first
+        measurement = read_measurement(directory)
+        if measurement and measurement[0].get("preset") == plan.options.preset:
+            return (where, directory, *measurement)
+    return where, None, {}, {}
 
 
 def hms(seconds: float) -> str:
     seconds = int(seconds + 0.5)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    days = f" ({seconds / 86400:.1f} days)" if seconds >= 172800 else ""
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}{days}"
 
 
 def cost_lines(plan: Plan) -> list[str]:
     """The matrix's runs and env steps, and its wall time estimated for --workers from the speeds --sps measured."""
     options, runs, total = plan.options, len(plan.runs), plan.options.total_timesteps
-    steps = min(total, options.stop_at_step or total)  # what this command trains: each run up to its pause
+    steps = min(total, plan.runs[0].stop_at_step or total)  # what this command trains: each run up to its pause
     paused = f" (up to --stop-at-step, of {total:,} each)" if steps < total else ""
     lines = [f"cost: {runs} runs x {steps:,} steps = {runs * steps:,} env steps{paused}"]
-    where, measured = newest_speeds(plan)
+    where, measured, measured_with, speeds = newest_speeds(plan)
     if measured is None:
         return lines + [
             f"wall time: unknown, no speed measured with --preset {options.preset} in {where}; measure it (a few minutes) "
             f"with ./benchmark.sh --sps --preset {options.preset} --out {plan.out}, adding after -- the flags the runs get"
         ]
-    with open(f"{measured}/sps.csv") as file:
-        speeds = {row["method"]: float(row["SPS"]) for row in csv.DictReader(file) if row["SPS"]}
-    with open(f"{measured}/measured_with.json") as file:
-        measured_with = json.load(file)
     count = {name: sum(run.method == name for run in plan.runs) for name in plan.methods}
     known = [method for method in map(method_named, plan.methods) if speeds.get(method.label, 0) > 0]
     unmeasured = ", ".join(f"{name} ({count[name]} runs)" for name in plan.methods if method_named(name) not in known)
@@ -937,17 +1001,19 @@ def cost_lines(plan: Plan) -> list[str]:
         return lines + [f"wall time: unknown, {measured} holds no speed of {unmeasured}; measure it with --sps"]
     seconds = sum(count[method.name] * steps / speeds[method.label] for method in known)
     used = ", ".join(f"{method.label} {speeds[method.label]:g} SPS" for method in known)
-    flags, load = (
-        " ".join(measured_with["flags"]) or "none",
-        f"load average {measured_with['load']} on {measured_with['cores']} cores",
+    flags = " ".join(measured_with.get("flags", [])) or "none"
+    load = f"load average {measured_with.get('load', '?')} on {measured_with.get('cores', '?')} cores"
+    lines.append(
+        f"wall time: about {hms(seconds)} one run at a time, at the speeds measured in {measured} ({used}; flags after -- "
+        f"then: {flags}; {load})"
     )
-    lines.append(f"wall time: about {hms(seconds)} one run at a time, at the speeds measured in {measured} ({used}; flags")
-    lines[-1] += f" after -- then: {flags}; {load})"
     # Side by side, WORKERS runs take between that over WORKERS (each keeps its speed: runs that leave cores idle) and
     # all of it (they share the machine's speed, as runs that each keep every core busy do on a CPU with few cores).
     if options.workers > 1:
-        lines.append(f"with {options.workers} workers: between {hms(seconds / options.workers)} (if each run keeps that speed")
-        lines[-1] += f" beside the others) and {hms(seconds)} (if they share it); start-up and evaluation not counted"
+        lines.append(
+            f"with {options.workers} workers: between {hms(seconds / options.workers)} (if each run keeps that speed beside "
+            f"the others) and {hms(seconds)} (if they share it); start-up and evaluation not counted"
+        )
     return lines + ([f"wall time leaves out {unmeasured}: no speed measured in {measured}"] if unmeasured else [])
 
 
@@ -965,10 +1031,9 @@ def main(argv: list[str]) -> int:
     if options.dry_run:
         print_dry_run(plan)
         return 0
-    for method in plan.methods:
-        if not os.path.isfile(script := os.path.join(REPO_DIR, method_named(method).script)):
-            say(f"error: {method} needs {script}, which does not exist (yet); use --methods to leave it out", error=True)
-            return 2
+    for method, script in missing_scripts(plan):
+        say(f"error: {method} needs {script}, which does not exist (yet); use --methods to leave it out", error=True)
+        return 2
     try:
         return measure_sps(plan) if options.sps else submit(plan) if options.slurm else run_locally(plan)
     except KeyboardInterrupt:  # before the runs started, or after they ended

@@ -5,6 +5,8 @@ exp_name) with its label and colour; feature_scale.py builds its network. Adding
 Standard library only, as benchmark.py is.
 """
 
+from __future__ import annotations  # annotations as text: `tuple[str, ...]` on Python 3.8, as benchmark.py
+
 import os
 from dataclasses import dataclass
 
@@ -54,7 +56,7 @@ def methods_table_mistake() -> str | None:
     for key in ("name", "exp_name", "label"):
         values = [getattr(method, key) for method in METHODS]
         if twice := [value for value in values if values.count(value) > 1]:
-            return f"benchmark.py's METHODS: two methods with the {key} {twice[0]} (give each its own)"
+            return f"methods.py's METHODS: two methods with the {key} {twice[0]} (give each its own)"
     return None
 
 

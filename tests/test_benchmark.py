@@ -8,6 +8,7 @@ exist yet in the repo. The sbatch script's tasks run here as plain processes, wi
 tests/test_slurm.py submits them to a real Slurm. On a GPU machine, the tests hide its GPU unless they stand in one.
 """
 
+import contextlib
 import csv
 import itertools
 import json
@@ -75,6 +76,10 @@ if [[ -n ${FAKE_INTERRUPT:-} ]]; then  # as a real run does on SIGTERM
     echo checkpoint >"$run_dir/checkpoint.pt"
     echo "interrupted at step 64; resume with: python $script --resume $run_dir/checkpoint.pt"
     exit 3
+fi
+if [[ -n ${FAKE_PAUSE:-} ]]; then  # as a real run does at its --stop-at-step
+    echo checkpoint >"$run_dir/checkpoint.pt"
+    exit 4
 fi
 if [[ -n ${FAKE_SAYS:-} ]]; then  # a finished run whose output happens to hold what a stopped run prints
     echo "$FAKE_SAYS"
@@ -627,6 +632,46 @@ def test_terminating_the_benchmark_stops_its_training_runs(sandbox):
         process.wait()
 
 
+def test_runs_not_yet_started_when_the_benchmark_is_stopped_are_left_untouched(sandbox):
+    hang_pids = sandbox / "hanging_pids.txt"
+    environment = dict(os.environ, PYTHON=str(sandbox / "bin" / "python"), FAKE_CALLS=str(sandbox / "calls.txt"))
+    environment.update(FAKE_HANG=str(hang_pids), CUDA_VISIBLE_DEVICES="")
+    (run_dir(sandbox, "ppo", 2) / "runs").mkdir(parents=True)  # an earlier run's partial output, no checkpoint
+    command = [
+        "bash",
+        str(sandbox / "repo" / "benchmark.sh"),
+        "--methods",
+        "ppo",
+        "--seeds",
+        "1 2",
+        "--out",
+        "out",
+        "--no-plot",
+    ]
+    process = subprocess.Popen(
+        command, cwd=sandbox / "work", env=environment, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        wait_for_file_lines(hang_pids, 1)
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=30)
+    finally:
+        for pid in map(int, hang_pids.read_text().split()) if hang_pids.exists() else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+    assert process.returncode == 130 and len(training_calls(sandbox)) == 1
+    assert "[2/2]" not in stdout and os.listdir(run_dir(sandbox, "ppo", 2)) == ["runs"]  # neither cleaned nor locked
+
+
+def test_a_stop_at_step_given_after_the_double_dash_pauses_the_run_too(sandbox):
+    args = ["--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot", "--", "--stop-at-step", "64"]
+    result = run_benchmark(sandbox, *args, FAKE_PAUSE="1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 paused at --stop-at-step" in result.stdout and (run_dir(sandbox, "ppo", 1) / "paused").read_text() == "64\n"
+    again = run_benchmark(sandbox, "--dry-run", *args)
+    assert "[paused at --stop-at-step 64: skip, until --stop-at-step grows]" in again.stdout
+
+
 def test_plot_step_runs_plot_results_on_the_preset_dir_with_the_same_python(sandbox):
     result = run_benchmark(sandbox, "--methods", "ppo", "--seeds", "1", "--out", "out", "--preset", "paper")
     assert result.returncode == 0, result.stderr
@@ -1054,7 +1099,10 @@ def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itse
         (["--seeds", "1 2 1"], "error: a method, env id or seed is listed twice: "),
         (["--sweep", "alpha-coop=0.3 high"], "error: --sweep: alpha-coop: 'high' is not a number"),
         (["--sweep", "alpha-coop=0.3,0.7"], "error: --sweep: alpha-coop: '0.3,0.7' is not a number"),
-        (["--sweep", "alpha-coop=0.3 .30"], "error: --sweep: alpha-coop: the value .30 is listed twice"),
+        (["--sweep", "alpha-coop=0.3 .30"], "error: --sweep alpha-coop: the value .30 is listed twice"),
+        (["--sweep", "alpha-coop=0.3", "--sweep", "alpha-coop=.3"], "error: --sweep alpha-coop: the value .3 is listed twice"),
+        (["--env-ids", ""], "error: --env-ids: is empty"),
+        (["--seeds", " "], "error: --seeds: is empty"),
         (["--sweep", "alpha-coop"], "error: --sweep: needs FLAG=VALUE [VALUE ...]"),
         (["--sweep", "alpha-coop="], "error: --sweep: alpha-coop: no values"),
         (["--sweep=--alpha-coop=0.3"], "error: --sweep: '--alpha-coop' is not a flag name"),
@@ -1145,7 +1193,8 @@ def test_sps_mode_measures_both_real_scripts_and_splits_the_time(tmp_path):
     )
     seconds = round(15 * 10_000_000 / speeds["PPO"] + 15 * 10_000_000 / speeds["SPRIG"])
     hours = f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-    assert f"# wall time: about {hours} one run at a time, at the speeds measured in {table.parent} (PPO " in dry_run.stdout
+    assert f"# wall time: about {hours} (" in dry_run.stdout  # and its days, over two of them
+    assert f"one run at a time, at the speeds measured in {table.parent} (PPO " in dry_run.stdout
     assert f"; flags after -- then: {' '.join(tiny)}; load average {measured_with['load']} on " in dry_run.stdout
 
 
