@@ -38,10 +38,8 @@ REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 # --- A run: one record, and its state on disk. Each run has OUT/PRESET/ENV/NAME/seedSEED/ to itself: its script's
 # runs/ (TensorBoard, checkpoint.pt), log.txt, command.txt, `started` (what it computes, one line), `done` (the same
 # line) once it finished, and `paused` (a step) while paused at --stop-at-step.
-MACHINERY_FLAGS = {"--checkpoint-every", "--stop-at-step", "--resume", "--async-envs", "--no-async-envs"} | {
-    "--cudagraphs",
-    "--no-cudagraphs",
-}
+MACHINERY_FLAGS = {"--checkpoint-every", "--stop-at-step", "--resume", "--async-envs", "--no-async-envs", "--cudagraphs"}
+MACHINERY_FLAGS.add("--no-cudagraphs")
 """flags that change how a run goes, not what it computes: a run given other ones is the same run"""
 LOCK_FILES = {".benchmark.lock", ".lock"}
 """not a run's output: its lock, and the lock directory of versions before this one (ignored)"""
