@@ -45,7 +45,7 @@ class Args:
 
 
 def script_args(method, preset):
-    """The training script's module and its Args for this benchmark method under this preset, as benchmark.sh runs it."""
+    """The training script's Args for this benchmark method under this preset, as benchmark.sh runs it (batch sizes filled in)."""
     script = ppo_atari if method.script == "ppo_atari.py" else sprig_ppo_atari
     args = tyro.cli(script.Args, args=[*PRESETS[preset], *method.run_flags])
     args.batch_size = args.num_envs * args.num_steps
