@@ -414,8 +414,9 @@ Runs every (method x env x seed) combination of ppo_atari.py / sprig_ppo_atari.p
 OUT/PRESET/ENV/METHOD/seedSEED/ (runs/, log.txt, command.txt, and a 'done' marker once it exited 0), then calls
 plot_results.py on OUT/PRESET (figure2.png, results.md). Rerunning skips finished runs and resumes unfinished ones
 from their last checkpoint (from scratch if they have none, or were started with other flags); concurrent invocations
-never run the same combination twice. How a run ended is its script's exit status: 0 finished (done), 3 stopped by a
-signal with its checkpoint (interrupted), 4 paused at --stop-at-step, other failed.
+never run the same combination twice (across machines, where their shared file system's locks work across them).
+How a run ended is its script's exit status: 0 finished (done), 3 stopped by a signal with its checkpoint
+(interrupted), 4 paused at --stop-at-step, other failed.
 
 methods:
 {methods}
