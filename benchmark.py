@@ -29,6 +29,7 @@ import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass
+from functools import partial
 
 from methods import GAME_SETS, METHODS, PRESETS, SPRIG, method_named, methods_table_mistake
 
@@ -106,6 +107,11 @@ class Run:
     def command(self, python: str, resume: str | None = None) -> list[str]:
         return [python, self.script, *self.flags, *self.machinery, *(["--resume", resume] if resume else [])]
 
+    def shell_line(self, command: list[str], variables: dict) -> str:
+        """COMMAND as one runs it by hand: from the run's directory, with VARIABLES (command.txt, --dry-run)."""
+        assignments = " ".join(f"{name}={shlex.quote(str(value))}" for name, value in variables.items())
+        return f"cd {shlex.quote(self.directory)} && {assignments} {shlex.join(command)}"
+
     def path(self, name: str) -> str:
         return os.path.join(self.directory, name)
 
@@ -140,6 +146,11 @@ class Run:
         if os.path.isdir(self.directory) and set(os.listdir(self.directory)) - LOCK_FILES:
             return "clean"
         return "new"
+
+    @staticmethod
+    def from_json(text: str) -> Run:
+        fields = json.loads(text)
+        return Run(**{**fields, "flags": tuple(fields["flags"]), "machinery": tuple(fields["machinery"])})
 
 
 # --- Running one run, on this machine or in a Slurm task. How it ended is its script's exit status: 0 finished
@@ -218,10 +229,7 @@ def run_one(run: Run, python: str, threads: int, stopper: Stopper, environment=N
                 f"{run.directory}: unfinished earlier run (no 'done' marker, no checkpoint): removing its partial output and restarting it"
             )
             for path in map(run.path, set(os.listdir(run.directory)) - LOCK_FILES):
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path)
-                else:
-                    os.remove(path)
+                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
         if stopper.stopped:  # asked to stop before it started: it does not start, and is resumed next time
             return "interrupted"
         returncode = start_and_wait(run, run.command(python, resume), threads, stopper, lock, environment or {})
@@ -247,8 +255,7 @@ def start_and_wait(run: Run, command: list[str], threads: int, stopper: Stopper,
     run.write("started", run.line)
     say(f"{run.directory}: started (log: {run.directory}/log.txt)")
     variables = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), **environment}
-    assignments = [f"{name}={value}" for name, value in variables.items()]
-    run.write("command.txt", f"cd {shlex.quote(run.directory)} && {shlex.join(['env', *assignments, *command])}")
+    run.write("command.txt", run.shell_line(command, variables))
     with open(run.path("log.txt"), "a") as log:
         try:
             stopper.process = subprocess.Popen(
@@ -281,59 +288,40 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def whole(least: int = 0, most: int | None = None):
-    """An argparse type: a whole number from LEAST to MOST."""
-
-    def check(text: str) -> int:
-        if not (text.isascii() and text.isdigit()) or int(text) < least or (most is not None and int(text) > most):
-            kind = {0: "a non-negative integer", 1: "a positive integer"}.get(least, f"an integer of at least {least}")
-            raise argparse.ArgumentTypeError(f"must be {kind}{f' up to {most}' if most else ''}, got '{text}'")
-        return int(text)
-
-    return check
+def whole(text: str, least: int = 0, most: int | None = None) -> int:
+    """An argparse type (LEAST and MOST by functools.partial): a whole number from LEAST to MOST."""
+    if not (text.isascii() and text.isdigit()) or int(text) < least or (most is not None and int(text) > most):
+        kind = {0: "a non-negative integer", 1: "a positive integer"}.get(least, f"an integer of at least {least}")
+        raise argparse.ArgumentTypeError(f"must be {kind}{f' up to {most}' if most else ''}, got '{text}'")
+    return int(text)
 
 
 def slurm_seconds(limit: str) -> int:
-    """A Slurm time limit (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) in seconds, 0 for none; as an argparse type, checked."""
+    """A Slurm time limit (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) in seconds, 0 for none."""
     if limit.lower() in ("infinite", "unlimited"):
         return 0
-    for pattern, units in [
-        (r"(\d+)-(\d+)(?::(\d+)(?::(\d+))?)?", "dhms"),
-        (r"(\d+):(\d+):(\d+)", "hms"),
-        (r"(\d+)(?::(\d+))?", "ms"),
-    ]:
-        if match := re.fullmatch(pattern, limit):
-            value = dict(zip(units, (int(group or 0) for group in match.groups())))
-            return ((value.get("d", 0) * 24 + value.get("h", 0)) * 60 + value["m"]) * 60 + value.get("s", 0)
-    raise argparse.ArgumentTypeError(f"'{limit}' is not a Slurm time limit (MINUTES, H:MM:SS, DAYS-HH:MM:SS, DAYS-HH, ...)")
+    days, dash, rest = limit.partition("-") if "-" in limit else ("0", "", limit)
+    parts = rest.split(":")
+    if len(parts) > 3 or not all(part.isascii() and part.isdigit() for part in [days, *parts]):
+        raise argparse.ArgumentTypeError(
+            f"'{limit}' is not a Slurm time limit (MINUTES, H:MM:SS, DAYS-HH:MM:SS, DAYS-HH, ...)"
+        )
+    units = [3600, 60, 1] if dash or len(parts) == 3 else [60, 1]  # D-H..., H:M:S; or M, M:S
+    return int(days) * 86400 + sum(int(part) * unit for part, unit in zip(parts, units))
 
 
-def one_of(choices, what: str):
+def one_of(word: str, choices, what: str) -> str:
     """An argparse type: one of CHOICES (argparse's own `choices` would list them all in the usage line)."""
-
-    def check(word: str) -> str:
-        if word not in choices:
-            raise argparse.ArgumentTypeError(f"unknown {what} '{word}' (known: {', '.join(choices)})")
-        return word
-
-    return check
+    if word not in choices:
+        raise argparse.ArgumentTypeError(f"unknown {what} '{word}' (known: {', '.join(choices)})")
+    return word
 
 
-def words(check):
+def words(text: str, check) -> list:
     """An argparse type: a list in one argument, words separated by spaces (at least one), each as CHECK takes it."""
-
-    def split(text: str) -> list:
-        if not text.split():
-            raise argparse.ArgumentTypeError("is empty")
-        return [check(word) for word in text.split()]
-
-    return split
-
-
-def slurm_time(text: str) -> str:
-    """An argparse type: a Slurm time limit, as sbatch takes it."""
-    slurm_seconds(text)  # raises where it is not one
-    return text
+    if not text.split():
+        raise argparse.ArgumentTypeError("is empty")
+    return [check(word) for word in text.split()]
 
 
 def env_id(word: str) -> str:
@@ -373,39 +361,40 @@ def parser() -> Parser:
         ),
         epilog=DETAILS,
     )
-    add = p.add_argument
-    names = [method.name for method in METHODS]
-    add(
-        "--methods",
-        type=words(one_of(names, "method")),
-        default=["ppo", "sprig"],
-        metavar='"M ..."',
-        help="default: ppo sprig",
-    )
-    add("--env-ids", type=words(env_id), metavar='"IDS"', help="env ids (default: BeamRiderNoFrameskip-v4)")
-    add("--games", type=one_of(GAME_SETS, "game set"), metavar="NAME", help="a game set instead of --env-ids")
-    add("--seeds", type=words(whole()), metavar='"1 2 ..."', help="seeds (default: 1 2 3 4 5)")
-    add("--total-timesteps", type=whole(1), metavar="N", help="env steps per run (default: 10000000)")
-    add("--stop-at-step", type=whole(1), metavar="N", help="pause every run at N steps, checkpointed (below)")
-    add("--workers", type=whole(1), metavar="N", help="runs at once, the cores split between them (default: 1; below)")
+    add, count, positive, two_or_more = p.add_argument, whole, partial(whole, least=1), partial(whole, least=2)
+    method = partial(one_of, choices=[method.name for method in METHODS], what="method")
+    game_set, preset = partial(one_of, choices=GAME_SETS, what="game set"), partial(one_of, choices=PRESETS, what="preset")
+    add("--methods", type=partial(words, check=method), default=["ppo", "sprig"], metavar='"M ..."', help="default: ppo sprig")
+    add("--env-ids", type=partial(words, check=env_id), metavar='"IDS"', help="env ids (default: BeamRiderNoFrameskip-v4)")
+    add("--games", type=game_set, metavar="NAME", help="a game set instead of --env-ids")
+    add("--seeds", type=partial(words, check=count), metavar='"1 2 ..."', help="seeds (default: 1 2 3 4 5)")
+    add("--total-timesteps", type=positive, metavar="N", help="env steps per run (default: 10000000)")
+    add("--stop-at-step", type=positive, metavar="N", help="pause every run at N steps, checkpointed (below)")
+    add("--workers", type=positive, metavar="N", help="runs at once, the cores split between them (default: 1; below)")
     add("--no-mps", action="store_true", help="on a GPU, 2 or more workers without NVIDIA MPS (below)")
-    add("--checkpoint-every", type=whole(), default=25, metavar="N", help="checkpoint.pt every N iterations (default: 25)")
+    add("--checkpoint-every", type=count, default=25, metavar="N", help="checkpoint.pt every N iterations (default: 25)")
     add("--out", metavar="DIR", help="results directory (default: benchmark_results; benchmark_results_quick with --quick)")
-    add("--preset", type=one_of(PRESETS, "preset"), default="cleanrl", metavar="NAME", help="cleanrl (default) or paper")
+    add("--preset", type=preset, default="cleanrl", metavar="NAME", help="cleanrl (default) or paper")
     add("--quick", action="store_true", help="CPU-sized check: seeds 1 2, 50000 steps, 2 workers (each unless given)")
     add("--dry-run", action="store_true", help="print the runs, their states and commands; run and create nothing")
     add("--no-plot", action="store_true", help="do not call plot_results.py at the end")
     add("--sweep", type=sweep, action="append", default=[], metavar='"FLAG=V ..."', help="sprig once per value (below)")
     add("--sps", action="store_true", help="measure each method's speed instead (below)")
-    add("--sps-iterations", type=whole(2), default=4, metavar="N", help="iterations of each --sps run (default: 4)")
+    add("--sps-iterations", type=two_or_more, default=4, metavar="N", help="iterations of each --sps run (default: 4)")
     add("--sps-from", metavar="DIR", help="the cost estimate's speeds from another machine's --sps (below)")
     add = p.add_argument_group("Slurm (below)").add_argument
     add("--slurm", action="store_true", help="write OUT/sprig_benchmark*.sbatch, and submit them if sbatch is on PATH")
     add("--partition", metavar="P", help="partition (default: the cluster's default)")
-    add("--time", type=slurm_time, default="24:00:00", metavar="T", help="time limit per task (default: 24:00:00)")
-    add("--time-margin", type=whole(0, 65535), default=300, metavar="S", help="warn tasks S s before it (default: 300)")
-    add("--gpus", type=whole(), default=1, metavar="N", help="GPUs per task (default: 1; with 0 the runs get --no-cuda)")
-    add("--cpus-per-task", type=whole(1), default=4, metavar="N", help="CPUs per task, the runs' threads (default: 4)")
+    add("--time", default="24:00:00", metavar="T", help="time limit per task (default: 24:00:00)")
+    add(
+        "--time-margin",
+        type=partial(whole, most=65535),
+        default=300,
+        metavar="S",
+        help="warn tasks S s before it (default: 300)",
+    )
+    add("--gpus", type=count, default=1, metavar="N", help="GPUs per task (default: 1; with 0 the runs get --no-cuda)")
+    add("--cpus-per-task", type=positive, default=4, metavar="N", help="CPUs per task, the runs' threads (default: 4)")
     return p
 
 
@@ -503,7 +492,11 @@ def make_plan(argv: list[str]) -> Plan:
         if getattr(options, first) and getattr(options, second):
             p.error(f"--{first.replace('_', '-')} and --{second.replace('_', '-')} do not go together: {why}")
     env_ids = list(GAME_SETS[options.games]) if options.games else options.env_ids or ["BeamRiderNoFrameskip-v4"]
-    if 0 < slurm_seconds(options.time) <= options.time_margin:
+    try:
+        limit = slurm_seconds(options.time)
+    except argparse.ArgumentTypeError as error:
+        p.error(f"--time: {error}")
+    if 0 < limit <= options.time_margin:
         p.error(f"--time-margin {options.time_margin} is not shorter than --time {options.time}: no time to train")
     if options.sps_from and not os.path.isdir(options.sps_from):
         p.error(f"--sps-from: '{options.sps_from}' is not a directory (an --out of --sps, or its sps/ or sps/DATE/)")
@@ -514,9 +507,8 @@ def make_plan(argv: list[str]) -> Plan:
         set_elsewhere = {name[2:] for name, _ in flag_groups([*PRESETS[options.preset], *extra_flags])}
         swept = [(flag, value) for flag, values in options.sweep for value in values]
         for index, (flag, value) in enumerate(swept):
-            if {flag, "exp-name"} & set_elsewhere:
-                clash = flag if flag in set_elsewhere else "exp-name"
-                p.error(f"--sweep {flag}: --{clash} is also given by the preset or after --")
+            if clash := [name for name in (flag, "exp-name") if name in set_elsewhere]:
+                p.error(f"--sweep {flag}: --{clash[0]} is also given by the preset or after --")
             if any(other == flag and float(earlier) == float(value) for other, earlier in swept[:index]):  # 0.3 is .30
                 p.error(f"--sweep {flag}: the value {value} is listed twice")
         variants = [("sprig", f"sprig_{f}={v}", (f"--{f}", v, "--exp-name", f"sprig_{f}={v}")) for f, v in swept]
@@ -656,12 +648,7 @@ def describe(status: str, run: Run, seconds: int = 0) -> list[str]:
 def run_locally(plan: Plan) -> int:
     """Every run, --workers at a time; then the summary and the plots. The exit status: 0 if every run is done (or
     paused, or left to another invocation) and every plot made, 130 after Ctrl-C, 1 otherwise."""
-    options = plan.options
-    say(
-        f"{len(plan.runs)} runs, preset {options.preset}, {options.total_timesteps} steps each, {options.workers} workers x "
-        f"{plan.threads} threads, results in {plan.results_dir}"
-    )
-    for line in cost_lines(plan) + gpu_lines(plan):
+    for line in overview(plan):
         say(line)
     with mps_daemon(mps_variables(plan)) as environment:
         statuses = run_pool(plan, environment)
@@ -678,7 +665,7 @@ def run_locally(plan: Plan) -> int:
         f"summary: {counts['ran']} ran, {counts['skipped']} already done (skipped), {counts['paused']} paused at "
         f"--stop-at-step, {counts['locked']} running elsewhere (locked), {counts['failed']} failed"
     )
-    for command, makes in [] if options.no_plot else plan.plot_commands():
+    for command, makes in [] if plan.options.no_plot else plan.plot_commands():
         plotted = subprocess.run(command).returncode == 0
         say(makes if plotted else f"failed: {shlex.join(command)}", error=not plotted)
         counts["failed"] += not plotted
@@ -745,17 +732,22 @@ def missing_scripts(plan: Plan) -> list[tuple[str, str]]:
     return [(method, script) for method, script in scripts if not os.path.isfile(script)]
 
 
+def overview(plan: Plan) -> list[str]:
+    """What a command runs, what it costs, and what it does on a GPU: the lines before its runs and its --dry-run."""
+    options, sweep = plan.options, plan.options.sweep
+    values = "; ".join(f"{flag}: {' '.join(values)}" for flag, values in sweep)
+    variants = f"sprig at {sum(len(values) for _, values in sweep)} swept values ({values})" if sweep else ""
+    runs = f"{len(plan.runs)} runs = {variants or f'{len(plan.methods)} methods'} x {len(plan.env_ids)} envs x "
+    return [
+        f"{runs}{len(options.seeds)} seeds, preset {options.preset}, {options.total_timesteps} steps each, "
+        f"{options.workers} workers x {plan.threads} threads ({plan.cores} cores), results in {plan.results_dir}",
+        *cost_lines(plan),
+        *gpu_lines(plan),
+    ]
+
+
 def print_dry_run(plan: Plan) -> None:
-    options, seeds = plan.options, len(plan.options.seeds)
-    values = "; ".join(f"{flag}: {' '.join(values)}" for flag, values in options.sweep)
-    swept = sum(len(values) for _, values in options.sweep)
-    variants = f"sprig at {swept} swept values ({values})" if options.sweep else ""
-    print(
-        f"# {len(plan.runs)} runs = {variants or f'{len(plan.methods)} methods'} x {len(plan.env_ids)} envs x {seeds} "
-        f"seeds, preset {options.preset}, {options.total_timesteps} steps each, {options.workers} workers x "
-        f"{plan.threads} threads ({plan.cores} cores)"
-    )
-    for line in cost_lines(plan) + gpu_lines(plan):
+    for line in overview(plan):
         print(f"# {line}")
     for method, script in missing_scripts(plan):
         print(f"# warning: {method} needs {script}, which does not exist (yet)")
@@ -764,10 +756,9 @@ def print_dry_run(plan: Plan) -> None:
         print(f"{run.label} {run.directory} [{STATES[run.state()].format(paused=run.paused_at())}]")
     print("# commands (each run from its dir, stdout+stderr to log.txt there):")
     variables = {"OMP_NUM_THREADS": plan.threads, "MKL_NUM_THREADS": plan.threads, **(mps_variables(plan) or {})}
-    assignments = " ".join(f"{name}={shlex.quote(str(value))}" for name, value in variables.items())
     for run in plan.runs:
-        print(f"cd {shlex.quote(run.directory)} && {assignments} {shlex.join(run.command(plan.python))}")
-    for command, _ in [] if options.no_plot else plan.plot_commands():
+        print(run.shell_line(run.command(plan.python), variables))
+    for command, _ in [] if plan.options.no_plot else plan.plot_commands():
         print(shlex.join(command))
 
 
@@ -805,9 +796,8 @@ def sbatch_scripts(plan: Plan) -> dict[str, str]:
     ]
     plot = [
         "#!/bin/bash",
-        f"# SPRIG benchmark: plot what the job array of {out}/sprig_benchmark.sbatch finished, once all its tasks",
-        "# have ended, and name the runs not done. Written by benchmark.sh --slurm, which submits it with",
-        "# --dependency=afterany:ARRAYID.",
+        f"# SPRIG benchmark: once every task of {out}/sprig_benchmark.sbatch has ended, name the runs not done and plot",
+        "# the others. Written by benchmark.sh --slurm, which submits it with --dependency=afterany:ARRAYID.",
         "#SBATCH --job-name=sprig-benchmark-plot",
         f"#SBATCH --time={options.time if 0 < slurm_seconds(options.time) < 1800 else '0:30:00'}",  # a partition's limit
         "#SBATCH --cpus-per-task=1",
@@ -815,8 +805,7 @@ def sbatch_scripts(plan: Plan) -> dict[str, str]:
         f"#SBATCH --output={out}/slurm-plot-%j.out",
         "set -uo pipefail",
         *python_env,
-        "status=0",
-        "# The runs, one record a line: benchmark.py names those not done, and counts them.",
+        "status=0  # the runs, one record a line: benchmark.py names those not done, and counts them",
         f"python3 {benchmark} slurm-report <<'END_OF_RUNS' || status=1",
         *(json.dumps(asdict(run)) for run in plan.runs),
         "END_OF_RUNS",
@@ -858,11 +847,6 @@ def submit(plan: Plan) -> int:
             say(f"submitted the plot job: job {job}, once all tasks have ended ({plan.results_dir}/results.md)")
     say(f"follow: squeue -j {','.join(jobs)}; tail {plan.out}/slurm-{jobs[0]}_*.out; each run's log.txt")
     return 0
-
-
-def run_from_json(text: str) -> Run:
-    fields = json.loads(text)
-    return Run(**{**fields, "flags": tuple(fields["flags"]), "machinery": tuple(fields["machinery"])})
 
 
 def now() -> str:
@@ -911,7 +895,7 @@ def slurm_task(threads: int, python: str, run: Run) -> int:
 
 def slurm_report(lines) -> int:
     """The plot job's report: each run not done, then how many are done."""
-    runs = [run_from_json(line) for line in lines if line.strip()]
+    runs = [Run.from_json(line) for line in lines if line.strip()]
     not_done = [run for run in runs if run.state() != "done"]
     for run in not_done:
         say(f"not done: {run.label} ({STATES[run.state()].format(paused=run.paused_at())}); log: {run.directory}/log.txt")
@@ -949,29 +933,23 @@ def measure_sps(plan: Plan) -> int:
     return 0
 
 
-def read_measurement(directory: str) -> tuple[dict, dict[str, float]] | None:
-    """What --sps left in DIRECTORY: its measured_with.json and {label: SPS} from its sps.csv; None where either is
-    missing or not what --sps writes."""
-    try:
-        with open(f"{directory}/measured_with.json") as file:
-            measured_with = dict(json.load(file))
-        with open(f"{directory}/sps.csv") as file:
-            speeds = {row["method"]: float(row["SPS"]) for row in csv.DictReader(file) if row.get("SPS")}
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-    return measured_with, speeds
-
-
 def newest_speeds(plan: Plan) -> tuple[str, str | None, dict, dict[str, float]]:
-    """(where speeds are looked for, the newest measurement there of this --preset or None, its measured_with and
-    speeds): OUT/sps, or with --sps-from DIR, DIR as --sps left it elsewhere: a measurement, an OUT/sps, or an OUT."""
+    """(where speeds are looked for, the newest measurement there of this --preset or None, its measured_with.json and
+    {label: SPS} of its sps.csv): OUT/sps, or with --sps-from DIR, DIR as --sps left it elsewhere: a measurement, an
+    OUT/sps, or an OUT. One that is not what --sps writes is passed over."""
     where = os.path.abspath(plan.options.sps_from or f"{plan.out}/sps")
     patterns = ("", "*/", "sps/*/") if plan.options.sps_from else ("*/",)
     found = [os.path.dirname(path) for pattern in patterns for path in glob.glob(f"{glob.escape(where)}/{pattern}sps.csv")]
     for directory in sorted(found, key=os.path.basename, reverse=True):  # DATE is YYYYmmdd-HHMMSS: the newest first
-        measurement = read_measurement(directory)
-        if measurement and measurement[0].get("preset") == plan.options.preset:
-            return (where, directory, *measurement)
+        try:
+            with open(f"{directory}/measured_with.json") as file:
+                measured_with = dict(json.load(file))
+            with open(f"{directory}/sps.csv") as file:
+                speeds = {row["method"]: float(row["SPS"]) for row in csv.DictReader(file) if row.get("SPS")}
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+        if measured_with.get("preset") == plan.options.preset:
+            return where, directory, measured_with, speeds
     return where, None, {}, {}
 
 
@@ -1019,7 +997,7 @@ def cost_lines(plan: Plan) -> list[str]:
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `./benchmark.sh --dry-run | head` ends quietly, as a shell tool does
     if argv[:1] == ["slurm-task"]:  # what a task of the job array runs: THREADS PYTHON RUN
-        return slurm_task(int(argv[1]), argv[2], run_from_json(argv[3]))
+        return slurm_task(int(argv[1]), argv[2], Run.from_json(argv[3]))
     if argv[:1] == ["slurm-report"]:  # what the plot job runs, the runs on stdin
         return slurm_report(sys.stdin)
     plan = make_plan(argv)
