@@ -13,7 +13,6 @@ from __future__ import annotations  # annotations as text: `int | None` and `lis
 import argparse
 import contextlib
 import csv
-import errno
 import fcntl
 import glob
 import json
@@ -39,21 +38,20 @@ REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 # --- A run: one record, and its state on disk. Each run has OUT/PRESET/ENV/NAME/seedSEED/ to itself: its script's
 # runs/ (TensorBoard, checkpoint.pt), log.txt, command.txt, `started` (what it computes, one line), `done` (the same
 # line) once it finished, and `paused` (a step) while paused at --stop-at-step.
-MACHINERY_FLAGS = {"--checkpoint-every", "--stop-at-step", "--resume", "--async-envs", "--no-async-envs", "--cudagraphs"}
-MACHINERY_FLAGS.add("--no-cudagraphs")
-"""flags that change how a run goes, not what it computes: a run given other ones is the same run"""
-LOCK_FILES = {".benchmark.lock", ".lock"}
-"""not a run's output: its lock, and the lock directory of versions before this one (ignored)"""
+# flags that change how a run goes, not what it computes: a run given other ones is the same run
+MACHINERY_FLAGS = {"--checkpoint-every", "--stop-at-step", "--resume", "--async-envs", "--no-async-envs"}
+MACHINERY_FLAGS |= {"--cudagraphs", "--no-cudagraphs"}
+LOCK_FILES = {".benchmark.lock", ".lock"}  # not a run's output: its lock, and the lock directory of older versions
 
 
 def flag_groups(words) -> list[tuple[str, tuple[str, ...]]]:
-    """[(flag, its values), ...] as the scripts read a command line: `--x=1` is `--x 1`, a flag without values is a
-    switch, and words before any flag are the values of ''."""
+    """[(flag, its values), ...] as the scripts read a command line: `--x=1` is `--x 1`, `--x_y` is `--x-y`, a flag
+    without values is a switch, and words before any flag are the values of ''."""
     groups: list[tuple[str, list[str]]] = []
     for word in words:
         if word.startswith("--"):
             name, equals, value = word.partition("=")
-            groups.append((name, [value] if equals else []))
+            groups.append((name.replace("_", "-"), [value] if equals else []))  # tyro takes --stop_at_step too
         elif groups:
             groups[-1][1].append(word)
         else:
@@ -180,7 +178,7 @@ def run_lock(run: Run):
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
         os.close(descriptor)
-        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):  # a file system without locks (Lustre: -o flock)
+        if not isinstance(error, BlockingIOError):  # not another's lock: a file system without locks (Lustre: -o flock)
             raise OSError(error.errno, f"cannot lock {run.path('.benchmark.lock')}: {error.strerror}") from None
         yield None
         return
@@ -340,6 +338,8 @@ def sweep(spec: str) -> tuple[str, list[str]]:
         raise argparse.ArgumentTypeError(f"'{flag}' is not a flag name (a flag of {SPRIG} without its dashes)")
     if flag in ("env-id", "seed", "total-timesteps", "exp-name"):
         raise argparse.ArgumentTypeError(f"--{flag} is set by benchmark.sh itself and cannot be swept")
+    if f"--{flag}" in MACHINERY_FLAGS:
+        raise argparse.ArgumentTypeError(f"--{flag} changes how a run goes, not what it computes, and cannot be swept")
     for value in values.split():
         if not re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", value):
             raise argparse.ArgumentTypeError(f"{flag}: '{value}' is not a number")
@@ -386,13 +386,8 @@ def parser() -> Parser:
     add("--slurm", action="store_true", help="write OUT/sprig_benchmark*.sbatch, and submit them if sbatch is on PATH")
     add("--partition", metavar="P", help="partition (default: the cluster's default)")
     add("--time", default="24:00:00", metavar="T", help="time limit per task (default: 24:00:00)")
-    add(
-        "--time-margin",
-        type=partial(whole, most=65535),
-        default=300,
-        metavar="S",
-        help="warn tasks S s before it (default: 300)",
-    )
+    up_to_65535 = partial(whole, most=65535)  # Slurm's --signal=B:USR1@SECONDS takes 0 to 65535
+    add("--time-margin", type=up_to_65535, default=300, metavar="S", help="warn tasks S s before it (default: 300)")
     add("--gpus", type=count, default=1, metavar="N", help="GPUs per task (default: 1; with 0 the runs get --no-cuda)")
     add("--cpus-per-task", type=positive, default=4, metavar="N", help="CPUs per task, the runs' threads (default: 4)")
     return p
@@ -461,17 +456,17 @@ class Plan:
 
 
 DEFAULTS = {"seeds": [1, 2, 3, 4, 5], "total_timesteps": 10000000, "workers": 1, "out": "benchmark_results"}
+# --quick's defaults: a CPU-sized check, in a results directory of its own so that its runs never stand in for others
 QUICK = {"seeds": [1, 2], "total_timesteps": 50000, "workers": 2, "out": "benchmark_results_quick"}
-"""--quick's defaults: a CPU-sized check, in a results directory of its own so that its runs never stand in for others"""
-EXCLUSIVE = [
+EXCLUSIVE = [  # options that do not go together, and why
     ("games", "env_ids", "--games names the env ids"),
     ("no_mps", "slurm", "a Slurm task has its GPU to itself, without MPS"),
     ("no_mps", "sps", "--sps runs one method at a time, without MPS"),
     ("sps_from", "sps", "--sps measures this machine's speeds"),
     ("sps_from", "slurm", "--slurm estimates no wall time"),
     ("sweep", "sps", "measure speed without --sweep"),
+    ("sps", "slurm", "--sps measures this machine's speeds"),
 ]
-"""options that do not go together, and why"""
 
 
 def make_plan(argv: list[str]) -> Plan:
@@ -479,9 +474,8 @@ def make_plan(argv: list[str]) -> Plan:
     if (mistake := methods_table_mistake()) is not None:  # a table that would mix two methods up: not the user's mistake
         say(f"error: {mistake}", error=True)
         raise SystemExit(2)
-    given, extra_flags = argv, []
-    if "--" in argv:  # the flags after -- go to every run
-        given, extra_flags = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    dashes = argv.index("--") if "--" in argv else len(argv)
+    given, extra_flags = argv[:dashes], argv[dashes + 1 :]  # the flags after -- go to every run
     p = parser()
     options = p.parse_args(given)
     options.extra_flags = extra_flags
@@ -498,7 +492,7 @@ def make_plan(argv: list[str]) -> Plan:
         p.error(f"--time: {error}")
     if 0 < limit <= options.time_margin:
         p.error(f"--time-margin {options.time_margin} is not shorter than --time {options.time}: no time to train")
-    if options.sps_from and not os.path.isdir(options.sps_from):
+    if options.sps_from is not None and not os.path.isdir(options.sps_from):
         p.error(f"--sps-from: '{options.sps_from}' is not a directory (an --out of --sps, or its sps/ or sps/DATE/)")
     variants = [(name, name, method_named(name).run_flags) for name in options.methods]  # (method, directory, flags)
     if options.sweep:  # sprig once per swept value, named sprig_FLAG=VALUE, which plot_results.py reads back
@@ -519,7 +513,9 @@ def make_plan(argv: list[str]) -> Plan:
     if cuda and not {"--async-envs", "--no-async-envs"} & set(given_machinery):
         machinery.append("--async-envs")  # a run on a GPU mostly waits on it: its envs step on the idle cores
     machinery += given_machinery
-    stop = dict(flag_groups(machinery)).get("--stop-at-step")  # the last one given, as the scripts take it
+    stop = dict(flag_groups(machinery)).get("--stop-at-step", ("None",))[-1:]  # the last one given, as the scripts take it
+    if stop != ("None",) and not (stop and stop[0].isascii() and stop[0].isdigit() and int(stop[0]) > 0):
+        p.error(f"--stop-at-step after --: must be a positive integer or None, got '{''.join(stop)}'")
     out = os.path.abspath(options.out)
     common_flags = (*PRESETS[options.preset], *(["--no-cuda"] if options.slurm and options.gpus == 0 else []), *results)
     runs = [
@@ -532,7 +528,7 @@ def make_plan(argv: list[str]) -> Plan:
             flags=("--env-id", env, "--seed", str(seed), "--total-timesteps", str(options.total_timesteps), *flags)
             + common_flags,
             machinery=tuple(machinery),
-            stop_at_step=int(stop[-1]) if stop else None,
+            stop_at_step=None if stop == ("None",) else int(stop[0]),
             directory=f"{out}/{options.preset}/{env}/{name}/seed{seed}",
         )
         for seed in options.seeds
@@ -623,26 +619,22 @@ def gpu_lines(plan: Plan) -> list[str]:
 
 # --- On this machine: every run of the matrix, --workers at a time in a thread pool, each in a process group of its
 # own, so that Ctrl-C reaches only this process, which then stops every run (each writes its checkpoint on its way out).
-# status: (what the summary counts it as, the run's line as it ends, and for a run that did not finish, the line at the
-# end of the summary, on stderr, where it cannot scroll away)
-# fmt: off
-STATUS_LINES = {
-    "ran": ("ran", "finished in {seconds} s", ""),
-    "skipped": ("skipped", "already done, skipped", ""),
-    "paused": ("paused", "paused at --stop-at-step {paused}, checkpointed; not done: a larger --stop-at-step goes on", ""),
-    "locked": ("locked", "running in another invocation, left to it", ""),
-    "conflict": ("failed", "NOT RUN: finished earlier with other flags",
-                 "NOT RUN: {label}: {directory} finished earlier with other flags"),
-    "interrupted": ("failed", "interrupted after {seconds} s; checkpointed, a rerun resumes it",
-                    "INTERRUPTED: {label}: checkpointed in {directory}; run the same command again to resume"),
-    "failed": ("failed", "FAILED after {seconds} s", "FAILED: {label}; log: {directory}/log.txt"),
+# A run's line as it ends, by its status; the summary counts a status it has no count of as failed.
+ENDED = {
+    "ran": "finished in {seconds} s",
+    "skipped": "already done, skipped",
+    "paused": "paused at --stop-at-step {paused}, checkpointed; not done: a larger --stop-at-step goes on",
+    "locked": "running in another invocation, left to it",
+    "conflict": "NOT RUN: finished earlier with other flags",
+    "interrupted": "interrupted after {seconds} s; checkpointed, a rerun resumes it",
+    "failed": "FAILED after {seconds} s",
 }
-# fmt: on
-
-
-def describe(status: str, run: Run, seconds: int = 0) -> list[str]:
-    values = dict(seconds=seconds, label=run.label, directory=run.directory, paused=run.paused_at())
-    return [text.format(**values) for text in STATUS_LINES[status]]
+# A run that did not finish, at the end of the summary: on stderr, where it cannot scroll away.
+NOT_DONE = {
+    "conflict": "NOT RUN: {label}: {directory} finished earlier with other flags",
+    "interrupted": "INTERRUPTED: {label}: checkpointed in {directory}; run the same command again to resume",
+    "failed": "FAILED: {label}; log: {directory}/log.txt",
+}
 
 
 def run_locally(plan: Plan) -> int:
@@ -657,10 +649,9 @@ def run_locally(plan: Plan) -> int:
     counts = dict.fromkeys(("ran", "skipped", "paused", "locked", "failed"), 0)
     say("")
     for run, status in zip(plan.runs, statuses):
-        counted_as, _, problem = describe(status, run)
-        counts[counted_as] += 1
-        if problem:
-            say(problem, error=True)
+        counts[status if status in counts else "failed"] += 1
+        if status in NOT_DONE:
+            say(NOT_DONE[status].format(label=run.label, directory=run.directory), error=True)
     say(
         f"summary: {counts['ran']} ran, {counts['skipped']} already done (skipped), {counts['paused']} paused at "
         f"--stop-at-step, {counts['locked']} running elsewhere (locked), {counts['failed']} failed"
@@ -698,21 +689,20 @@ def run_pool(plan: Plan, environment: dict[str, str]) -> list[str] | None:
             say(traceback.format_exc().rstrip("\n"), error=True)
             status = "failed"
         del stoppers[index]
-        say(f"[{index + 1}/{len(plan.runs)}] {run.label}: {describe(status, run, int(time.monotonic() - start))[1]}")
+        ended = ENDED[status].format(seconds=int(time.monotonic() - start), paused=run.paused_at())
+        say(f"[{index + 1}/{len(plan.runs)}] {run.label}: {ended}")
         return status
 
-    from concurrent.futures import ThreadPoolExecutor, as_completed  # here, not at the top: 5 ms off every --dry-run
+    from concurrent.futures import ThreadPoolExecutor  # here, not at the top: 5 ms off every --dry-run
 
     handlers = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         with ThreadPoolExecutor(max_workers=plan.options.workers) as pool:
-            futures = [pool.submit(one, index, run) for index, run in enumerate(plan.runs)]
-            for _ in as_completed(futures):  # waiting in the main thread, where the signal handler runs
-                pass
+            statuses = list(pool.map(one, range(len(plan.runs)), plan.runs))  # waited on in the main thread, as signals are
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
-    return None if stopping.is_set() else [future.result() for future in futures]
+    return None if stopping.is_set() else statuses
 
 
 # --- --dry-run: the run matrix, each run's state and its exact command; nothing run, nothing created.
@@ -812,8 +802,10 @@ def sbatch_scripts(plan: Plan) -> dict[str, str]:
         *(f"{shlex.join(command)} && echo {shlex.quote(makes)} || status=1" for command, makes in plan.plot_commands()),
         "exit $status",
     ]
-    scripts = {f"{out}/sprig_benchmark.sbatch": array, f"{out}/sprig_benchmark_plot.sbatch": plot}
-    return {path: "\n".join(lines) + "\n" for path, lines in list(scripts.items())[: 1 if options.no_plot else 2]}
+    scripts = {f"{out}/sprig_benchmark.sbatch": array}
+    if not options.no_plot:
+        scripts[f"{out}/sprig_benchmark_plot.sbatch"] = plot
+    return {path: "\n".join(lines) + "\n" for path, lines in scripts.items()}
 
 
 def submit(plan: Plan) -> int:
@@ -879,7 +871,8 @@ def slurm_task(threads: int, python: str, run: Run) -> int:
     if status in ("ran", "skipped", "paused"):
         return 0
     if status != "interrupted":
-        say(f"not requeued: the run {'failed' if status == 'failed' else 'is ' + status}; see {run.directory}/log.txt", True)
+        why = {"failed": "failed", "locked": "is locked"}.get(status, "finished earlier with other flags")
+        say(f"not requeued: the run {why}; see {run.directory}/log.txt", True)
         return 1
     if warned.is_set() and checkpoint_stamp() not in (None, before):
         say(f"requeueing {task}: it starts again, resuming from its checkpoint")
@@ -1008,7 +1001,8 @@ def main(argv: list[str]) -> int:
     if options.dry_run:
         print_dry_run(plan)
         return 0
-    for method, script in missing_scripts(plan):
+    if missing := missing_scripts(plan):
+        method, script = missing[0]
         say(f"error: {method} needs {script}, which does not exist (yet); use --methods to leave it out", error=True)
         return 2
     try:

@@ -663,13 +663,16 @@ def test_runs_not_yet_started_when_the_benchmark_is_stopped_are_left_untouched(s
     assert "[2/2]" not in stdout and os.listdir(run_dir(sandbox, "ppo", 2)) == ["runs"]  # neither cleaned nor locked
 
 
-def test_a_stop_at_step_given_after_the_double_dash_pauses_the_run_too(sandbox):
-    args = ["--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot", "--", "--stop-at-step", "64"]
+@pytest.mark.parametrize("stop", [["--stop-at-step", "64"], ["--stop_at_step=64"]])  # tyro takes either spelling
+def test_a_stop_at_step_given_after_the_double_dash_pauses_the_run_too(sandbox, stop):
+    args = ["--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot", "--", *stop]
     result = run_benchmark(sandbox, *args, FAKE_PAUSE="1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 paused at --stop-at-step" in result.stdout and (run_dir(sandbox, "ppo", 1) / "paused").read_text() == "64\n"
     again = run_benchmark(sandbox, "--dry-run", *args)
     assert "[paused at --stop-at-step 64: skip, until --stop-at-step grows]" in again.stdout
+    # Without it, the paused run is resumed from its checkpoint, not cleaned away.
+    assert "[unfinished: resume from its checkpoint" in run_benchmark(sandbox, "--dry-run", *args[: -1 - len(stop)]).stdout
 
 
 def test_plot_step_runs_plot_results_on_the_preset_dir_with_the_same_python(sandbox):
@@ -1107,6 +1110,7 @@ def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itse
         (["--sweep", "alpha-coop="], "error: --sweep: alpha-coop: no values"),
         (["--sweep=--alpha-coop=0.3"], "error: --sweep: '--alpha-coop' is not a flag name"),
         (["--sweep", "seed=1 2"], "error: --sweep: --seed is set by benchmark.sh itself and cannot be swept"),
+        (["--sweep", "stop-at-step=64 128"], "error: --sweep: --stop-at-step changes how a run goes, not what it computes"),
         (["--sweep", "alpha-coop=0.3", "--methods", "ppo"], "error: --sweep runs only sprig, and --methods 'ppo' leaves it"),
         (
             ["--sweep", "learning-rate=1e-4", "--preset", "paper"],
@@ -1123,6 +1127,9 @@ def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itse
         (["--time", "0:05:00"], "error: --time-margin 300 is not shorter than --time 0:05:00: no time"),
         (["--time", "0-0:10", "--time-margin", "600"], "error: --time-margin 600 is not shorter than --time 0-0:10"),
         (["--sps-iterations", "1"], "error: --sps-iterations: must be an integer of at least 2, got '1'"),
+        (["--sps", "--slurm"], "error: --sps and --slurm do not go together: --sps measures this machine's speeds"),
+        (["--", "--stop-at-step", "1e5"], "error: --stop-at-step after --: must be a positive integer or None, got '1e5'"),
+        (["--", "--stop_at_step=0"], "error: --stop-at-step after --: must be a positive integer or None, got '0'"),
     ],
 )
 def test_bad_options_exit_2_with_one_clear_line(sandbox, args, message):
