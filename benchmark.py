@@ -513,9 +513,9 @@ def make_plan(argv: list[str]) -> Plan:
     if cuda and not {"--async-envs", "--no-async-envs"} & set(given_machinery):
         machinery.append("--async-envs")  # a run on a GPU mostly waits on it: its envs step on the idle cores
     machinery += given_machinery
-    stop = dict(flag_groups(machinery)).get("--stop-at-step", ("None",))[-1:]  # the last one given, as the scripts take it
-    if stop != ("None",) and not (stop and stop[0].isascii() and stop[0].isdigit() and int(stop[0]) > 0):
-        p.error(f"--stop-at-step after --: must be a positive integer or None, got '{''.join(stop)}'")
+    stop = (dict(flag_groups(machinery)).get("--stop-at-step", ("None",)) or ("",))[-1]  # the last one, as the scripts take it
+    if stop != "None" and not (stop.isascii() and stop.isdigit() and int(stop) > 0):
+        p.error(f"--stop-at-step after --: must be a positive integer or None, got '{stop}'")
     out = os.path.abspath(options.out)
     common_flags = (*PRESETS[options.preset], *(["--no-cuda"] if options.slurm and options.gpus == 0 else []), *results)
     runs = [
@@ -528,7 +528,7 @@ def make_plan(argv: list[str]) -> Plan:
             flags=("--env-id", env, "--seed", str(seed), "--total-timesteps", str(options.total_timesteps), *flags)
             + common_flags,
             machinery=tuple(machinery),
-            stop_at_step=None if stop == ("None",) else int(stop[0]),
+            stop_at_step=None if stop == "None" else int(stop),
             directory=f"{out}/{options.preset}/{env}/{name}/seed{seed}",
         )
         for seed in options.seeds
