@@ -760,10 +760,11 @@ def sbatch_scripts(plan: Plan) -> dict[str, str]:
     options, benchmark, out = plan.options, shlex.quote(os.path.join(REPO_DIR, "benchmark.py")), plan.out
     common = [f"#SBATCH --partition={options.partition}"] if options.partition else []
     python_env = ["# Load modules / activate the Python environment here if the job needs it.", ""]
+    then_plot = "" if options.no_plot else f", then {out}/sprig_benchmark_plot.sbatch with --dependency=afterany:ARRAYID"
     array = [
         "#!/bin/bash",
         f"# SPRIG benchmark: {len(plan.runs)} runs (preset {options.preset}), one array task each. Written by benchmark.sh",
-        f"# --slurm, which submits it, then {out}/sprig_benchmark_plot.sbatch with --dependency=afterany:ARRAYID.",
+        f"# --slurm, which submits it{then_plot}.",
         "#SBATCH --job-name=sprig-benchmark",
         f"#SBATCH --array=0-{len(plan.runs) - 1}",
         f"#SBATCH --time={options.time}",
