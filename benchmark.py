@@ -227,7 +227,10 @@ def run_one(run: Run, python: str, threads: int, stopper: Stopper, environment=N
                 f"{run.directory}: unfinished earlier run (no 'done' marker, no checkpoint): removing its partial output and restarting it"
             )
             for path in map(run.path, set(os.listdir(run.directory)) - LOCK_FILES):
-                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
         if stopper.stopped:  # asked to stop before it started: it does not start, and is resumed next time
             return "interrupted"
         returncode = start_and_wait(run, run.command(python, resume), threads, stopper, lock, environment or {})
