@@ -701,7 +701,7 @@ def run_pool(plan: Plan, environment: dict[str, str]) -> list[str] | None:
     handlers = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         with ThreadPoolExecutor(max_workers=plan.options.workers) as pool:
-            statuses = list(pool.map(one, range(len(plan.runs)), plan.runs))  # waited on in the main thread, as signals are
+            statuses = list(pool.map(one, range(len(plan.runs)), plan.runs))  # waits in the main thread, where signals land
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
@@ -875,7 +875,7 @@ def slurm_task(threads: int, python: str, run: Run) -> int:
     if status in ("ran", "skipped", "paused"):
         return 0
     if status != "interrupted":
-        why = {"failed": "failed", "locked": "is locked"}.get(status, "finished earlier with other flags")
+        why = {"failed": "failed", "locked": "is locked", "conflict": "finished earlier with other flags"}[status]
         say(f"not requeued: the run {why}; see {run.directory}/log.txt", True)
         return 1
     if warned.is_set() and checkpoint_stamp() not in (None, before):
