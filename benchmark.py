@@ -105,11 +105,6 @@ class Run:
     def command(self, python: str, resume: str | None = None) -> list[str]:
         return [python, self.script, *self.flags, *self.machinery, *(["--resume", resume] if resume else [])]
 
-    def shell_line(self, command: list[str], variables: dict) -> str:
-        """COMMAND as one runs it by hand: from the run's directory, with VARIABLES (command.txt, --dry-run)."""
-        assignments = " ".join(f"{name}={shlex.quote(str(value))}" for name, value in variables.items())
-        return f"cd {shlex.quote(self.directory)} && {assignments} {shlex.join(command)}"
-
     def path(self, name: str) -> str:
         return os.path.join(self.directory, name)
 
@@ -155,6 +150,12 @@ class Run:
 # (marked done), 3 stopped by a signal after writing its checkpoint (interrupted: resumed next time), 4 paused at
 # --stop-at-step with its checkpoint (paused), any other failed.
 OUTPUT = threading.Lock()
+
+
+def shell_line(directory: str, command: list[str], variables: dict) -> str:
+    """COMMAND as one runs it by hand: from DIRECTORY, with VARIABLES (a run's command.txt, --dry-run)."""
+    assignments = " ".join(f"{name}={shlex.quote(str(value))}" for name, value in variables.items())
+    return f"cd {shlex.quote(directory)} && {assignments} {shlex.join(command)}"
 
 
 def say(text: str, error: bool = False) -> None:
@@ -256,7 +257,7 @@ def start_and_wait(run: Run, command: list[str], threads: int, stopper: Stopper,
     run.write("started", run.line)
     say(f"{run.directory}: started (log: {run.directory}/log.txt)")
     variables = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), **environment}
-    run.write("command.txt", run.shell_line(command, variables))
+    run.write("command.txt", shell_line(run.directory, command, variables))
     with open(run.path("log.txt"), "a") as log:
         try:
             stopper.process = subprocess.Popen(
@@ -379,7 +380,7 @@ def parser() -> Parser:
     add("--out", metavar="DIR", help="results directory (default: benchmark_results; benchmark_results_quick with --quick)")
     add("--preset", type=preset, default="cleanrl", metavar="NAME", help="cleanrl (default) or paper")
     add("--quick", action="store_true", help="CPU-sized check: seeds 1 2, 50000 steps, 2 workers (each unless given)")
-    add("--dry-run", action="store_true", help="print the runs, their states and commands; run and create nothing")
+    add("--dry-run", action="store_true", help="print the runs, states and commands (--sps: its own); run and create nothing")
     add("--no-plot", action="store_true", help="do not call plot_results.py at the end")
     add("--sweep", type=sweep, action="append", default=[], metavar='"FLAG=V ..."', help="sprig once per value (below)")
     add("--sps", action="store_true", help="measure each method's speed instead (below)")
@@ -750,7 +751,7 @@ def print_dry_run(plan: Plan) -> None:
     print("# commands (each run from its dir, stdout+stderr to log.txt there):")
     variables = {"OMP_NUM_THREADS": plan.threads, "MKL_NUM_THREADS": plan.threads, **(mps_variables(plan) or {})}
     for run in plan.runs:
-        print(run.shell_line(run.command(plan.python), variables))
+        print(shell_line(run.directory, run.command(plan.python), variables))
     for command, _ in [] if plan.options.no_plot else plan.plot_commands():
         print(shlex.join(command))
 
@@ -903,31 +904,49 @@ def slurm_report(lines) -> int:
 # --- --sps and the cost estimate. --sps runs each method alone for a few iterations; plot_results.py sps writes their
 # speeds to OUT/sps/DATE/sps.csv, and this file measured_with.json beside it (the preset, the flags after --, the
 # machine's load). A later run's cost reads the newest measurement of its --preset, from OUT/sps or --sps-from DIR.
-def measure_sps(plan: Plan) -> int:
+def sps_runs(plan: Plan) -> tuple[str, list[tuple[str, str, list[str]]]]:
+    """Where --sps writes (OUT/sps/DATE), and (method, its log directory, its command) of each method's run: alone, on
+    the first env and seed, for --sps-iterations whole iterations of the batch the runs will use."""
     options, directory = plan.options, f"{plan.out}/sps/{time.strftime('%Y%m%d-%H%M%S')}"
+    flags = [*PRESETS[options.preset], *options.extra_flags]
+    given = dict(flag_groups(flags))
+    steps = int(given.get("--num-envs", ("8",))[-1]) * int(given.get("--num-steps", ("128",))[-1]) * options.sps_iterations
+    flags = ["--env-id", plan.env_ids[0], "--seed", str(options.seeds[0]), *flags, "--total-timesteps", str(steps)]
+    script = {method.name: [plan.python, os.path.join(REPO_DIR, method.script), *method.run_flags] for method in METHODS}
+    return directory, [(name, f"{directory}/{name}", [*script[name], *flags]) for name in plan.methods]
+
+
+def measure_sps(plan: Plan) -> int:
+    options, (directory, runs) = plan.options, sps_runs(plan)
     load = os.getloadavg()[0]
     if load >= plan.cores / 2:  # other work slows these runs, and so every wall time estimated from them
         say(f"warning: the machine is busy (load average {load:.2f} on {plan.cores} cores): these speeds come out slow", True)
-    flags = [*PRESETS[options.preset], *options.extra_flags]
-    given = dict(flag_groups(flags))  # whole iterations of the batch the runs will use
-    steps = int(given.get("--num-envs", ("8",))[-1]) * int(given.get("--num-steps", ("128",))[-1]) * options.sps_iterations
-    flags = ["--env-id", plan.env_ids[0], "--seed", str(options.seeds[0]), *flags, "--total-timesteps", str(steps)]
     environment = {**os.environ, "OMP_NUM_THREADS": str(plan.cores), "MKL_NUM_THREADS": str(plan.cores)}
-    for method in map(method_named, plan.methods):
-        log = f"{directory}/{method.name}"
+    for name, log, command in runs:
         os.makedirs(log, exist_ok=True)
-        say(f"sps: {method.name}, {options.sps_iterations} iterations (the first warms up), {plan.cores} threads, in {log}")
-        command = [plan.python, os.path.join(REPO_DIR, method.script), *method.run_flags, *flags]
+        say(f"sps: {name}, {options.sps_iterations} iterations (the first warms up), {plan.cores} threads, in {log}")
         with open(f"{log}/log.txt", "w") as file:
             if subprocess.run(command, cwd=log, env=environment, stdout=file, stderr=subprocess.STDOUT).returncode:
-                say(f"error: {method.name} failed; see {log}/log.txt", error=True)
+                say(f"error: {name} failed; see {log}/log.txt", error=True)
                 return 2
-    plotted = subprocess.run([plan.python, os.path.join(REPO_DIR, "plot_results.py"), "sps", directory]).returncode
+    plotted = subprocess.run(sps_plot_command(plan, directory)).returncode
     if plotted:
         return plotted
     with open(f"{directory}/measured_with.json", "w") as file:
         json.dump({"preset": options.preset, "flags": options.extra_flags, "load": round(load, 2), "cores": plan.cores}, file)
     return 0
+
+
+def sps_plot_command(plan: Plan, directory: str) -> list[str]:
+    return [plan.python, os.path.join(REPO_DIR, "plot_results.py"), "sps", directory]
+
+
+def print_sps_dry_run(plan: Plan) -> None:
+    directory, runs = sps_runs(plan)
+    print(f"# --sps: {len(runs)} methods one at a time, {plan.options.sps_iterations} iterations each, into {directory}")
+    for _, log, command in runs:
+        print(shell_line(log, command, {"OMP_NUM_THREADS": plan.cores, "MKL_NUM_THREADS": plan.cores}) + " > log.txt 2>&1")
+    print(shlex.join(sps_plot_command(plan, directory)))
 
 
 def newest_speeds(plan: Plan) -> tuple[str, str | None, dict, dict[str, float]]:
@@ -1003,7 +1022,7 @@ def main(argv: list[str]) -> int:
         print("\n".join(f"# ---- {path} ----\n{script}" for path, script in sbatch_scripts(plan).items()), end="")
         return 0
     if options.dry_run:
-        print_dry_run(plan)
+        print_sps_dry_run(plan) if options.sps else print_dry_run(plan)
         return 0
     if missing := missing_scripts(plan):
         method, script = missing[0]

@@ -269,6 +269,29 @@ def test_the_wall_time_can_come_from_the_speeds_another_machine_measured(sandbox
     )
 
 
+def test_sps_dry_run_prints_the_commands_sps_runs_and_runs_nothing(sandbox):
+    """--sps --dry-run: each method alone for --sps-iterations whole iterations of the runs' batch, then the table."""
+    args = ("--sps", "--sps-iterations", "3", "--methods", "ppo sprig", "--out", "out", "--", "--num-steps", "16")
+    dry_run = run_benchmark(sandbox, "--dry-run", *args)
+    assert dry_run.returncode == 0, dry_run.stderr
+    assert tree(sandbox / "work") == [] and fake_calls(sandbox) == []
+    header, *commands = dry_run.stdout.splitlines()
+    assert header.startswith("# --sps: 2 methods one at a time, 3 iterations each, into ")
+    assert [line.count("--total-timesteps 384") for line in commands] == [1, 1, 0]  # 8 envs x 16 steps x 3 iterations
+    assert run_benchmark(sandbox, *args).returncode == 0
+    python = sandbox / "bin" / "python"
+    ran = [
+        f"cd {cwd} && OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} {python} {line} > log.txt 2>&1"
+        for cwd, threads, line in fake_calls(sandbox)
+    ]
+    ran[-1] = f"{python} {fake_calls(sandbox)[-1][2]}"  # plot_results.py sps, from where benchmark.sh was called
+
+    def dated(lines):
+        return [re.sub(r"/sps/\d{8}-\d{6}", "/sps/DATE", line) for line in lines]
+
+    assert dated(ran) == dated(commands)
+
+
 def test_dry_run_of_the_cleanrl_preset_adds_no_hyperparameter_flags_and_passes_extra_flags(sandbox):
     result = run_benchmark(sandbox, "--dry-run", "--seeds", "1", "--", "--async-envs", "--track")
     assert result.returncode == 0, result.stderr
