@@ -41,6 +41,13 @@ REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 # flags that change how a run goes, not what it computes: a run given other ones is the same run
 MACHINERY_FLAGS = {"--checkpoint-every", "--stop-at-step", "--resume", "--async-envs", "--no-async-envs"}
 MACHINERY_FLAGS |= {"--cudagraphs", "--no-cudagraphs"}
+# flags benchmark.py gives each run, and its option each comes from
+PER_RUN_FLAGS = {
+    "--env-id": "--env-ids",
+    "--seed": "--seeds",
+    "--exp-name": "--methods",
+    "--total-timesteps": "--total-timesteps",
+}
 LOCK_FILES = {".benchmark.lock", ".lock"}  # not a run's output: its lock, and the lock directory of older versions
 
 
@@ -340,7 +347,7 @@ def sweep(spec: str) -> tuple[str, list[str]]:
         raise argparse.ArgumentTypeError(f"needs FLAG=VALUE [VALUE ...], e.g. \"alpha-coop=0.0 0.3 0.7 1.0\"; got '{spec}'")
     if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", flag):
         raise argparse.ArgumentTypeError(f"'{flag}' is not a flag name (a flag of {SPRIG} without its dashes)")
-    if flag in ("env-id", "seed", "total-timesteps", "exp-name"):
+    if f"--{flag}" in PER_RUN_FLAGS:
         raise argparse.ArgumentTypeError(f"--{flag} is set by benchmark.sh itself and cannot be swept")
     if f"--{flag}" in MACHINERY_FLAGS:
         raise argparse.ArgumentTypeError(f"--{flag} changes how a run goes, not what it computes, and cannot be swept")
@@ -483,6 +490,12 @@ def make_plan(argv: list[str]) -> Plan:
     p = parser()
     options = p.parse_args(given)
     options.extra_flags = extra_flags
+    # After --, a flag every run gets: not one of benchmark.sh's own options, nor one it sets for each run.
+    for name, _ in flag_groups(extra_flags):
+        if name in PER_RUN_FLAGS:
+            p.error(f"{name} after --: benchmark.sh sets it for each run itself, from its {PER_RUN_FLAGS[name]}")
+        if name in p._option_string_actions.keys() - MACHINERY_FLAGS:
+            p.error(f"{name} is an option of benchmark.sh, not of the runs: give it before --")
     for name, default in DEFAULTS.items():
         if getattr(options, name) is None:
             setattr(options, name, QUICK[name] if options.quick else default)
@@ -505,8 +518,8 @@ def make_plan(argv: list[str]) -> Plan:
         set_elsewhere = {name[2:] for name, _ in flag_groups([*PRESETS[options.preset], *extra_flags])}
         swept = [(flag, value) for flag, values in options.sweep for value in values]
         for index, (flag, value) in enumerate(swept):
-            if clash := [name for name in (flag, "exp-name") if name in set_elsewhere]:
-                p.error(f"--sweep {flag}: --{clash[0]} is also given by the preset or after --")
+            if flag in set_elsewhere:
+                p.error(f"--sweep {flag}: --{flag} is also given by the preset or after --")
             if any(other == flag and float(earlier) == float(value) for other, earlier in swept[:index]):  # 0.3 is .30
                 p.error(f"--sweep {flag}: the value {value} is listed twice")
         variants = [("sprig", f"sprig_{f}={v}", (f"--{f}", v, "--exp-name", f"sprig_{f}={v}")) for f, v in swept]

@@ -1153,6 +1153,14 @@ def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itse
         (["--sps", "--slurm"], "error: --sps and --slurm do not go together: --sps measures this machine's speeds"),
         (["--", "--stop-at-step", "1e5"], "error: --stop-at-step after --: must be a positive integer or None, got '1e5'"),
         (["--", "--stop_at_step=0"], "error: --stop-at-step after --: must be a positive integer or None, got '0'"),
+        (
+            ["--", "--async-envs", "--dry-run"],
+            "error: --dry-run is an option of benchmark.sh, not of the runs: give it before",
+        ),
+        (["--", "--workers=2"], "error: --workers is an option of benchmark.sh, not of the runs: give it before --"),
+        (["--", "--seed", "3"], "error: --seed after --: benchmark.sh sets it for each run itself, from its --seeds"),
+        (["--", "--total_timesteps=64"], "error: --total-timesteps after --: benchmark.sh sets it for each run itself, from"),
+        (["--", "--exp-name", "mine"], "error: --exp-name after --: benchmark.sh sets it for each run itself, from its --me"),
     ],
 )
 def test_bad_options_exit_2_with_one_clear_line(sandbox, args, message):
