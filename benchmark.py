@@ -917,24 +917,26 @@ def slurm_report(lines) -> int:
 # --- --sps and the cost estimate. --sps runs each method alone for a few iterations; plot_results.py sps writes their
 # speeds to OUT/sps/DATE/sps.csv, and this file measured_with.json beside it (the preset, the flags after --, the
 # machine's load). A later run's cost reads the newest measurement of its --preset, from OUT/sps or --sps-from DIR.
-def sps_runs(plan: Plan) -> tuple[str, list[tuple[str, str, list[str]]]]:
-    """Where --sps writes (OUT/sps/DATE), and (method, its log directory, its command) of each method's run: alone, on
-    the first env and seed, for --sps-iterations whole iterations of the batch the runs will use."""
+def sps_runs(plan: Plan) -> tuple[str, dict[str, str], list[tuple[str, str, list[str]]]]:
+    """Where --sps writes (OUT/sps/DATE), its runs' thread variables, and (method, its log directory, its command) of
+    each method's run: alone, on the first env and seed, for --sps-iterations whole iterations of the runs' batch."""
     options, directory = plan.options, f"{plan.out}/sps/{time.strftime('%Y%m%d-%H%M%S')}"
     flags = [*PRESETS[options.preset], *options.extra_flags]
     given = dict(flag_groups(flags))
     steps = int(given.get("--num-envs", ("8",))[-1]) * int(given.get("--num-steps", ("128",))[-1]) * options.sps_iterations
     flags = ["--env-id", plan.env_ids[0], "--seed", str(options.seeds[0]), *flags, "--total-timesteps", str(steps)]
-    script = {method.name: [plan.python, os.path.join(REPO_DIR, method.script), *method.run_flags] for method in METHODS}
-    return directory, [(name, f"{directory}/{name}", [*script[name], *flags]) for name in plan.methods]
+    variables = {"OMP_NUM_THREADS": str(plan.cores), "MKL_NUM_THREADS": str(plan.cores)}
+    methods = map(method_named, plan.methods)
+    script = [(m.name, [plan.python, os.path.join(REPO_DIR, m.script), *m.run_flags]) for m in methods]
+    return directory, variables, [(name, f"{directory}/{name}", [*command, *flags]) for name, command in script]
 
 
 def measure_sps(plan: Plan) -> int:
-    options, (directory, runs) = plan.options, sps_runs(plan)
+    options, (directory, variables, runs) = plan.options, sps_runs(plan)
     load = os.getloadavg()[0]
     if load >= plan.cores / 2:  # other work slows these runs, and so every wall time estimated from them
         say(f"warning: the machine is busy (load average {load:.2f} on {plan.cores} cores): these speeds come out slow", True)
-    environment = {**os.environ, "OMP_NUM_THREADS": str(plan.cores), "MKL_NUM_THREADS": str(plan.cores)}
+    environment = {**os.environ, **variables}
     for name, log, command in runs:
         os.makedirs(log, exist_ok=True)
         say(f"sps: {name}, {options.sps_iterations} iterations (the first warms up), {plan.cores} threads, in {log}")
@@ -955,10 +957,10 @@ def sps_plot_command(plan: Plan, directory: str) -> list[str]:
 
 
 def print_sps_dry_run(plan: Plan) -> None:
-    directory, runs = sps_runs(plan)
+    directory, variables, runs = sps_runs(plan)
     print(f"# --sps: {len(runs)} methods one at a time, {plan.options.sps_iterations} iterations each, into {directory}")
     for _, log, command in runs:
-        print(shell_line(log, command, {"OMP_NUM_THREADS": plan.cores, "MKL_NUM_THREADS": plan.cores}) + " > log.txt 2>&1")
+        print(shell_line(log, command, variables) + " > log.txt 2>&1")
     print(shlex.join(sps_plot_command(plan, directory)))
 
 
