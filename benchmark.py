@@ -66,6 +66,12 @@ def flag_groups(words) -> list[tuple[str, tuple[str, ...]]]:
     return [(name, tuple(values)) for name, values in groups]
 
 
+def last_value(words, flag: str, default: str) -> str:
+    """The value a script takes for FLAG from WORDS: its last (and '' for the flag given without one); else DEFAULT."""
+    values = dict(flag_groups(words)).get(flag)
+    return default if values is None else values[-1] if values else ""
+
+
 def split_machinery(words) -> tuple[list[str], list[str]]:
     """(the flags that make a run's results, its MACHINERY_FLAGS), each in its order."""
     results, machinery = [], []
@@ -125,6 +131,16 @@ class Run:
         with open(self.path(name), "w") as file:
             file.write(text + "\n")
 
+    def conflict(self) -> str:
+        """Why a run in state conflict is not run, and what to do."""
+        done, started = self.read("done"), self.read("started")
+        earlier = (
+            f"finished with other flags ({done})"
+            if done is not None
+            else f"holds a checkpoint of a run with other flags ({started})"
+        )
+        return f"{self.directory} {earlier}; delete it or use another --out"
+
     def checkpoint(self) -> str | None:
         """Its newest runs/*/checkpoint.pt, if any."""
         checkpoints = glob.glob(os.path.join(glob.escape(self.directory), "runs", "*", "checkpoint.pt"))
@@ -135,12 +151,15 @@ class Run:
         return int(paused) if paused.isdigit() else None
 
     def state(self) -> str:
-        """new; done; conflict (done with other flags); paused (at its --stop-at-step or later); resume (a checkpoint of
-        a run started with its flags: with others, its script would refuse it); clean (output to remove, no checkpoint)."""
+        """new; done; conflict (done, or checkpointed, with other flags: never removed here); paused (at its
+        --stop-at-step or later); resume (a checkpoint of a run started with its flags); clean (output to remove, no
+        checkpoint)."""
         if (done := self.read("done")) is not None:
             return "done" if not done.strip() or signature(done) == signature(self.line) else "conflict"
         started = self.read("started")
-        if started is not None and signature(started) == signature(self.line) and self.checkpoint():
+        if started is not None and self.checkpoint():
+            if signature(started) != signature(self.line):  # its script would refuse to resume it with these flags
+                return "conflict"
             paused, stop = self.paused_at(), self.stop_at_step
             return "paused" if paused is not None and stop is not None and paused >= stop else "resume"
         if os.path.isdir(self.directory) and set(os.listdir(self.directory)) - LOCK_FILES:
@@ -159,6 +178,11 @@ class Run:
 OUTPUT = threading.Lock()
 
 
+def thread_variables(threads: int) -> dict[str, str]:
+    """The variables that give a run's torch (OpenMP, and MKL where it is the BLAS) THREADS threads."""
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
 def shell_line(directory: str, command: list[str], variables: dict) -> str:
     """COMMAND as one runs it by hand: from DIRECTORY, with VARIABLES (a run's command.txt, --dry-run)."""
     assignments = " ".join(f"{name}={shlex.quote(str(value))}" for name, value in variables.items())
@@ -166,8 +190,9 @@ def shell_line(directory: str, command: list[str], variables: dict) -> str:
 
 
 def say(text: str, error: bool = False) -> None:
-    """One line to stdout (stderr if ERROR), whole even when several runs end at once."""
-    with OUTPUT:
+    """One line to stdout (stderr if ERROR), whole even when several runs end at once; lost, not fatal, once the reader
+    of a pipe has gone (`./benchmark.sh | head`): the runs go on, and their markers are written."""
+    with OUTPUT, contextlib.suppress(BrokenPipeError):
         print(text, file=sys.stderr if error else sys.stdout, flush=True)
 
 
@@ -224,7 +249,7 @@ def run_one(run: Run, python: str, threads: int, stopper: Stopper, environment=N
             return "locked"
         state = run.state()
         if state == "conflict":
-            say(f"error: {run.directory} finished with other flags ({run.read('done')}); delete it or use another --out", True)
+            say(f"error: {run.conflict()}", error=True)
         if state in ("done", "paused", "conflict"):
             return "skipped" if state == "done" else state
         resume = run.checkpoint() if state == "resume" else None
@@ -263,7 +288,7 @@ def start_and_wait(run: Run, command: list[str], threads: int, stopper: Stopper,
         os.remove(run.path("paused"))
     run.write("started", run.line)
     say(f"{run.directory}: started (log: {run.directory}/log.txt)")
-    variables = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), **environment}
+    variables = {**thread_variables(threads), **environment}
     run.write("command.txt", shell_line(run.directory, command, variables))
     with open(run.path("log.txt"), "a") as log:
         try:
@@ -375,7 +400,7 @@ def parser() -> Parser:
     add, count, positive, two_or_more = p.add_argument, whole, partial(whole, least=1), partial(whole, least=2)
     method = partial(one_of, choices=[method.name for method in METHODS], what="method")
     game_set, preset = partial(one_of, choices=GAME_SETS, what="game set"), partial(one_of, choices=PRESETS, what="preset")
-    add("--methods", type=partial(words, check=method), default=["ppo", "sprig"], metavar='"M ..."', help="default: ppo sprig")
+    add("--methods", type=partial(words, check=method), metavar='"M ..."', help="default: ppo sprig")
     add("--env-ids", type=partial(words, check=env_id), metavar='"IDS"', help="env ids (default: BeamRiderNoFrameskip-v4)")
     add("--games", type=game_set, metavar="NAME", help="a game set instead of --env-ids")
     add("--seeds", type=partial(words, check=count), metavar='"1 2 ..."', help="seeds (default: 1 2 3 4 5)")
@@ -391,16 +416,16 @@ def parser() -> Parser:
     add("--no-plot", action="store_true", help="do not call plot_results.py at the end")
     add("--sweep", type=sweep, action="append", default=[], metavar='"FLAG=V ..."', help="sprig once per value (below)")
     add("--sps", action="store_true", help="measure each method's speed instead (below)")
-    add("--sps-iterations", type=two_or_more, default=4, metavar="N", help="iterations of each --sps run (default: 4)")
+    add("--sps-iterations", type=two_or_more, metavar="N", help="iterations of each --sps run (default: 4)")
     add("--sps-from", metavar="DIR", help="the cost estimate's speeds from another machine's --sps (below)")
     add = p.add_argument_group("Slurm (below)").add_argument
     add("--slurm", action="store_true", help="write OUT/sprig_benchmark*.sbatch, and submit them if sbatch is on PATH")
     add("--partition", metavar="P", help="partition (default: the cluster's default)")
-    add("--time", default="24:00:00", metavar="T", help="time limit per task (default: 24:00:00)")
+    add("--time", metavar="T", help="time limit per task (default: 24:00:00)")
     up_to_65535 = partial(whole, most=65535)  # Slurm's --signal=B:USR1@SECONDS takes 0 to 65535
-    add("--time-margin", type=up_to_65535, default=300, metavar="S", help="warn tasks S s before it (default: 300)")
-    add("--gpus", type=count, default=1, metavar="N", help="GPUs per task (default: 1; with 0 the runs get --no-cuda)")
-    add("--cpus-per-task", type=positive, default=4, metavar="N", help="CPUs per task, the runs' threads (default: 4)")
+    add("--time-margin", type=up_to_65535, metavar="S", help="warn tasks S s before it (default: 300)")
+    add("--gpus", type=count, metavar="N", help="GPUs per task (default: 1; with 0 the runs get --no-cuda)")
+    add("--cpus-per-task", type=positive, metavar="N", help="CPUs per task, the runs' threads (default: 4)")
     return p
 
 
@@ -408,8 +433,9 @@ HELP = """\
 Runs every (method x env x seed) combination of ppo_atari.py / sprig_ppo_atari.py, each in its own directory
 OUT/PRESET/ENV/METHOD/seedSEED/ (runs/, log.txt, command.txt, and a 'done' marker once it exited 0), then calls
 plot_results.py on OUT/PRESET (figure2.png, results.md). Rerunning skips finished runs and resumes unfinished ones
-from their last checkpoint (from scratch if they have none, or were started with other flags); concurrent invocations
-never run the same combination twice (across machines, where their shared file system's locks work across them).
+from their last checkpoint (from scratch if they have none); a run done or checkpointed with other flags is an error,
+left as it is. Concurrent invocations never run the same combination twice (across machines, where their shared file
+system's locks work across them).
 How a run ended is its script's exit status: 0 finished (done), 3 stopped by a signal with its checkpoint
 (interrupted), 4 paused at --stop-at-step, other failed.
 
@@ -428,11 +454,12 @@ game sets, each game as its NoFrameskip-v4 id:
 
 DETAILS = """\
 --stop-at-step N pauses each run at N steps of its --total-timesteps schedule; the same command with a larger N, or
-  none, goes on. --workers N splits the cores between the runs (OMP_NUM_THREADS = max(1, cores / workers); a run uses
-  about 2 cores); on an NVIDIA GPU every run gets --async-envs, and 2 or more share it through NVIDIA MPS. Every run
-  and --dry-run start with the cost, at the speeds --sps measured with the same --preset (in OUT/sps, or --sps-from).
-  --sweep runs only sprig (ppo is left out), as --FLAG V --exp-name sprig_FLAG=V. --slurm submits a job array and a
-  plot job; a task warned of its time limit checkpoints and requeues itself. README.md has the details.
+  none, goes on. --workers N splits the cores between the runs (OMP_NUM_THREADS = cores // workers, at least 1; a run
+  uses about 2 cores); on an NVIDIA GPU each local run gets --async-envs, and 2 or more share it through NVIDIA MPS.
+  Local runs and their --dry-run start with the cost, at the speeds --sps measured with the same --preset (in OUT/sps,
+  or --sps-from). --sweep runs only sprig (no other --methods), as --FLAG V --exp-name sprig_FLAG=V. --slurm submits a
+  job array and a plot job; a task warned of its time limit checkpoints and requeues itself; --partition, --time,
+  --time-margin, --gpus and --cpus-per-task go with it only. README.md has the details.
 
 environment: PYTHON   the python that runs the scripts and plot_results.py (default: python)
 
@@ -466,9 +493,14 @@ class Plan:
         return commands
 
 
-DEFAULTS = {"seeds": [1, 2, 3, 4, 5], "total_timesteps": 10000000, "workers": 1, "out": "benchmark_results"}
-# --quick's defaults: a CPU-sized check, in a results directory of its own so that its runs never stand in for others
+# The options' defaults, set once the options given have been checked (an option of NEEDS given by hand, say)
+DEFAULTS = {"methods": ["ppo", "sprig"], "seeds": [1, 2, 3, 4, 5], "total_timesteps": 10000000, "workers": 1}
+DEFAULTS |= {"out": "benchmark_results", "sps_iterations": 4, "time": "24:00:00", "time_margin": 300, "gpus": 1}
+DEFAULTS |= {"cpus_per_task": 4}
+# --quick's: a CPU-sized check, in a results directory of its own so that its runs never stand in for others
 QUICK = {"seeds": [1, 2], "total_timesteps": 50000, "workers": 2, "out": "benchmark_results_quick"}
+NEEDS = [(option, "slurm") for option in ("partition", "time", "time_margin", "gpus", "cpus_per_task")]
+NEEDS += [("sps_iterations", "sps")]  # options that mean nothing without another: given alone, they would be ignored
 EXCLUSIVE = [  # options that do not go together, and why
     ("games", "env_ids", "--games names the env ids"),
     ("no_mps", "slurm", "a Slurm task has its GPU to itself, without MPS"),
@@ -477,6 +509,10 @@ EXCLUSIVE = [  # options that do not go together, and why
     ("sps_from", "slurm", "--slurm estimates no wall time"),
     ("sweep", "sps", "measure speed without --sweep"),
     ("sps", "slurm", "--sps measures this machine's speeds"),
+    ("workers", "slurm", "each Slurm task runs one run"),
+    ("workers", "sps", "--sps runs one method at a time"),
+    ("stop_at_step", "sps", "--sps runs --sps-iterations iterations"),
+    ("total_timesteps", "sps", "--sps runs --sps-iterations iterations"),
 ]
 
 
@@ -496,12 +532,19 @@ def make_plan(argv: list[str]) -> Plan:
             p.error(f"{name} after --: benchmark.sh sets it for each run itself, from its {PER_RUN_FLAGS[name]}")
         if name in p._option_string_actions.keys() - MACHINERY_FLAGS:
             p.error(f"{name} is an option of benchmark.sh, not of the runs: give it before --")
-    for name, default in DEFAULTS.items():
-        if getattr(options, name) is None:
-            setattr(options, name, QUICK[name] if options.quick else default)
+    dashed = {name: f"--{name.replace('_', '-')}" for name in vars(options)}
+    for option, mode in NEEDS:
+        if getattr(options, option) is not None and not getattr(options, mode):
+            p.error(f"{dashed[option]} goes with {dashed[mode]}, and without it would be ignored")
     for first, second, why in EXCLUSIVE:
         if getattr(options, first) and getattr(options, second):
-            p.error(f"--{first.replace('_', '-')} and --{second.replace('_', '-')} do not go together: {why}")
+            p.error(f"{dashed[first]} and {dashed[second]} do not go together: {why}")
+    if options.sweep and options.methods not in (None, ["sprig"]):
+        p.error(f"--sweep runs only sprig, and --methods '{' '.join(options.methods)}' asks for others: give --methods sprig")
+    defaults = {**DEFAULTS, **(QUICK if options.quick else {}), **({"methods": ["sprig"]} if options.sweep else {})}
+    for name, default in defaults.items():
+        if getattr(options, name) is None:
+            setattr(options, name, default)
     env_ids = list(GAME_SETS[options.games]) if options.games else options.env_ids or ["BeamRiderNoFrameskip-v4"]
     try:
         limit = slurm_seconds(options.time)
@@ -513,8 +556,6 @@ def make_plan(argv: list[str]) -> Plan:
         p.error(f"--sps-from: '{options.sps_from}' is not a directory (an --out of --sps, or its sps/ or sps/DATE/)")
     variants = [(name, name, method_named(name).run_flags) for name in options.methods]  # (method, directory, flags)
     if options.sweep:  # sprig once per swept value, named sprig_FLAG=VALUE, which plot_results.py reads back
-        if "sprig" not in options.methods:
-            p.error(f"--sweep runs only sprig, and --methods '{' '.join(options.methods)}' leaves it out")
         set_elsewhere = {name[2:] for name, _ in flag_groups([*PRESETS[options.preset], *extra_flags])}
         swept = [(flag, value) for flag, values in options.sweep for value in values]
         for index, (flag, value) in enumerate(swept):
@@ -530,9 +571,12 @@ def make_plan(argv: list[str]) -> Plan:
     if cuda and not {"--async-envs", "--no-async-envs"} & set(given_machinery):
         machinery.append("--async-envs")  # a run on a GPU mostly waits on it: its envs step on the idle cores
     machinery += given_machinery
-    stop = (dict(flag_groups(machinery)).get("--stop-at-step", ("None",)) or ("",))[-1]  # the last one, as the scripts take it
+    stop = last_value(machinery, "--stop-at-step", "None")
     if stop != "None" and not (stop.isascii() and stop.isdigit() and int(stop) > 0):
         p.error(f"--stop-at-step after --: must be a positive integer or None, got '{stop}'")
+    for flag in ("--num-envs", "--num-steps"):  # the batch, which --sps and the scripts' checks read
+        if not ((size := last_value(extra_flags, flag, "1")).isascii() and size.isdigit() and int(size) > 0):
+            p.error(f"{flag} after --: must be a positive integer, got '{size}'")
     out = os.path.abspath(options.out)
     common_flags = (*PRESETS[options.preset], *(["--no-cuda"] if options.slurm and options.gpus == 0 else []), *results)
     runs = [
@@ -642,13 +686,13 @@ ENDED = {
     "skipped": "already done, skipped",
     "paused": "paused at --stop-at-step {paused}, checkpointed; not done: a larger --stop-at-step goes on",
     "locked": "running in another invocation, left to it",
-    "conflict": "NOT RUN: finished earlier with other flags",
+    "conflict": "NOT RUN: done or checkpointed earlier with other flags",
     "interrupted": "interrupted after {seconds} s; checkpointed, a rerun resumes it",
     "failed": "FAILED after {seconds} s",
 }
 # A run that did not finish, at the end of the summary: on stderr, where it cannot scroll away.
 NOT_DONE = {
-    "conflict": "NOT RUN: {label}: {directory} finished earlier with other flags",
+    "conflict": "NOT RUN: {label}: {directory} done or checkpointed earlier with other flags",
     "interrupted": "INTERRUPTED: {label}: checkpointed in {directory}; run the same command again to resume",
     "failed": "FAILED: {label}; log: {directory}/log.txt",
 }
@@ -663,7 +707,7 @@ def run_locally(plan: Plan) -> int:
         statuses = run_pool(plan, environment)
     if statuses is None:
         return 130
-    counts = dict.fromkeys(("ran", "skipped", "paused", "locked", "failed"), 0)
+    counts = dict.fromkeys(("ran", "skipped", "paused", "locked", "interrupted", "conflict", "failed"), 0)
     say("")
     for run, status in zip(plan.runs, statuses):
         counts[status if status in counts else "failed"] += 1
@@ -671,13 +715,14 @@ def run_locally(plan: Plan) -> int:
             say(NOT_DONE[status].format(label=run.label, directory=run.directory), error=True)
     say(
         f"summary: {counts['ran']} ran, {counts['skipped']} already done (skipped), {counts['paused']} paused at "
-        f"--stop-at-step, {counts['locked']} running elsewhere (locked), {counts['failed']} failed"
+        f"--stop-at-step, {counts['locked']} running elsewhere (locked), {counts['interrupted']} interrupted "
+        f"(checkpointed), {counts['conflict']} not run (other flags), {counts['failed']} failed"
     )
     for command, makes in [] if plan.options.no_plot else plan.plot_commands():
         plotted = subprocess.run(command).returncode == 0
         say(makes if plotted else f"failed: {shlex.join(command)}", error=not plotted)
         counts["failed"] += not plotted
-    return 1 if counts["failed"] else 0
+    return 1 if counts["interrupted"] or counts["conflict"] or counts["failed"] else 0
 
 
 def run_pool(plan: Plan, environment: dict[str, str]) -> list[str] | None:
@@ -726,7 +771,7 @@ def run_pool(plan: Plan, environment: dict[str, str]) -> list[str] | None:
 STATES = {
     "new": "new",
     "done": "done: skip",
-    "conflict": "done with other flags: conflict",
+    "conflict": "done or checkpointed with other flags: conflict, left as it is",
     "resume": "unfinished: resume from its checkpoint, with the same command",
     "clean": "unfinished: clean and rerun",
     "paused": "paused at --stop-at-step {paused}: skip, until --stop-at-step grows",
@@ -762,9 +807,10 @@ def print_dry_run(plan: Plan) -> None:
     for run in plan.runs:
         print(f"{run.label} {run.directory} [{STATES[run.state()].format(paused=run.paused_at())}]")
     print("# commands (each run from its dir, stdout+stderr to log.txt there):")
-    variables = {"OMP_NUM_THREADS": plan.threads, "MKL_NUM_THREADS": plan.threads, **(mps_variables(plan) or {})}
-    for run in plan.runs:
-        print(shell_line(run.directory, run.command(plan.python), variables))
+    variables = {**thread_variables(plan.threads), **(mps_variables(plan) or {})}
+    for run in plan.runs:  # as run_one will start it: a run it resumes, with --resume
+        resume = run.checkpoint() if run.state() == "resume" else None
+        print(shell_line(run.directory, run.command(plan.python, resume), variables))
     for command, _ in [] if plan.options.no_plot else plan.plot_commands():
         print(shlex.join(command))
 
@@ -889,7 +935,7 @@ def slurm_task(threads: int, python: str, run: Run) -> int:
     if status in ("ran", "skipped", "paused"):
         return 0
     if status != "interrupted":
-        why = {"failed": "failed", "locked": "is locked", "conflict": "finished earlier with other flags"}[status]
+        why = {"failed": "failed", "locked": "is locked", "conflict": "was done or checkpointed with other flags"}[status]
         say(f"not requeued: the run {why}; see {run.directory}/log.txt", True)
         return 1
     if warned.is_set() and checkpoint_stamp() not in (None, before):
@@ -922,10 +968,10 @@ def sps_runs(plan: Plan) -> tuple[str, dict[str, str], list[tuple[str, str, list
     each method's run: alone, on the first env and seed, for --sps-iterations whole iterations of the runs' batch."""
     options, directory = plan.options, f"{plan.out}/sps/{time.strftime('%Y%m%d-%H%M%S')}"
     flags = [*PRESETS[options.preset], *options.extra_flags]
-    given = dict(flag_groups(flags))
-    steps = int(given.get("--num-envs", ("8",))[-1]) * int(given.get("--num-steps", ("128",))[-1]) * options.sps_iterations
+    batch = int(last_value(flags, "--num-envs", "8")) * int(last_value(flags, "--num-steps", "128"))
+    steps = batch * options.sps_iterations
     flags = ["--env-id", plan.env_ids[0], "--seed", str(options.seeds[0]), *flags, "--total-timesteps", str(steps)]
-    variables = {"OMP_NUM_THREADS": str(plan.cores), "MKL_NUM_THREADS": str(plan.cores)}
+    variables = thread_variables(plan.cores)
     methods = map(method_named, plan.methods)
     script = [(m.name, [plan.python, os.path.join(REPO_DIR, m.script), *m.run_flags]) for m in methods]
     return directory, variables, [(name, f"{directory}/{name}", [*command, *flags]) for name, command in script]
@@ -943,10 +989,10 @@ def measure_sps(plan: Plan) -> int:
         with open(f"{log}/log.txt", "w") as file:
             if subprocess.run(command, cwd=log, env=environment, stdout=file, stderr=subprocess.STDOUT).returncode:
                 say(f"error: {name} failed; see {log}/log.txt", error=True)
-                return 2
-    plotted = subprocess.run(sps_plot_command(plan, directory)).returncode
-    if plotted:
-        return plotted
+                return 1
+    if subprocess.run(sps_plot_command(plan, directory)).returncode:
+        say(f"error: {shlex.join(sps_plot_command(plan, directory))} failed", error=True)
+        return 1
     with open(f"{directory}/measured_with.json", "w") as file:
         json.dump({"preset": options.preset, "flags": options.extra_flags, "load": round(load, 2), "cores": plan.cores}, file)
     return 0
@@ -1026,7 +1072,8 @@ def cost_lines(plan: Plan) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `./benchmark.sh --dry-run | head` ends quietly, as a shell tool does
+    if {"-h", "--help", "--dry-run"} & set(argv[: argv.index("--")] if "--" in argv else argv):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `--dry-run | head` ends quietly, as a shell tool's output does
     if argv[:1] == ["slurm-task"]:  # what a task of the job array runs: THREADS PYTHON RUN
         return slurm_task(int(argv[1]), argv[2], Run.from_json(argv[3]))
     if argv[:1] == ["slurm-report"]:  # what the plot job runs, the runs on stdin

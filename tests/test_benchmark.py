@@ -50,6 +50,7 @@ while (($# > 0)); do
     esac
     shift
 done
+[[ -z ${FAKE_SLEEP:-} ]] || sleep "$FAKE_SLEEP"
 if [[ -n ${FAKE_HANG:-} ]]; then
     echo $$ >>"$FAKE_HANG"
     sleep 60
@@ -523,6 +524,18 @@ def test_killed_run_without_done_marker_is_cleaned_and_rerun(sandbox):
     assert len(list((directory / "runs").iterdir())) == 1  # never two runs of one combination
     assert "partial log" not in (directory / "log.txt").read_text()
     assert (directory / "done").exists() and len(training_calls(sandbox)) == 1
+
+
+def test_runs_go_on_and_are_marked_done_after_the_reader_of_the_output_has_gone(sandbox):
+    """`./benchmark.sh | head -1`: once head exits, what benchmark.py says is lost, not its runs."""
+    environment = dict(os.environ, PYTHON=str(sandbox / "bin" / "python"), FAKE_CALLS=str(sandbox / "calls.txt"))
+    environment.update(CUDA_VISIBLE_DEVICES="", FAKE_SLEEP="0.5")
+    command = ["bash", str(sandbox / "repo" / "benchmark.sh"), "--methods", "ppo", "--seeds", "1 2", "--out", "out"]
+    process = subprocess.Popen(command + ["--no-plot"], cwd=sandbox / "work", env=environment, stdout=subprocess.PIPE)
+    process.stdout.readline()
+    process.stdout.close()  # the reader has gone before the first run ended
+    assert process.wait(timeout=30) == 0
+    assert (run_dir(sandbox, "ppo", 1) / "done").exists() and (run_dir(sandbox, "ppo", 2) / "done").exists()
 
 
 def test_failing_run_is_reported_with_its_log_path_and_the_others_finish(sandbox):
@@ -1134,7 +1147,14 @@ def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itse
         (["--sweep=--alpha-coop=0.3"], "error: --sweep: '--alpha-coop' is not a flag name"),
         (["--sweep", "seed=1 2"], "error: --sweep: --seed is set by benchmark.sh itself and cannot be swept"),
         (["--sweep", "stop-at-step=64 128"], "error: --sweep: --stop-at-step changes how a run goes, not what it computes"),
-        (["--sweep", "alpha-coop=0.3", "--methods", "ppo"], "error: --sweep runs only sprig, and --methods 'ppo' leaves it"),
+        (["--sweep", "alpha-coop=0.3", "--methods", "ppo"], "error: --sweep runs only sprig, and --methods 'ppo' asks for"),
+        (["--sweep", "alpha-coop=0.3", "--methods", "sprig ppo"], "error: --sweep runs only sprig, and --methods 'sprig ppo'"),
+        (["--gpus", "0"], "error: --gpus goes with --slurm, and without it would be ignored"),
+        (["--time", "8:00:00"], "error: --time goes with --slurm, and without it would be ignored"),
+        (["--sps-iterations", "3"], "error: --sps-iterations goes with --sps, and without it would be ignored"),
+        (["--slurm", "--workers", "2"], "error: --workers and --slurm do not go together: each Slurm task runs one run"),
+        (["--sps", "--stop-at-step", "100"], "error: --stop-at-step and --sps do not go together: --sps runs --sps-iter"),
+        (["--sps", "--total-timesteps", "100"], "error: --total-timesteps and --sps do not go together: --sps runs"),
         (
             ["--sweep", "learning-rate=1e-4", "--preset", "paper"],
             "error: --sweep learning-rate: --learning-rate is also given",
@@ -1145,11 +1165,14 @@ def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itse
         (["--sps-from", "nowhere"], "error: --sps-from: 'nowhere' is not a directory"),
         (["--sps", "--sps-from", "."], "error: --sps-from and --sps do not go together: --sps measures this machine's"),
         (["--slurm", "--sps-from", "."], "error: --sps-from and --slurm do not go together: --slurm estimates no wall time"),
-        (["--time-margin", "5m"], "error: --time-margin: must be a non-negative integer up to 65535, got '5m'"),
-        (["--time", "8h"], "error: --time: '8h' is not a Slurm time limit (MINUTES, H:MM:SS, DAYS-HH:MM:SS"),
-        (["--time", "0:05:00"], "error: --time-margin 300 is not shorter than --time 0:05:00: no time"),
-        (["--time", "0-0:10", "--time-margin", "600"], "error: --time-margin 600 is not shorter than --time 0-0:10"),
-        (["--sps-iterations", "1"], "error: --sps-iterations: must be an integer of at least 2, got '1'"),
+        (["--slurm", "--time-margin", "5m"], "error: --time-margin: must be a non-negative integer up to 65535, got '5m'"),
+        (["--slurm", "--time", "8h"], "error: --time: '8h' is not a Slurm time limit (MINUTES, H:MM:SS, DAYS-HH:MM:SS"),
+        (["--slurm", "--time", "0:05:00"], "error: --time-margin 300 is not shorter than --time 0:05:00: no time"),
+        (
+            ["--slurm", "--time", "0-0:10", "--time-margin", "600"],
+            "error: --time-margin 600 is not shorter than --time 0-0:10",
+        ),
+        (["--sps", "--sps-iterations", "1"], "error: --sps-iterations: must be an integer of at least 2, got '1'"),
         (["--sps", "--slurm"], "error: --sps and --slurm do not go together: --sps measures this machine's speeds"),
         (["--", "--stop-at-step", "1e5"], "error: --stop-at-step after --: must be a positive integer or None, got '1e5'"),
         (["--", "--stop_at_step=0"], "error: --stop-at-step after --: must be a positive integer or None, got '0'"),
@@ -1158,6 +1181,8 @@ def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itse
             "error: --dry-run is an option of benchmark.sh, not of the runs: give it before",
         ),
         (["--", "--workers=2"], "error: --workers is an option of benchmark.sh, not of the runs: give it before --"),
+        (["--", "--num-envs"], "error: --num-envs after --: must be a positive integer, got ''"),
+        (["--sps", "--", "--num-steps=x"], "error: --num-steps after --: must be a positive integer, got 'x'"),
         (["--", "--seed", "3"], "error: --seed after --: benchmark.sh sets it for each run itself, from its --seeds"),
         (["--", "--total_timesteps=64"], "error: --total-timesteps after --: benchmark.sh sets it for each run itself, from"),
         (["--", "--exp-name", "mine"], "error: --exp-name after --: benchmark.sh sets it for each run itself, from its --me"),
@@ -1262,7 +1287,7 @@ def test_sweep_dry_run_runs_sprig_once_per_value_and_seed_with_the_value_in_flag
     plots = [line for line in lines if "plot_results.py" in line]
     assert plots[-1].endswith(f"plot_results.py tradeoff {sandbox / 'work' / 'out' / 'cleanrl'}")
     assert tree(sandbox / "work") == [] and fake_calls(sandbox) == []
-    assert "only sprig (ppo is left out)" in run_benchmark(sandbox, "--help").stdout
+    assert "only sprig (no other --methods)" in run_benchmark(sandbox, "--help").stdout
 
 
 def test_two_sweeps_vary_one_flag_each_and_keep_preset_and_extra_flags(sandbox):
@@ -1339,10 +1364,18 @@ def test_the_exit_status_tells_how_a_run_ended_not_what_its_log_says(sandbox):
     assert (run_dir(sandbox, "ppo", 1) / "done").exists() and not (run_dir(sandbox, "ppo", 1) / "paused").exists()
 
 
-def test_a_checkpointed_run_asked_for_with_other_flags_is_restarted_not_resumed(sandbox):
+def test_a_checkpointed_run_asked_for_with_other_flags_is_refused_and_its_checkpoint_kept(sandbox):
+    """Its script would refuse the checkpoint under other flags, and starting afresh would delete it: an error, and the
+    run's directory left as it is; with its own flags, the dry run shows the command that resumes it."""
     flags = ["--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot"]
-    run_benchmark(sandbox, *flags, FAKE_INTERRUPT="1")
+    assert run_benchmark(sandbox, *flags, FAKE_INTERRUPT="1").returncode == 1
+    before = tree(run_dir(sandbox, "ppo", 1))
+    (checkpoint,) = run_dir(sandbox, "ppo", 1).glob("runs/*/checkpoint.pt")
     result = run_benchmark(sandbox, *flags, "--total-timesteps", "4096")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "removing its partial output and restarting it" in result.stdout
-    assert "--resume" not in training_calls(sandbox)[-1][2]
+    assert result.returncode == 1 and len(training_calls(sandbox)) == 1, result.stdout + result.stderr
+    assert f"error: {run_dir(sandbox, 'ppo', 1)} holds a checkpoint of a run with other flags (ppo_atari.py " in result.stderr
+    assert "1 not run (other flags), 0 failed" in result.stdout and tree(run_dir(sandbox, "ppo", 1)) == before
+    dry = run_benchmark(sandbox, *flags, "--total-timesteps", "4096", "--dry-run").stdout
+    assert "[done or checkpointed with other flags: conflict, left as it is]" in dry
+    dry = run_benchmark(sandbox, *flags, "--dry-run").stdout
+    assert "[unfinished: resume from its checkpoint, with the same command]" in dry and f"--resume {checkpoint}\n" in dry
