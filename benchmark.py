@@ -27,6 +27,7 @@ import textwrap
 import threading
 import time
 import traceback
+from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import partial
 
@@ -166,10 +167,10 @@ class Run:
             return "clean"
         return "new"
 
-    @staticmethod
-    def from_json(text: str) -> Run:
+    @classmethod
+    def from_json(cls, text: str) -> Run:
         fields = json.loads(text)
-        return Run(**{**fields, "flags": tuple(fields["flags"]), "machinery": tuple(fields["machinery"])})
+        return cls(**{**fields, "flags": tuple(fields["flags"]), "machinery": tuple(fields["machinery"])})
 
 
 # --- Running one run, on this machine or in a Slurm task. How it ended is its script's exit status: 0 finished
@@ -344,8 +345,15 @@ def slurm_seconds(limit: str) -> int:
     return int(days) * 86400 + sum(int(part) * unit for part, unit in zip(parts, units))
 
 
+def slurm_time(limit: str) -> str:
+    """An argparse type: a Slurm time limit, as given."""
+    slurm_seconds(limit)
+    return limit
+
+
 def one_of(word: str, choices, what: str) -> str:
-    """An argparse type: one of CHOICES (argparse's own `choices` would list them all in the usage line)."""
+    """An argparse type: one of CHOICES, said as "unknown WHAT" with the known ones, for a single option (--preset) as
+    for each word of one (--methods), which argparse's `choices` cannot check."""
     if word not in choices:
         raise argparse.ArgumentTypeError(f"unknown {what} '{word}' (known: {', '.join(choices)})")
     return word
@@ -421,7 +429,7 @@ def parser() -> Parser:
     add = p.add_argument_group("Slurm (below)").add_argument
     add("--slurm", action="store_true", help="write OUT/sprig_benchmark*.sbatch, and submit them if sbatch is on PATH")
     add("--partition", metavar="P", help="partition (default: the cluster's default)")
-    add("--time", metavar="T", help="time limit per task (default: 24:00:00)")
+    add("--time", type=slurm_time, metavar="T", help="time limit per task (default: 24:00:00)")
     up_to_65535 = partial(whole, most=65535)  # Slurm's --signal=B:USR1@SECONDS takes 0 to 65535
     add("--time-margin", type=up_to_65535, metavar="S", help="warn tasks S s before it (default: 300)")
     add("--gpus", type=count, metavar="N", help="GPUs per task (default: 1; with 0 the runs get --no-cuda)")
@@ -546,11 +554,7 @@ def make_plan(argv: list[str]) -> Plan:
         if getattr(options, name) is None:
             setattr(options, name, default)
     env_ids = list(GAME_SETS[options.games]) if options.games else options.env_ids or ["BeamRiderNoFrameskip-v4"]
-    try:
-        limit = slurm_seconds(options.time)
-    except argparse.ArgumentTypeError as error:
-        p.error(f"--time: {error}")
-    if 0 < limit <= options.time_margin:
+    if 0 < slurm_seconds(options.time) <= options.time_margin:
         p.error(f"--time-margin {options.time_margin} is not shorter than --time {options.time}: no time to train")
     if options.sps_from is not None and not os.path.isdir(options.sps_from):
         p.error(f"--sps-from: '{options.sps_from}' is not a directory (an --out of --sps, or its sps/ or sps/DATE/)")
@@ -596,8 +600,7 @@ def make_plan(argv: list[str]) -> Plan:
         for env in env_ids
         for method, name, flags in variants
     ]
-    directories = [run.directory for run in runs]
-    if twice := [directory for directory in directories if directories.count(directory) > 1]:
+    if twice := [directory for directory, n in Counter(run.directory for run in runs).items() if n > 1]:
         p.error(f"a method, env id or seed is listed twice: {twice[0]}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
     return Plan(
@@ -936,7 +939,7 @@ def slurm_task(threads: int, python: str, run: Run) -> int:
         return 0
     if status != "interrupted":
         why = {"failed": "failed", "locked": "is locked", "conflict": "was done or checkpointed with other flags"}[status]
-        say(f"not requeued: the run {why}; see {run.directory}/log.txt", True)
+        say(f"not requeued: the run {why}; see {run.directory}/log.txt", error=True)
         return 1
     if warned.is_set() and checkpoint_stamp() not in (None, before):
         say(f"requeueing {task}: it starts again, resuming from its checkpoint")
@@ -944,7 +947,10 @@ def slurm_task(threads: int, python: str, run: Run) -> int:
             return 0
         say(f"error: scontrol requeue {task} failed; the same benchmark.sh --slurm command resumes the run", error=True)
     elif warned.is_set():
-        say(f"not requeued: the run wrote no checkpoint since this start (no progress); see {run.directory}/log.txt", True)
+        say(
+            f"not requeued: the run wrote no checkpoint since this start (no progress); see {run.directory}/log.txt",
+            error=True,
+        )
     else:
         say("stopped with its checkpoint; not requeued by this task (the same benchmark.sh --slurm command resumes it)")
     return 3
@@ -981,7 +987,10 @@ def measure_sps(plan: Plan) -> int:
     options, (directory, variables, runs) = plan.options, sps_runs(plan)
     load = os.getloadavg()[0]
     if load >= plan.cores / 2:  # other work slows these runs, and so every wall time estimated from them
-        say(f"warning: the machine is busy (load average {load:.2f} on {plan.cores} cores): these speeds come out slow", True)
+        say(
+            f"warning: the machine is busy (load average {load:.2f} on {plan.cores} cores): these speeds come out slow",
+            error=True,
+        )
     environment = {**os.environ, **variables}
     for name, log, command in runs:
         os.makedirs(log, exist_ok=True)
