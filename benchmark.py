@@ -36,6 +36,11 @@ from methods import GAME_SETS, METHODS, PRESETS, SPRIG, method_named, methods_ta
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
+def repo_file(name: str) -> str:
+    """The path of NAME beside this file: a training script, plot_results.py, this file itself."""
+    return os.path.join(REPO_DIR, name)
+
+
 # --- A run: one record, and its state on disk. Each run has OUT/PRESET/ENV/NAME/seedSEED/ to itself: its script's
 # runs/ (TensorBoard, checkpoint.pt), log.txt, command.txt, `started` (what it computes, one line), `done` (the same
 # line) once it finished, and `paused` (a step) while paused at --stop-at-step.
@@ -494,7 +499,7 @@ class Plan:
 
     def plot_commands(self) -> list[tuple[list[str], str]]:
         """The plots at the end and what each makes: plot_results.py on the results, and after a sweep its trade-off."""
-        plot, results = os.path.join(REPO_DIR, "plot_results.py"), self.results_dir
+        plot, results = repo_file("plot_results.py"), self.results_dir
         commands = [([self.python, plot, results], f"figure: {results}/figure2.png, table: {results}/results.md")]
         if self.options.sweep:
             commands.append(([self.python, plot, "tradeoff", results], f"trade-off: {results}/tradeoff_FLAG.png and .md"))
@@ -589,7 +594,7 @@ def make_plan(argv: list[str]) -> Plan:
             name=name,
             env_id=env,
             seed=seed,
-            script=os.path.join(REPO_DIR, method_named(method).script),
+            script=repo_file(method_named(method).script),
             flags=("--env-id", env, "--seed", str(seed), "--total-timesteps", str(options.total_timesteps), *flags)
             + common_flags,
             machinery=tuple(machinery),
@@ -783,7 +788,7 @@ STATES = {
 
 def missing_scripts(plan: Plan) -> list[tuple[str, str]]:
     """(method, its script's path) of each method run whose script is not beside this file."""
-    scripts = [(method, os.path.join(REPO_DIR, method_named(method).script)) for method in plan.methods]
+    scripts = [(method, repo_file(method_named(method).script)) for method in plan.methods]
     return [(method, script) for method, script in scripts if not os.path.isfile(script)]
 
 
@@ -823,7 +828,7 @@ def print_dry_run(plan: Plan) -> None:
 # (slurm_task), the plot job `benchmark.py slurm-report` with every record on stdin (slurm_report).
 def sbatch_scripts(plan: Plan) -> dict[str, str]:
     """{path: script}: the job array, and unless --no-plot the plot job, which Slurm runs after the array's last task."""
-    options, benchmark, out = plan.options, shlex.quote(os.path.join(REPO_DIR, "benchmark.py")), plan.out
+    options, benchmark, out = plan.options, shlex.quote(repo_file("benchmark.py")), plan.out
     common = [f"#SBATCH --partition={options.partition}"] if options.partition else []
     python_env = ["# Load modules / activate the Python environment here if the job needs it.", ""]
     then_plot = "" if options.no_plot else f", then {out}/sprig_benchmark_plot.sbatch with --dependency=afterany:ARRAYID"
@@ -979,7 +984,7 @@ def sps_runs(plan: Plan) -> tuple[str, dict[str, str], list[tuple[str, str, list
     flags = ["--env-id", plan.env_ids[0], "--seed", str(options.seeds[0]), *flags, "--total-timesteps", str(steps)]
     variables = thread_variables(plan.cores)
     methods = map(method_named, plan.methods)
-    script = [(m.name, [plan.python, os.path.join(REPO_DIR, m.script), *m.run_flags]) for m in methods]
+    script = [(m.name, [plan.python, repo_file(m.script), *m.run_flags]) for m in methods]
     return directory, variables, [(name, f"{directory}/{name}", [*command, *flags]) for name, command in script]
 
 
@@ -1008,7 +1013,7 @@ def measure_sps(plan: Plan) -> int:
 
 
 def sps_plot_command(plan: Plan, directory: str) -> list[str]:
-    return [plan.python, os.path.join(REPO_DIR, "plot_results.py"), "sps", directory]
+    return [plan.python, repo_file("plot_results.py"), "sps", directory]
 
 
 def print_sps_dry_run(plan: Plan) -> None:
