@@ -44,9 +44,13 @@ def repo_file(name: str) -> str:
 # --- A run: one record, and its state on disk. Each run has OUT/PRESET/ENV/NAME/seedSEED/ to itself: its script's
 # runs/ (TensorBoard, checkpoint.pt), log.txt, command.txt, `started` (what it computes, one line), `done` (the same
 # line) once it finished, and `paused` (a step) while paused at --stop-at-step.
-# flags that change how a run goes, not what it computes: a run given other ones is the same run
-MACHINERY_FLAGS = {"--checkpoint-every", "--stop-at-step", "--resume", "--async-envs", "--no-async-envs"}
-MACHINERY_FLAGS |= {"--cudagraphs", "--no-cudagraphs"}
+# Flags that change how a run goes, not what it learns: a run given other ones is the same run, which its script
+# resumes from its checkpoint (the scripts' RESUME_FREE_FLAGS, kept in step by tests/test_benchmark.py).
+MACHINERY_FLAGS = {
+    *("--checkpoint-every", "--stop-at-step", "--resume", "--eval-episodes", "--wandb-project-name", "--wandb-entity"),
+    *(f"--{prefix}{name}" for prefix in ("", "no-") for name in ("async-envs", "cudagraphs", "cuda", "track")),
+    *(f"--{prefix}{name}" for prefix in ("", "no-") for name in ("capture-video", "save-model")),
+}
 # flags benchmark.py gives each run, and its option each comes from
 PER_RUN_FLAGS = {
     "--env-id": "--env-ids",
@@ -140,11 +144,12 @@ class Run:
     def conflict(self) -> str:
         """Why a run in state conflict is not run, and what to do."""
         done, started = self.read("done"), self.read("started")
-        earlier = (
-            f"finished with other flags ({done})"
-            if done is not None
-            else f"holds a checkpoint of a run with other flags ({started})"
-        )
+        if done is not None:
+            earlier = f"finished with other flags ({done})"
+        elif started is None:
+            earlier = "holds a checkpoint of a run whose flags it does not say (no 'started' file)"
+        else:
+            earlier = f"holds a checkpoint of a run with other flags ({started})"
         return f"{self.directory} {earlier}; delete it or use another --out"
 
     def checkpoint(self) -> str | None:
@@ -163,8 +168,8 @@ class Run:
         if (done := self.read("done")) is not None:
             return "done" if not done.strip() or signature(done) == signature(self.line) else "conflict"
         started = self.read("started")
-        if started is not None and self.checkpoint():
-            if signature(started) != signature(self.line):  # its script would refuse to resume it with these flags
+        if self.checkpoint():
+            if started is None or signature(started) != signature(self.line):  # its script would refuse these flags
                 return "conflict"
             paused, stop = self.paused_at(), self.stop_at_step
             return "paused" if paused is not None and stop is not None and paused >= stop else "resume"
@@ -507,9 +512,8 @@ class Plan:
 
 
 # The options' defaults, set once the options given have been checked (an option of NEEDS given by hand, say)
-DEFAULTS = {"methods": ["ppo", "sprig"], "seeds": [1, 2, 3, 4, 5], "total_timesteps": 10000000, "workers": 1}
-DEFAULTS |= {"out": "benchmark_results", "sps_iterations": 4, "time": "24:00:00", "time_margin": 300, "gpus": 1}
-DEFAULTS |= {"cpus_per_task": 4}
+DEFAULTS = dict(methods=["ppo", "sprig"], seeds=[1, 2, 3, 4, 5], total_timesteps=10000000, workers=1, out="benchmark_results")
+DEFAULTS.update(sps_iterations=4, time="24:00:00", time_margin=300, gpus=1, cpus_per_task=4)  # of one mode each (NEEDS)
 # --quick's: a CPU-sized check, in a results directory of its own so that its runs never stand in for others
 QUICK = {"seeds": [1, 2], "total_timesteps": 50000, "workers": 2, "out": "benchmark_results_quick"}
 NEEDS = [(option, "slurm") for option in ("partition", "time", "time_margin", "gpus", "cpus_per_task")]
@@ -574,8 +578,9 @@ def make_plan(argv: list[str]) -> Plan:
                 p.error(f"--sweep {flag}: the value {value} is listed twice")
         variants = [("sprig", f"sprig_{f}={v}", (f"--{f}", v, "--exp-name", f"sprig_{f}={v}")) for f, v in swept]
     results, given_machinery = split_machinery(extra_flags)
-    cuda = not (options.slurm or options.sps) and "--no-cuda" not in results and cuda_device_listed()
+    cuda = not (options.slurm or options.sps) and "--no-cuda" not in given_machinery and cuda_device_listed()
     machinery = ["--checkpoint-every", str(options.checkpoint_every)]
+    machinery += ["--no-cuda"] if options.slurm and options.gpus == 0 else []
     machinery += ["--stop-at-step", str(options.stop_at_step)] if options.stop_at_step else []
     if cuda and not {"--async-envs", "--no-async-envs"} & set(given_machinery):
         machinery.append("--async-envs")  # a run on a GPU mostly waits on it: its envs step on the idle cores
@@ -587,7 +592,7 @@ def make_plan(argv: list[str]) -> Plan:
         if not ((size := last_value(extra_flags, flag, "1")).isascii() and size.isdigit() and int(size) > 0):
             p.error(f"{flag} after --: must be a positive integer, got '{size}'")
     out = os.path.abspath(options.out)
-    common_flags = (*PRESETS[options.preset], *(["--no-cuda"] if options.slurm and options.gpus == 0 else []), *results)
+    common_flags = (*PRESETS[options.preset], *results)
     runs = [
         Run(
             method=method,

@@ -10,6 +10,7 @@ tests/test_slurm.py submits them to a real Slurm. On a GPU machine, the tests hi
 
 import contextlib
 import csv
+import glob
 import itertools
 import json
 import os
@@ -22,7 +23,7 @@ import sys
 import time
 
 import pytest
-from benchmark import parser, signature
+from benchmark import MACHINERY_FLAGS, parser, signature
 from helpers import is_locked, pid_alive
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -294,12 +295,12 @@ def test_sps_dry_run_prints_the_commands_sps_runs_and_runs_nothing(sandbox):
 
 
 def test_dry_run_of_the_cleanrl_preset_adds_no_hyperparameter_flags_and_passes_extra_flags(sandbox):
-    result = run_benchmark(sandbox, "--dry-run", "--seeds", "1", "--", "--async-envs", "--track")
+    result = run_benchmark(sandbox, "--dry-run", "--seeds", "1", "--", "--async-envs", "--no-norm-adv", "--track")
     assert result.returncode == 0, result.stderr
     commands = [line for line in result.stdout.splitlines() if line.startswith("cd ")]
     assert len(commands) == 2
-    for command in commands:
-        assert command.endswith("--seed 1 --total-timesteps 10000000 --track --checkpoint-every 25 --async-envs")
+    for command in commands:  # what the run learns, then how it goes
+        assert command.endswith("--seed 1 --total-timesteps 10000000 --no-norm-adv --checkpoint-every 25 --async-envs --track")
 
 
 @pytest.mark.parametrize(
@@ -552,18 +553,49 @@ def test_failing_run_is_reported_with_its_log_path_and_the_others_finish(sandbox
 
 
 def test_a_signature_is_the_flags_parsed_equal_whatever_their_order_and_with_flag_equals_value():
-    line = f"ppo_atari.py --env-id {ENV} --seed 1 --clip-coef 0.2 --track"  # as `started` and `done` hold a run
-    same = f"ppo_atari.py --track --seed=1 --clip-coef 0.2 --env-id={ENV} --checkpoint-every 5 --async-envs"
+    line = f"ppo_atari.py --env-id {ENV} --seed 1 --clip-coef 0.2 --no-norm-adv"  # as `started` and `done` hold a run
+    same = f"ppo_atari.py --no-norm-adv --seed=1 --clip-coef 0.2 --env-id={ENV} --checkpoint-every 5 --async-envs"
     assert signature(same) == signature(line)  # how a run checkpoints, or steps its envs, is not what it computes
-    assert signature(f"{line} --cudagraphs") == signature(line)  # nor whether its GPU work is replayed
+    assert signature(f"{line} --cudagraphs --no-cuda") == signature(line)  # nor where its GPU work runs
+    assert signature(f"{line} --track --save-model") == signature(line)  # nor what it tells W&B and saves at its end
     assert signature(f"{line} --seed 2 --seed 1") == signature(line)  # a flag given twice counts with its last value
     for other in [
-        f"ppo_atari.py --env-id {ENV} --seed 2 --clip-coef 0.2 --track",
-        f"ppo_atari.py --env-id {ENV} --seed 1 --clip-coef=0.1 --track",
+        f"ppo_atari.py --env-id {ENV} --seed 2 --clip-coef 0.2 --no-norm-adv",
+        f"ppo_atari.py --env-id {ENV} --seed 1 --clip-coef=0.1 --no-norm-adv",
         f"ppo_atari.py --env-id {ENV} --seed 1 --clip-coef 0.2",
-        f"sprig_ppo_atari.py --env-id {ENV} --seed 1 --clip-coef 0.2 --track",
+        f"sprig_ppo_atari.py --env-id {ENV} --seed 1 --clip-coef 0.2 --no-norm-adv",
     ]:
         assert signature(other) != signature(line), other
+
+
+def test_the_flags_that_do_not_make_a_run_another_are_those_its_script_resumes_under():
+    """A run given other ones is the same run: skipped when done, resumed when checkpointed, which its script does."""
+    import ppo_atari
+    import sprig_ppo_atari
+
+    assert ppo_atari.RESUME_FREE_FLAGS == sprig_ppo_atari.RESUME_FREE_FLAGS
+    scripts = {f"--{name.replace('_', '-')}" for name in ppo_atari.RESUME_FREE_FLAGS - {"eval_checkpoint"}}
+    assert {flag for flag in MACHINERY_FLAGS if not flag.startswith("--no-")} == scripts
+
+
+def test_a_checkpoint_whose_run_no_started_file_describes_is_kept_not_cleaned_away(sandbox):
+    checkpoint = run_dir(sandbox, "ppo", 1) / "runs" / f"{ENV}__ppo_atari__1__1000" / "checkpoint.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_text("copied here by hand")
+    result = run_benchmark(sandbox, "--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot")
+    assert result.returncode == 1 and "(no 'started' file); delete it or use another --out" in result.stderr
+    assert checkpoint.read_text() == "copied here by hand" and training_calls(sandbox) == []
+
+
+def test_a_checkpointed_run_given_a_flag_that_does_not_change_what_it_learns_resumes(sandbox):
+    flags = ["--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot"]
+    assert run_benchmark(sandbox, *flags, FAKE_INTERRUPT="1").returncode == 1
+    result = run_benchmark(sandbox, *flags, "--", "--no-cuda", "--track", "--save-model")
+    assert result.returncode == 0 and "resuming the unfinished earlier run" in result.stdout, result.stdout + result.stderr
+    assert training_calls(sandbox)[-1][2].endswith(
+        "--checkpoint-every 25 --no-cuda --track --save-model --resume "
+        + str(next(run_dir(sandbox, "ppo", 1).glob("runs/*/checkpoint.pt")))
+    )
 
 
 def test_a_done_run_asked_for_with_its_flags_reordered_or_as_flag_equals_value_is_skipped(sandbox):
@@ -964,7 +996,7 @@ def test_slurm_without_gpus_runs_on_cpu_and_submits_the_array_then_the_plot_job_
     text = script.read_text()
     assert "#SBATCH --array=0-0\n" in text and "#SBATCH --gpus" not in text
     (record,) = task_records(text)
-    assert record["flags"][-2:] == ["10000000", "--no-cuda"] and record["machinery"] == ["--checkpoint-every", "25"]
+    assert record["flags"][-1] == "10000000" and record["machinery"] == ["--checkpoint-every", "25", "--no-cuda"]
     assert (sandbox / "sbatch_args.txt").read_text().splitlines() == [
         f"--parsable {script}",
         f"--parsable --dependency=afterany:42 {sandbox / 'work' / 'out' / 'sprig_benchmark_plot.sbatch'}",
@@ -1368,7 +1400,8 @@ def test_a_checkpointed_run_asked_for_with_other_flags_is_refused_and_its_checkp
     """Its script would refuse the checkpoint under other flags, and starting afresh would delete it: an error, and the
     run's directory left as it is; with its own flags, the dry run shows the command that resumes it."""
     flags = ["--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot"]
-    assert run_benchmark(sandbox, *flags, FAKE_INTERRUPT="1").returncode == 1
+    first = run_benchmark(sandbox, *flags, FAKE_INTERRUPT="1")
+    assert first.returncode == 1 and "1 interrupted (checkpointed), 0 not run (other flags), 0 failed" in first.stdout
     before = tree(run_dir(sandbox, "ppo", 1))
     (checkpoint,) = run_dir(sandbox, "ppo", 1).glob("runs/*/checkpoint.pt")
     result = run_benchmark(sandbox, *flags, "--total-timesteps", "4096")
@@ -1379,3 +1412,24 @@ def test_a_checkpointed_run_asked_for_with_other_flags_is_refused_and_its_checkp
     assert "[done or checkpointed with other flags: conflict, left as it is]" in dry
     dry = run_benchmark(sandbox, *flags, "--dry-run").stdout
     assert "[unfinished: resume from its checkpoint, with the same command]" in dry and f"--resume {checkpoint}\n" in dry
+
+
+def python_3_8():
+    """A python 3.8 that runs, if this machine has one (on PATH, or pyenv's, whose shim may not be active)."""
+    candidates = [shutil.which("python3.8"), *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.8*/bin/python3.8")))]
+    for python in filter(None, candidates):
+        if (
+            subprocess.run([python, "-c", "import sys; assert sys.version_info[:2] == (3, 8)"], capture_output=True).returncode
+            == 0
+        ):
+            return python
+    return None
+
+
+@pytest.mark.skipif(python_3_8() is None, reason="needs a python 3.8 (pyenv has one on this machine)")
+def test_benchmark_py_runs_under_the_oldest_python_benchmark_sh_promises(tmp_path):
+    """benchmark.sh says 3.8 or newer: its --help and its dry runs, which touch every option, run there."""
+    for args in (["--help"], ["--dry-run", "--quick"], ["--dry-run", "--slurm", "--gpus", "0"], ["--dry-run", "--sps"]):
+        command = [python_3_8(), os.path.join(REPO, "benchmark.py"), *args, *(["--out", str(tmp_path)] if args[1:] else [])]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0 and result.stderr == "", (args, result.stderr)
