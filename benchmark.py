@@ -426,7 +426,7 @@ def parser() -> Parser:
     add("--stop-at-step", type=positive, metavar="N", help="pause every run at N steps, checkpointed (below)")
     add("--workers", type=positive, metavar="N", help="runs at once, the cores split between them (default: 1; below)")
     add("--no-mps", action="store_true", help="on a GPU, 2 or more workers without NVIDIA MPS (below)")
-    add("--checkpoint-every", type=count, default=25, metavar="N", help="checkpoint.pt every N iterations (default: 25)")
+    add("--checkpoint-every", type=count, metavar="N", help="checkpoint.pt every N iterations (default: 25)")
     add("--out", metavar="DIR", help="results directory (default: benchmark_results; benchmark_results_quick with --quick)")
     add("--preset", type=preset, default="cleanrl", metavar="NAME", help="cleanrl (default) or paper")
     add("--quick", action="store_true", help="CPU-sized check: seeds 1 2, 50000 steps, 2 workers (each unless given)")
@@ -475,9 +475,10 @@ DETAILS = """\
   none, goes on. --workers N splits the cores between the runs (OMP_NUM_THREADS = cores // workers, at least 1; a run
   uses about 2 cores); on an NVIDIA GPU each local run gets --async-envs, and 2 or more share it through NVIDIA MPS.
   Local runs and their --dry-run start with the cost, at the speeds --sps measured with the same --preset (in OUT/sps,
-  or --sps-from). --sweep runs only sprig (no other --methods), as --FLAG V --exp-name sprig_FLAG=V. --slurm submits a
-  job array and a plot job; a task warned of its time limit checkpoints and requeues itself; --partition, --time,
-  --time-margin, --gpus and --cpus-per-task go with it only. README.md has the details.
+  or --sps-from); --sps runs each method alone, on the first env id and seed, for --sps-iterations iterations.
+  --sweep runs only sprig (no other --methods), as --FLAG V --exp-name sprig_FLAG=V. --slurm submits a job array and
+  a plot job; a task warned of its time limit checkpoints and requeues itself; --partition, --time, --time-margin,
+  --gpus and --cpus-per-task go with it only. README.md has the details.
 
 environment: PYTHON   the python that runs the scripts and plot_results.py (default: python)
 
@@ -512,7 +513,8 @@ class Plan:
 
 
 # The options' defaults, set once the options given have been checked (an option of NEEDS given by hand, say)
-DEFAULTS = dict(methods=["ppo", "sprig"], seeds=[1, 2, 3, 4, 5], total_timesteps=10000000, workers=1, out="benchmark_results")
+DEFAULTS = dict(methods=["ppo", "sprig"], seeds=[1, 2, 3, 4, 5], total_timesteps=10000000, workers=1, checkpoint_every=25)
+DEFAULTS.update(out="benchmark_results")
 DEFAULTS.update(sps_iterations=4, time="24:00:00", time_margin=300, gpus=1, cpus_per_task=4)  # of one mode each (NEEDS)
 # --quick's: a CPU-sized check, in a results directory of its own so that its runs never stand in for others
 QUICK = {"seeds": [1, 2], "total_timesteps": 50000, "workers": 2, "out": "benchmark_results_quick"}
@@ -530,6 +532,8 @@ EXCLUSIVE = [  # options that do not go together, and why
     ("workers", "sps", "--sps runs one method at a time"),
     ("stop_at_step", "sps", "--sps runs --sps-iterations iterations"),
     ("total_timesteps", "sps", "--sps runs --sps-iterations iterations"),
+    ("checkpoint_every", "sps", "--sps runs --sps-iterations iterations"),
+    ("no_plot", "sps", "--sps's speed table is what it makes"),
 ]
 
 
@@ -545,6 +549,8 @@ def make_plan(argv: list[str]) -> Plan:
     options.extra_flags = extra_flags
     # After --, a flag every run gets: not one of benchmark.sh's own options, nor one it sets for each run.
     for name, _ in flag_groups(extra_flags):
+        if options.sps and name in ("--stop-at-step", "--resume"):
+            p.error(f"{name} after -- does not go with --sps: its runs train --sps-iterations iterations from scratch")
         if name in PER_RUN_FLAGS:
             p.error(f"{name} after --: benchmark.sh sets it for each run itself, from its {PER_RUN_FLAGS[name]}")
         if name in p._option_string_actions.keys() - MACHINERY_FLAGS:
