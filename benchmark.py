@@ -203,8 +203,12 @@ def shell_line(directory: str, command: list[str], variables: dict) -> str:
 def say(text: str, error: bool = False) -> None:
     """One line to stdout (stderr if ERROR), whole even when several runs end at once; lost, not fatal, once the reader
     of a pipe has gone (`./benchmark.sh | head`): the runs go on, and their markers are written."""
-    with OUTPUT, contextlib.suppress(BrokenPipeError):
-        print(text, file=sys.stderr if error else sys.stdout, flush=True)
+    stream = sys.stderr if error else sys.stdout
+    with OUTPUT:
+        try:
+            print(text, file=stream, flush=True)
+        except BrokenPipeError:  # from now on to /dev/null, for the runs' plots and Python's last flush too
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def slurm_job() -> str:
