@@ -516,14 +516,26 @@ class Plan:
         return commands
 
 
-# The options' defaults, set once the options given have been checked (an option of NEEDS given by hand, say)
-DEFAULTS = dict(methods=["ppo", "sprig"], seeds=[1, 2, 3, 4, 5], total_timesteps=10000000, workers=1, checkpoint_every=25)
-DEFAULTS.update(out="benchmark_results")
-DEFAULTS.update(sps_iterations=4, time="24:00:00", time_margin=300, gpus=1, cpus_per_task=4)  # of one mode each (NEEDS)
+# The options' defaults, filled in once the options given are checked: so that one given where it means nothing
+# (NEEDS), or beside one it does not go with (EXCLUSIVE), is told apart from its default.
+DEFAULTS = {
+    "methods": ["ppo", "sprig"],
+    "seeds": [1, 2, 3, 4, 5],
+    "total_timesteps": 10000000,
+    "workers": 1,
+    "checkpoint_every": 25,
+    "out": "benchmark_results",
+    "sps_iterations": 4,
+    "time": "24:00:00",
+    "time_margin": 300,
+    "gpus": 1,
+    "cpus_per_task": 4,
+}
 # --quick's: a CPU-sized check, in a results directory of its own so that its runs never stand in for others
 QUICK = {"seeds": [1, 2], "total_timesteps": 50000, "workers": 2, "out": "benchmark_results_quick"}
+# options that mean nothing without another: given alone, they would be ignored
 NEEDS = [(option, "slurm") for option in ("partition", "time", "time_margin", "gpus", "cpus_per_task")]
-NEEDS += [("sps_iterations", "sps")]  # options that mean nothing without another: given alone, they would be ignored
+NEEDS += [("sps_iterations", "sps")]
 EXCLUSIVE = [  # options that do not go together, and why
     ("games", "env_ids", "--games names the env ids"),
     ("no_mps", "slurm", "a Slurm task has its GPU to itself, without MPS"),
