@@ -611,8 +611,10 @@ def make_plan(argv: list[str]) -> Plan:
     if stop != "None" and not (stop.isascii() and stop.isdigit() and int(stop) > 0):
         p.error(f"--stop-at-step after --: must be a positive integer or None, got '{stop}'")
     for flag in ("--num-envs", "--num-steps"):  # the batch, which --sps and the scripts' checks read
-        if not ((size := last_value(extra_flags, flag, "1")).isascii() and size.isdigit() and int(size) > 0):
-            p.error(f"{flag} after --: must be a positive integer, got '{size}'")
+        try:
+            whole(last_value(extra_flags, flag, "1"), least=1)
+        except argparse.ArgumentTypeError as error:
+            p.error(f"{flag} after --: {error}")
     out = os.path.abspath(options.out)
     common_flags = (*PRESETS[options.preset], *results)
     runs = [
