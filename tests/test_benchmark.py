@@ -108,16 +108,20 @@ def sandbox(tmp_path):
     return tmp_path
 
 
-def run_benchmark(sandbox, *args, timeout=60, **env):
-    """Run the sandbox's benchmark.sh from sandbox/work with the fake python, on a machine without a GPU unless ENV
-    says otherwise (gpu_machine); returns the CompletedProcess."""
+def benchmark_environment(sandbox, **env):
+    """The variables benchmark.sh runs under in these tests: the fake python, on a machine without a GPU unless ENV says
+    otherwise (gpu_machine)."""
     environment = dict(os.environ, PYTHON=str(sandbox / "bin" / "python"), FAKE_CALLS=str(sandbox / "calls.txt"))
     environment["CUDA_VISIBLE_DEVICES"] = ""  # a GPU this machine may have is hidden from benchmark.py and the runs
-    environment.update(env)
+    return {**environment, **env}
+
+
+def run_benchmark(sandbox, *args, timeout=60, **env):
+    """Run the sandbox's benchmark.sh from sandbox/work under benchmark_environment; returns the CompletedProcess."""
     return subprocess.run(
         ["bash", str(sandbox / "repo" / "benchmark.sh"), *args],
         cwd=sandbox / "work",
-        env=environment,
+        env=benchmark_environment(sandbox, **env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -529,8 +533,7 @@ def test_killed_run_without_done_marker_is_cleaned_and_rerun(sandbox):
 
 def test_runs_go_on_and_are_marked_done_after_the_reader_of_the_output_has_gone(sandbox):
     """`./benchmark.sh | head -1`: once head exits, what benchmark.py says is lost, not its runs."""
-    environment = dict(os.environ, PYTHON=str(sandbox / "bin" / "python"), FAKE_CALLS=str(sandbox / "calls.txt"))
-    environment.update(CUDA_VISIBLE_DEVICES="", FAKE_SLEEP="0.5")
+    environment = benchmark_environment(sandbox, FAKE_SLEEP="0.5")
     command = ["bash", str(sandbox / "repo" / "benchmark.sh"), "--methods", "ppo", "--seeds", "1 2", "--out", "out"]
     process = subprocess.Popen(command + ["--no-plot"], cwd=sandbox / "work", env=environment, stdout=subprocess.PIPE)
     process.stdout.readline()
@@ -648,8 +651,7 @@ def test_a_live_lock_is_left_to_its_holder_and_one_whose_holder_died_is_taken(sa
 def test_a_run_holds_its_lock_while_it_trains_even_if_the_benchmark_that_started_it_dies(sandbox):
     """The run inherits the lock: a second invocation leaves a run alone while it still trains."""
     hang_pids = sandbox / "hanging_pids.txt"
-    environment = dict(os.environ, PYTHON=str(sandbox / "bin" / "python"), FAKE_CALLS=str(sandbox / "calls.txt"))
-    environment.update(FAKE_HANG=str(hang_pids), CUDA_VISIBLE_DEVICES="")
+    environment = benchmark_environment(sandbox, FAKE_HANG=str(hang_pids))
     command = ["bash", str(sandbox / "repo" / "benchmark.sh"), "--methods", "ppo", "--seeds", "1", "--out", "out", "--no-plot"]
     first = subprocess.Popen(command, cwd=sandbox / "work", env=environment, stdout=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -667,10 +669,7 @@ def test_a_run_holds_its_lock_while_it_trains_even_if_the_benchmark_that_started
 
 def test_terminating_the_benchmark_stops_its_training_runs(sandbox):
     hang_pids = sandbox / "hanging_pids.txt"
-    environment = dict(
-        os.environ, PYTHON=str(sandbox / "bin" / "python"), FAKE_CALLS=str(sandbox / "calls.txt"), FAKE_HANG=str(hang_pids)
-    )
-    environment["CUDA_VISIBLE_DEVICES"] = ""  # as run_benchmark
+    environment = benchmark_environment(sandbox, FAKE_HANG=str(hang_pids))
     process = subprocess.Popen(
         ["bash", str(sandbox / "repo" / "benchmark.sh"), "--seeds", "1", "--workers", "2", "--out", "out", "--no-plot"],
         cwd=sandbox / "work",
@@ -702,8 +701,7 @@ def test_terminating_the_benchmark_stops_its_training_runs(sandbox):
 
 def test_runs_not_yet_started_when_the_benchmark_is_stopped_are_left_untouched(sandbox):
     hang_pids = sandbox / "hanging_pids.txt"
-    environment = dict(os.environ, PYTHON=str(sandbox / "bin" / "python"), FAKE_CALLS=str(sandbox / "calls.txt"))
-    environment.update(FAKE_HANG=str(hang_pids), CUDA_VISIBLE_DEVICES="")
+    environment = benchmark_environment(sandbox, FAKE_HANG=str(hang_pids))
     (run_dir(sandbox, "ppo", 2) / "runs").mkdir(parents=True)  # an earlier run's partial output, no checkpoint
     command = [
         "bash",
@@ -1429,10 +1427,13 @@ def python_3_8():
     return None
 
 
-@pytest.mark.skipif(python_3_8() is None, reason="needs a python 3.8 (pyenv has one on this machine)")
+PYTHON_3_8 = python_3_8()
+
+
+@pytest.mark.skipif(PYTHON_3_8 is None, reason="needs a python 3.8 (pyenv has one on this machine)")
 def test_benchmark_py_runs_under_the_oldest_python_benchmark_sh_promises(tmp_path):
     """benchmark.sh says 3.8 or newer: its --help and its dry runs, which touch every option, run there."""
     for args in (["--help"], ["--dry-run", "--quick"], ["--dry-run", "--slurm", "--gpus", "0"], ["--dry-run", "--sps"]):
-        command = [python_3_8(), os.path.join(REPO, "benchmark.py"), *args, *(["--out", str(tmp_path)] if args[1:] else [])]
+        command = [PYTHON_3_8, os.path.join(REPO, "benchmark.py"), *args, *(["--out", str(tmp_path)] if args[1:] else [])]
         result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
         assert result.returncode == 0 and result.stderr == "", (args, result.stderr)
