@@ -553,6 +553,12 @@ EXCLUSIVE = [  # options that do not go together, and why
 ]
 
 
+def was_given(options: argparse.Namespace, name: str) -> bool:
+    """Whether the option NAME was given, before DEFAULTS fill the others in: `--checkpoint-every 0` is given."""
+    value = getattr(options, name)
+    return value is not None and value is not False and value != []
+
+
 def make_plan(argv: list[str]) -> Plan:
     """Parse and check the command line (the first mistake in one line, exit 2), and lay out the run matrix."""
     if (mistake := methods_table_mistake()) is not None:  # a table that would mix two methods up: not the user's mistake
@@ -576,7 +582,7 @@ def make_plan(argv: list[str]) -> Plan:
         if getattr(options, option) is not None and not getattr(options, mode):
             p.error(f"{dashed[option]} goes with {dashed[mode]}, and without it would be ignored")
     for first, second, why in EXCLUSIVE:
-        if getattr(options, first) and getattr(options, second):
+        if was_given(options, first) and was_given(options, second):
             p.error(f"{dashed[first]} and {dashed[second]} do not go together: {why}")
     if options.sweep and options.methods not in (None, ["sprig"]):
         p.error(f"--sweep runs only sprig, and --methods '{' '.join(options.methods)}' asks for others: give --methods sprig")

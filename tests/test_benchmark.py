@@ -1186,6 +1186,7 @@ def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itse
         (["--sps", "--stop-at-step", "100"], "error: --stop-at-step and --sps do not go together: --sps runs --sps-iter"),
         (["--sps", "--no-plot"], "error: --no-plot and --sps do not go together: --sps's speed table is what it makes"),
         (["--sps", "--checkpoint-every", "5"], "error: --checkpoint-every and --sps do not go together"),
+        (["--sps", "--checkpoint-every", "0"], "error: --checkpoint-every and --sps do not go together"),
         (["--sps", "--", "--stop-at-step", "64"], "error: --stop-at-step after -- does not go with --sps: its runs train"),
         (["--sps", "--total-timesteps", "100"], "error: --total-timesteps and --sps do not go together: --sps runs"),
         (
