@@ -28,6 +28,7 @@ import threading
 import time
 import traceback
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
 
@@ -46,10 +47,10 @@ def repo_file(name: str) -> str:
 # line) once it finished, and `paused` (a step) while paused at --stop-at-step.
 # Flags that change how a run goes, not what it learns: a run given other ones is the same run, which its script
 # resumes from its checkpoint (the scripts' RESUME_FREE_FLAGS, kept in step by tests/test_benchmark.py).
+MACHINERY_SWITCHES = ("async-envs", "cudagraphs", "cuda", "track", "capture-video", "save-model")  # and their --no-
 MACHINERY_FLAGS = {
     *("--checkpoint-every", "--stop-at-step", "--resume", "--eval-episodes", "--wandb-project-name", "--wandb-entity"),
-    *(f"--{prefix}{name}" for prefix in ("", "no-") for name in ("async-envs", "cudagraphs", "cuda", "track")),
-    *(f"--{prefix}{name}" for prefix in ("", "no-") for name in ("capture-video", "save-model")),
+    *(f"--{prefix}{name}" for prefix in ("", "no-") for name in MACHINERY_SWITCHES),
 }
 # flags benchmark.py gives each run, and its option each comes from
 PER_RUN_FLAGS = {
@@ -79,7 +80,9 @@ def flag_groups(words) -> list[tuple[str, tuple[str, ...]]]:
 def last_value(words, flag: str, default: str) -> str:
     """The value a script takes for FLAG from WORDS: its last (and '' for the flag given without one); else DEFAULT."""
     values = dict(flag_groups(words)).get(flag)
-    return default if values is None else values[-1] if values else ""
+    if values is None:
+        return default
+    return values[-1] if values else ""
 
 
 def split_machinery(words) -> tuple[list[str], list[str]]:
@@ -243,13 +246,20 @@ class Stopper:
     checkpoints and exits 3; asked before it started, run_one does not start it."""
 
     def __init__(self, own_process_group: bool):
-        self.own_process_group, self.process, self.stopped = own_process_group, None, False
+        self.own_process_group = own_process_group
+        self.process: subprocess.Popen | None = None
+        self.stopped = False
 
     def stop(self, signum: int = signal.SIGTERM) -> None:
         self.stopped = True
-        if (process := self.process) is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):  # it has just ended
-                (os.killpg if self.own_process_group else os.kill)(process.pid, signum)
+        process = self.process
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # it has just ended
+            if self.own_process_group:
+                os.killpg(process.pid, signum)
+            else:
+                os.kill(process.pid, signum)
 
 
 def run_one(run: Run, python: str, threads: int, stopper: Stopper, environment=None) -> str:
@@ -685,12 +695,13 @@ def mps_variables(plan: Plan) -> dict[str, str] | None:
 def mps_daemon(variables: dict[str, str] | None):
     """The daemon of mps_variables while the runs run, stopped after the last even on Ctrl-C; yields the runs' variables."""
     environment = {**os.environ, **(variables or {})}
-    for directory in (variables or {}).values():
-        os.makedirs(directory, exist_ok=True)
-    started = subprocess.run(["nvidia-cuda-mps-control", "-d"], env=environment).returncode if variables else 0
-    if started:
-        say(f"warning: nvidia-cuda-mps-control -d failed (exit {started}): the runs time-slice the GPU", error=True)
-        variables = None
+    if variables:
+        for directory in variables.values():
+            os.makedirs(directory, exist_ok=True)
+        started = subprocess.run(["nvidia-cuda-mps-control", "-d"], env=environment).returncode
+        if started:
+            say(f"warning: nvidia-cuda-mps-control -d failed (exit {started}): the runs time-slice the GPU", error=True)
+            variables = None
     try:
         yield variables or {}
     finally:
@@ -797,8 +808,6 @@ def run_pool(plan: Plan, environment: dict[str, str]) -> list[str] | None:
         ended = ENDED[status].format(seconds=int(time.monotonic() - start), paused=run.paused_at())
         say(f"[{index + 1}/{len(plan.runs)}] {run.label}: {ended}")
         return status
-
-    from concurrent.futures import ThreadPoolExecutor  # here, not at the top: 5 ms off every --dry-run
 
     handlers = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
@@ -963,9 +972,11 @@ def slurm_task(threads: int, python: str, run: Run) -> int:
             warned.set()
         stopper.stop()
 
-    def checkpoint_stamp():  # changes each time the run writes its checkpoint
+    def checkpoint_stamp() -> tuple[str, float] | None:  # changes each time the run writes its checkpoint
         checkpoint = run.checkpoint()
-        return checkpoint and (checkpoint, os.path.getmtime(checkpoint))
+        if checkpoint is None:
+            return None
+        return checkpoint, os.path.getmtime(checkpoint)
 
     signal.signal(signal.SIGUSR1, stop)
     signal.signal(signal.SIGTERM, stop)
@@ -1132,15 +1143,22 @@ def main(argv: list[str]) -> int:
     if options.dry_run and options.slurm:
         print("\n".join(f"# ---- {path} ----\n{script}" for path, script in sbatch_scripts(plan).items()), end="")
         return 0
+    if options.dry_run and options.sps:
+        print_sps_dry_run(plan)
+        return 0
     if options.dry_run:
-        print_sps_dry_run(plan) if options.sps else print_dry_run(plan)
+        print_dry_run(plan)
         return 0
     if missing := missing_scripts(plan):
         method, script = missing[0]
         say(f"error: {method} needs {script}, which does not exist (yet); use --methods to leave it out", error=True)
         return 2
     try:
-        return measure_sps(plan) if options.sps else submit(plan) if options.slurm else run_locally(plan)
+        if options.sps:
+            return measure_sps(plan)
+        if options.slurm:
+            return submit(plan)
+        return run_locally(plan)
     except KeyboardInterrupt:  # before the runs started, or after they ended
         say("interrupted", error=True)
         return 130
