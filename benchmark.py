@@ -569,68 +569,96 @@ def was_given(options: argparse.Namespace, name: str) -> bool:
     return value is not None and value is not False and value != []
 
 
-def make_plan(argv: list[str]) -> Plan:
-    """Parse and check the command line (the first mistake in one line, exit 2), and lay out the run matrix."""
-    if (mistake := methods_table_mistake()) is not None:  # a table that would mix two methods up: not the user's mistake
-        say(f"error: {mistake}", error=True)
-        raise SystemExit(2)
+def dashed(name: str) -> str:
+    """An option's name on the command line, from its name in the Namespace: time_margin is --time-margin."""
+    return f"--{name.replace('_', '-')}"
+
+
+def parse_options(p: Parser, argv: list[str]) -> argparse.Namespace:
+    """The command line parsed and checked (the first mistake in one line, exit 2), with its defaults; the flags after
+    -- (every run gets them) in its extra_flags."""
     dashes = argv.index("--") if "--" in argv else len(argv)
-    given, extra_flags = argv[:dashes], argv[dashes + 1 :]  # the flags after -- go to every run
-    p = parser()
-    options = p.parse_args(given)
-    options.extra_flags = extra_flags
-    # After --, a flag every run gets: not one of benchmark.sh's own options, nor one it sets for each run.
-    for name, _ in flag_groups(extra_flags):
+    options = p.parse_args(argv[:dashes])
+    own_options = {*map(dashed, vars(options)), "--help"}  # every option's destination is its name, undashed
+    options.extra_flags = argv[dashes + 1 :]
+    # Checked before the defaults fill the options in, so that one given is told apart from its default.
+    for name, _ in flag_groups(options.extra_flags):
         if options.sps and name in ("--stop-at-step", "--resume"):
             p.error(f"{name} after -- does not go with --sps: its runs train --sps-iterations iterations from scratch")
         if name in PER_RUN_FLAGS:
             p.error(f"{name} after --: benchmark.sh sets it for each run itself, from its {PER_RUN_FLAGS[name]}")
-        if name in p._option_string_actions.keys() - MACHINERY_FLAGS:
+        if name in own_options - MACHINERY_FLAGS:
             p.error(f"{name} is an option of benchmark.sh, not of the runs: give it before --")
-    dashed = {name: f"--{name.replace('_', '-')}" for name in vars(options)}
     for option, mode in NEEDS:
-        if getattr(options, option) is not None and not getattr(options, mode):
-            p.error(f"{dashed[option]} goes with {dashed[mode]}, and without it would be ignored")
+        if was_given(options, option) and not was_given(options, mode):
+            p.error(f"{dashed(option)} goes with {dashed(mode)}, and without it would be ignored")
     for first, second, why in EXCLUSIVE:
         if was_given(options, first) and was_given(options, second):
-            p.error(f"{dashed[first]} and {dashed[second]} do not go together: {why}")
+            p.error(f"{dashed(first)} and {dashed(second)} do not go together: {why}")
     if options.sweep and options.methods not in (None, ["sprig"]):
         p.error(f"--sweep runs only sprig, and --methods '{' '.join(options.methods)}' asks for others: give --methods sprig")
     defaults = {**DEFAULTS, **(QUICK if options.quick else {}), **({"methods": ["sprig"]} if options.sweep else {})}
     for name, default in defaults.items():
         if getattr(options, name) is None:
             setattr(options, name, default)
-    env_ids = list(GAME_SETS[options.games]) if options.games else options.env_ids or ["BeamRiderNoFrameskip-v4"]
     if 0 < slurm_seconds(options.time) <= options.time_margin:
         p.error(f"--time-margin {options.time_margin} is not shorter than --time {options.time}: no time to train")
     if options.sps_from is not None and not os.path.isdir(options.sps_from):
         p.error(f"--sps-from: '{options.sps_from}' is not a directory (an --out of --sps, or its sps/ or sps/DATE/)")
-    variants = [(name, name, method_named(name).run_flags) for name in options.methods]  # (method, directory, flags)
-    if options.sweep:  # sprig once per swept value, named sprig_FLAG=VALUE, which plot_results.py reads back
-        set_elsewhere = {name[2:] for name, _ in flag_groups([*PRESETS[options.preset], *extra_flags])}
-        swept = [(flag, value) for flag, values in options.sweep for value in values]
-        for index, (flag, value) in enumerate(swept):
-            if flag in set_elsewhere:
-                p.error(f"--sweep {flag}: --{flag} is also given by the preset or after --")
-            if any(other == flag and float(earlier) == float(value) for other, earlier in swept[:index]):  # 0.3 is .30
-                p.error(f"--sweep {flag}: the value {value} is listed twice")
-        variants = [("sprig", f"sprig_{f}={v}", (f"--{f}", v, "--exp-name", f"sprig_{f}={v}")) for f, v in swept]
-    results, given_machinery = split_machinery(extra_flags)
-    cuda = not (options.slurm or options.sps) and "--no-cuda" not in given_machinery and cuda_device_listed()
-    machinery = ["--checkpoint-every", str(options.checkpoint_every)]
-    machinery += ["--no-cuda"] if options.slurm and options.gpus == 0 else []
-    machinery += ["--stop-at-step", str(options.stop_at_step)] if options.stop_at_step else []
-    if cuda and not {"--async-envs", "--no-async-envs"} & set(given_machinery):
-        machinery.append("--async-envs")  # a run on a GPU mostly waits on it: its envs step on the idle cores
-    machinery += given_machinery
-    stop = last_value(machinery, "--stop-at-step", "None")
+    stop = last_value(options.extra_flags, "--stop-at-step", "None")
     if stop != "None" and not (stop.isascii() and stop.isdigit() and int(stop) > 0):
         p.error(f"--stop-at-step after --: must be a positive integer or None, got '{stop}'")
     for flag in ("--num-envs", "--num-steps"):  # the batch, which --sps and the scripts' checks read
         try:
-            whole(last_value(extra_flags, flag, "1"), least=1)
+            whole(last_value(options.extra_flags, flag, "1"), least=1)
         except argparse.ArgumentTypeError as error:
             p.error(f"{flag} after --: {error}")
+    return options
+
+
+def variants(p: Parser, options: argparse.Namespace) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(method, its runs' directory name, its flags) of each method run: sprig once per swept value in a sweep, named
+    sprig_FLAG=VALUE, which plot_results.py reads back."""
+    if not options.sweep:
+        return [(name, name, method_named(name).run_flags) for name in options.methods]
+    set_elsewhere = {name[2:] for name, _ in flag_groups([*PRESETS[options.preset], *options.extra_flags])}
+    swept = [(flag, value) for flag, values in options.sweep for value in values]
+    for index, (flag, value) in enumerate(swept):
+        if flag in set_elsewhere:
+            p.error(f"--sweep {flag}: --{flag} is also given by the preset or after --")
+        if any(other == flag and float(earlier) == float(value) for other, earlier in swept[:index]):  # 0.3 is .30
+            p.error(f"--sweep {flag}: the value {value} is listed twice")
+    return [
+        ("sprig", f"sprig_{flag}={value}", (f"--{flag}", value, "--exp-name", f"sprig_{flag}={value}"))
+        for flag, value in swept
+    ]
+
+
+def machinery_flags(options: argparse.Namespace, given: list[str], cuda: bool) -> list[str]:
+    """The MACHINERY_FLAGS every run gets: benchmark.sh's own, then GIVEN (those after --), last so that they win."""
+    machinery = ["--checkpoint-every", str(options.checkpoint_every)]
+    if options.slurm and options.gpus == 0:
+        machinery.append("--no-cuda")
+    if options.stop_at_step:
+        machinery += ["--stop-at-step", str(options.stop_at_step)]
+    if cuda and not {"--async-envs", "--no-async-envs"} & set(given):
+        machinery.append("--async-envs")  # a run on a GPU mostly waits on it: its envs step on the idle cores
+    return machinery + given
+
+
+def make_plan(argv: list[str]) -> Plan:
+    """Parse and check the command line (the first mistake in one line, exit 2), and lay out the run matrix."""
+    if (mistake := methods_table_mistake()) is not None:  # a table that would mix two methods up: not the user's mistake
+        say(f"error: {mistake}", error=True)
+        raise SystemExit(2)
+    p = parser()
+    options = parse_options(p, argv)
+    methods = variants(p, options)
+    results, given_machinery = split_machinery(options.extra_flags)
+    cuda = not (options.slurm or options.sps) and "--no-cuda" not in given_machinery and cuda_device_listed()
+    machinery = machinery_flags(options, given_machinery, cuda)
+    stop = last_value(machinery, "--stop-at-step", "None")  # the scripts take None too
+    env_ids = list(GAME_SETS[options.games]) if options.games else options.env_ids or ["BeamRiderNoFrameskip-v4"]
     out = os.path.abspath(options.out)
     common_flags = (*PRESETS[options.preset], *results)
     runs = [
@@ -648,7 +676,7 @@ def make_plan(argv: list[str]) -> Plan:
         )
         for seed in options.seeds
         for env in env_ids
-        for method, name, flags in variants
+        for method, name, flags in methods
     ]
     if twice := [directory for directory, n in Counter(run.directory for run in runs).items() if n > 1]:
         p.error(f"a method, env id or seed is listed twice: {twice[0]}")
@@ -656,7 +684,7 @@ def make_plan(argv: list[str]) -> Plan:
     return Plan(
         options=options,
         runs=runs,
-        methods=list(dict.fromkeys(method for method, _, _ in variants)),
+        methods=list(dict.fromkeys(method for method, _, _ in methods)),
         env_ids=env_ids,
         out=out,
         results_dir=f"{out}/{options.preset}",
