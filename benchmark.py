@@ -155,6 +155,14 @@ class Run:
             earlier = f"holds a checkpoint of a run with other flags ({started})"
         return f"{self.directory} {earlier}; delete it or use another --out"
 
+    def remove_output(self) -> None:
+        """Remove everything in its directory but its lock."""
+        for path in map(self.path, set(os.listdir(self.directory)) - LOCK_FILES):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+
     def checkpoint(self) -> str | None:
         """Its newest runs/*/checkpoint.pt, if any."""
         checkpoints = glob.glob(os.path.join(glob.escape(self.directory), "runs", "*", "checkpoint.pt"))
@@ -262,9 +270,9 @@ class Stopper:
                 os.kill(process.pid, signum)
 
 
-def run_one(run: Run, python: str, threads: int, stopper: Stopper, environment=None) -> str:
-    """Run it unless it is done, with THREADS threads and ENVIRONMENT's variables; return how it went: ran, skipped,
-    paused, locked, conflict, interrupted or failed."""
+def run_one(run: Run, python: str, threads: int, stopper: Stopper, environment: dict[str, str] | None = None) -> str:
+    """Run RUN unless it is done, with THREADS threads and ENVIRONMENT's variables, and return how it went: one of
+    ENDED's statuses (ran, skipped, paused, locked, conflict, interrupted, failed)."""
     start = time.monotonic()
     os.makedirs(run.directory, exist_ok=True)
     with run_lock(run) as lock:
@@ -273,22 +281,21 @@ def run_one(run: Run, python: str, threads: int, stopper: Stopper, environment=N
             say(f"{run.directory}: locked by another live run ({holder}); left to it")
             return "locked"
         state = run.state()
+        if state == "done":
+            return "skipped"
+        if state == "paused":
+            return "paused"
         if state == "conflict":
             say(f"error: {run.conflict()}", error=True)
-        if state in ("done", "paused", "conflict"):
-            return "skipped" if state == "done" else state
+            return "conflict"
         resume = run.checkpoint() if state == "resume" else None
         if resume:
             say(f"{run.directory}: resuming the unfinished earlier run from {resume}")
         elif state == "clean":
             say(
-                f"{run.directory}: unfinished earlier run (no 'done' marker, no checkpoint): removing its partial output and restarting it"
+                f"{run.directory}: unfinished earlier run (no 'done' marker, no checkpoint): removing its output, restarting it"
             )
-            for path in map(run.path, set(os.listdir(run.directory)) - LOCK_FILES):
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path)
-                else:
-                    os.remove(path)
+            run.remove_output()
         if stopper.stopped:  # asked to stop before it started: it does not start, and is resumed next time
             return "interrupted"
         returncode = start_and_wait(run, run.command(python, resume), threads, stopper, lock, environment or {})
@@ -301,9 +308,9 @@ def run_one(run: Run, python: str, threads: int, stopper: Stopper, environment=N
         if returncode == 4 and run.stop_at_step is not None:  # paused with its checkpoint: goes on when asked for more
             run.write("paused", str(run.stop_at_step))
             return "paused"
-    seconds = int(time.monotonic() - start)
-    say(f"{run.directory}: FAILED (exit {returncode}) after {seconds} s; see {run.directory}/log.txt", error=True)
-    return "failed"
+        seconds = int(time.monotonic() - start)
+        say(f"{run.directory}: FAILED (exit {returncode}) after {seconds} s; see {run.directory}/log.txt", error=True)
+        return "failed"
 
 
 def start_and_wait(run: Run, command: list[str], threads: int, stopper: Stopper, lock: int, environment) -> int:
@@ -520,6 +527,8 @@ class Plan:
     def plot_commands(self) -> list[tuple[list[str], str]]:
         """The plots at the end and what each makes: plot_results.py on the results, and after a sweep its trade-off."""
         plot, results = repo_file("plot_results.py"), self.results_dir
+        if self.options.no_plot:
+            return []
         commands = [([self.python, plot, results], f"figure: {results}/figure2.png, table: {results}/results.md")]
         if self.options.sweep:
             commands.append(([self.python, plot, "tradeoff", results], f"trade-off: {results}/tradeoff_FLAG.png and .md"))
@@ -762,7 +771,7 @@ def gpu_lines(plan: Plan) -> list[str]:
 
 # --- On this machine: every run of the matrix, --workers at a time in a thread pool, each in a process group of its
 # own, so that Ctrl-C reaches only this process, which then stops every run (each writes its checkpoint on its way out).
-# A run's line as it ends, by its status; the summary counts a status it has no count of as failed.
+# A run's line as it ends, by its status: every status run_one returns.
 ENDED = {
     "ran": "finished in {seconds} s",
     "skipped": "already done, skipped",
@@ -772,7 +781,7 @@ ENDED = {
     "interrupted": "interrupted after {seconds} s; checkpointed, a rerun resumes it",
     "failed": "FAILED after {seconds} s",
 }
-# A run that did not finish, at the end of the summary: on stderr, where it cannot scroll away.
+# A run that did not finish, at the end of the summary: on stderr, where it cannot scroll away. Any makes the exit 1.
 NOT_DONE = {
     "conflict": "NOT RUN: {label}: {directory} done or checkpointed earlier with other flags",
     "interrupted": "INTERRUPTED: {label}: checkpointed in {directory}; run the same command again to resume",
@@ -789,10 +798,9 @@ def run_locally(plan: Plan) -> int:
         statuses = run_pool(plan, environment)
     if statuses is None:
         return 130
-    counts = dict.fromkeys(("ran", "skipped", "paused", "locked", "interrupted", "conflict", "failed"), 0)
+    counts = Counter(statuses)
     say("")
     for run, status in zip(plan.runs, statuses):
-        counts[status if status in counts else "failed"] += 1
         if status in NOT_DONE:
             say(NOT_DONE[status].format(label=run.label, directory=run.directory), error=True)
     say(
@@ -800,11 +808,15 @@ def run_locally(plan: Plan) -> int:
         f"--stop-at-step, {counts['locked']} running elsewhere (locked), {counts['interrupted']} interrupted "
         f"(checkpointed), {counts['conflict']} not run (other flags), {counts['failed']} failed"
     )
-    for command, makes in [] if plan.options.no_plot else plan.plot_commands():
-        plotted = subprocess.run(command).returncode == 0
-        say(makes if plotted else f"failed: {shlex.join(command)}", error=not plotted)
-        counts["failed"] += not plotted
-    return 1 if counts["interrupted"] or counts["conflict"] or counts["failed"] else 0
+    plotted = [plot(command, makes) for command, makes in plan.plot_commands()]
+    return 1 if any(counts[status] for status in NOT_DONE) or not all(plotted) else 0
+
+
+def plot(command: list[str], makes: str) -> bool:
+    """Run one of Plan.plot_commands, and say what it made or that it failed."""
+    plotted = subprocess.run(command).returncode == 0
+    say(makes if plotted else f"failed: {shlex.join(command)}", error=not plotted)
+    return plotted
 
 
 def run_pool(plan: Plan, environment: dict[str, str]) -> list[str] | None:
@@ -891,7 +903,7 @@ def print_dry_run(plan: Plan) -> None:
     for run in plan.runs:  # as run_one will start it: a run it resumes, with --resume
         resume = run.checkpoint() if run.state() == "resume" else None
         print(shell_line(run.directory, run.command(plan.python, resume), variables))
-    for command, _ in [] if plan.options.no_plot else plan.plot_commands():
+    for command, _ in plan.plot_commands():
         print(shlex.join(command))
 
 
