@@ -39,7 +39,7 @@ echo "$PWD|${OMP_NUM_THREADS:-}|$*" >>"$FAKE_CALLS"
 script=$(basename "$1")
 if [[ $script == plot_results.py ]]; then
     echo "fake plot of $2"
-    exit 0
+    exit "${FAKE_PLOT_STATUS:-0}"
 fi
 [[ -z ${FAKE_MPS_CALLS:-} ]] || echo "run|$PWD|${CUDA_MPS_PIPE_DIRECTORY:-}|${CUDA_MPS_LOG_DIRECTORY:-}" >>"$FAKE_MPS_CALLS"
 shift
@@ -749,6 +749,16 @@ def test_plot_step_runs_plot_results_on_the_preset_dir_with_the_same_python(sand
         f"{sandbox / 'repo' / 'plot_results.py'} {results_dir}"
     ]
     assert f"{results_dir}/figure2.png" in result.stdout and f"{results_dir}/results.md" in result.stdout
+
+
+def test_a_plot_that_fails_is_named_and_makes_the_exit_1_but_is_not_counted_as_a_run(sandbox):
+    result = run_benchmark(sandbox, "--methods", "ppo", "--seeds", "1", "--out", "out", FAKE_PLOT_STATUS="1")
+    assert result.returncode == 1
+    assert f"plot_results.py {sandbox / 'work' / 'out' / 'cleanrl'}\n" in result.stderr and result.stderr.startswith(
+        "failed: "
+    )
+    assert "summary: 1 ran, 0 already done (skipped)" in result.stdout and ", 0 failed" in result.stdout
+    assert (run_dir(sandbox, "ppo", 1) / "done").exists()
 
 
 # Stand-ins for a GPU machine's tools: `nvidia-smi -L` lists the GPUs, and nvidia-cuda-mps-control records each call in
