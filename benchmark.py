@@ -31,6 +31,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
+from typing import NamedTuple
 
 from methods import GAME_SETS, METHODS, PRESETS, SPRIG, method_named, methods_table_mistake
 
@@ -1060,60 +1061,86 @@ def slurm_report(lines) -> int:
 # --- --sps and the cost estimate. --sps runs each method alone for a few iterations; plot_results.py sps writes their
 # speeds to OUT/sps/DATE/sps.csv, and this file measured_with.json beside it (the preset, the flags after --, the
 # machine's load). A later run's cost reads the newest measurement of its --preset, from OUT/sps or --sps-from DIR.
-def sps_runs(plan: Plan) -> tuple[str, dict[str, str], list[tuple[str, str, list[str]]]]:
-    """Where --sps writes (OUT/sps/DATE), its runs' thread variables, and (method, its log directory, its command) of
-    each method's run: alone, on the first env and seed, for --sps-iterations whole iterations of the runs' batch."""
-    options, directory = plan.options, f"{plan.out}/sps/{time.strftime('%Y%m%d-%H%M%S')}"
+class SpsRun(NamedTuple):
+    method: str
+    directory: str  # where it runs, and its log.txt
+    command: list[str]
+
+
+def sps_runs(plan: Plan, directory: str) -> list[SpsRun]:
+    """The run of --sps for each method, into DIRECTORY/METHOD: alone, on the first env and seed, for --sps-iterations
+    whole iterations of the runs' batch."""
+    options = plan.options
     flags = [*PRESETS[options.preset], *options.extra_flags]
     batch = int(last_value(flags, "--num-envs", "8")) * int(last_value(flags, "--num-steps", "128"))
     steps = batch * options.sps_iterations
     flags = ["--env-id", plan.env_ids[0], "--seed", str(options.seeds[0]), *flags, "--total-timesteps", str(steps)]
-    variables = thread_variables(plan.cores)
-    methods = map(method_named, plan.methods)
-    script = [(m.name, [plan.python, repo_file(m.script), *m.run_flags]) for m in methods]
-    return directory, variables, [(name, f"{directory}/{name}", [*command, *flags]) for name, command in script]
+    return [
+        SpsRun(method.name, f"{directory}/{method.name}", [plan.python, repo_file(method.script), *method.run_flags, *flags])
+        for method in map(method_named, plan.methods)
+    ]
 
 
-def measure_sps(plan: Plan) -> int:
-    options, (directory, variables, runs) = plan.options, sps_runs(plan)
-    load = os.getloadavg()[0]
-    if load >= plan.cores / 2:  # other work slows these runs, and so every wall time estimated from them
-        say(
-            f"warning: the machine is busy (load average {load:.2f} on {plan.cores} cores): these speeds come out slow",
-            error=True,
-        )
-    environment = {**os.environ, **variables}
-    for name, log, command in runs:
-        os.makedirs(log, exist_ok=True)
-        say(f"sps: {name}, {options.sps_iterations} iterations (the first warms up), {plan.cores} threads, in {log}")
-        with open(f"{log}/log.txt", "w") as file:
-            if subprocess.run(command, cwd=log, env=environment, stdout=file, stderr=subprocess.STDOUT).returncode:
-                say(f"error: {name} failed; see {log}/log.txt", error=True)
-                return 1
-    if subprocess.run(sps_plot_command(plan, directory)).returncode:
-        say(f"error: {shlex.join(sps_plot_command(plan, directory))} failed", error=True)
-        return 1
-    with open(f"{directory}/measured_with.json", "w") as file:
-        json.dump({"preset": options.preset, "flags": options.extra_flags, "load": round(load, 2), "cores": plan.cores}, file)
-    return 0
+def sps_directory(plan: Plan) -> str:
+    """Where a --sps started now writes: OUT/sps/DATE."""
+    return f"{plan.out}/sps/{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def sps_plot_command(plan: Plan, directory: str) -> list[str]:
     return [plan.python, repo_file("plot_results.py"), "sps", directory]
 
 
+def measure_sps(plan: Plan) -> int:
+    """Run each method's --sps run, one at a time with every core; then its speed table and measured_with.json."""
+    options, directory = plan.options, sps_directory(plan)
+    load = os.getloadavg()[0]
+    if load >= plan.cores / 2:  # other work slows these runs, and so every wall time estimated from them
+        say(
+            f"warning: the machine is busy (load average {load:.2f} on {plan.cores} cores): these speeds come out slow",
+            error=True,
+        )
+    environment = {**os.environ, **thread_variables(plan.cores)}
+    for run in sps_runs(plan, directory):
+        os.makedirs(run.directory, exist_ok=True)
+        say(
+            f"sps: {run.method}, {options.sps_iterations} iterations (the first warms up), {plan.cores} threads, in {run.directory}"
+        )
+        with open(f"{run.directory}/log.txt", "w") as log:
+            if subprocess.run(
+                run.command, cwd=run.directory, env=environment, stdout=log, stderr=subprocess.STDOUT
+            ).returncode:
+                say(f"error: {run.method} failed; see {run.directory}/log.txt", error=True)
+                return 1
+    plot_command = sps_plot_command(plan, directory)
+    if subprocess.run(plot_command).returncode:
+        say(f"error: {shlex.join(plot_command)} failed", error=True)
+        return 1
+    with open(f"{directory}/measured_with.json", "w") as file:
+        json.dump({"preset": options.preset, "flags": options.extra_flags, "load": round(load, 2), "cores": plan.cores}, file)
+    return 0
+
+
 def print_sps_dry_run(plan: Plan) -> None:
-    directory, variables, runs = sps_runs(plan)
+    directory = sps_directory(plan)
+    runs = sps_runs(plan, directory)
     print(f"# --sps: {len(runs)} methods one at a time, {plan.options.sps_iterations} iterations each, into {directory}")
-    for _, log, command in runs:
-        print(shell_line(log, command, variables) + " > log.txt 2>&1")
+    for run in runs:
+        print(shell_line(run.directory, run.command, thread_variables(plan.cores)) + " > log.txt 2>&1")
     print(shlex.join(sps_plot_command(plan, directory)))
 
 
-def newest_speeds(plan: Plan) -> tuple[str, str | None, dict, dict[str, float]]:
-    """(where speeds are looked for, the newest measurement there of this --preset or None, its measured_with.json and
-    {label: SPS} of its sps.csv): OUT/sps, or with --sps-from DIR, DIR as --sps left it elsewhere: a measurement, an
-    OUT/sps, or an OUT. One that is not what --sps writes is passed over."""
+class Speeds(NamedTuple):
+    """The speeds a cost estimate reads: the newest --sps measurement of a --preset, where there is one."""
+
+    where: str  # where measurements are looked for
+    directory: str | None  # the newest of this --preset found there, or None
+    measured_with: dict  # its measured_with.json
+    sps: dict[str, float]  # {method's label: SPS} of its sps.csv
+
+
+def newest_speeds(plan: Plan) -> Speeds:
+    """The newest measurement of this --preset in OUT/sps, or with --sps-from DIR, in DIR as --sps left it elsewhere: a
+    measurement, an OUT/sps, or an OUT. One that is not what --sps writes is passed over."""
     where = os.path.abspath(plan.options.sps_from or f"{plan.out}/sps")
     patterns = ("", "*/", "sps/*/") if plan.options.sps_from else ("*/",)
     found = [os.path.dirname(path) for pattern in patterns for path in glob.glob(f"{glob.escape(where)}/{pattern}sps.csv")]
@@ -1122,12 +1149,12 @@ def newest_speeds(plan: Plan) -> tuple[str, str | None, dict, dict[str, float]]:
             with open(f"{directory}/measured_with.json") as file:
                 measured_with = dict(json.load(file))
             with open(f"{directory}/sps.csv") as file:
-                speeds = {row["method"]: float(row["SPS"]) for row in csv.DictReader(file) if row.get("SPS")}
+                sps = {row["method"]: float(row["SPS"]) for row in csv.DictReader(file) if row.get("SPS")}
         except (OSError, ValueError, TypeError, KeyError):
             continue
         if measured_with.get("preset") == plan.options.preset:
-            return where, directory, measured_with, speeds
-    return where, None, {}, {}
+            return Speeds(where, directory, measured_with, sps)
+    return Speeds(where, None, {}, {})
 
 
 def hms(seconds: float) -> str:
@@ -1142,19 +1169,21 @@ def cost_lines(plan: Plan) -> list[str]:
     steps = min(total, plan.runs[0].stop_at_step or total)  # what this command trains: each run up to its pause
     paused = f" (up to --stop-at-step, of {total:,} each)" if steps < total else ""
     lines = [f"cost: {runs} runs x {steps:,} steps = {runs * steps:,} env steps{paused}"]
-    where, measured, measured_with, speeds = newest_speeds(plan)
+    speeds = newest_speeds(plan)
+    measured, sps = speeds.directory, speeds.sps
     if measured is None:
         return lines + [
-            f"wall time: unknown, no speed measured with --preset {options.preset} in {where}; measure it (a few minutes) "
+            f"wall time: unknown, no speed measured with --preset {options.preset} in {speeds.where}; measure it (a few minutes) "
             f"with ./benchmark.sh --sps --preset {options.preset} --out {plan.out}, adding after -- the flags the runs get"
         ]
-    count = {name: sum(run.method == name for run in plan.runs) for name in plan.methods}
-    known = [method for method in map(method_named, plan.methods) if speeds.get(method.label, 0) > 0]
+    count = Counter(run.method for run in plan.runs)
+    known = [method for method in map(method_named, plan.methods) if sps.get(method.label, 0) > 0]
     unmeasured = ", ".join(f"{name} ({count[name]} runs)" for name in plan.methods if method_named(name) not in known)
     if not known:
         return lines + [f"wall time: unknown, {measured} holds no speed of {unmeasured}; measure it with --sps"]
-    seconds = sum(count[method.name] * steps / speeds[method.label] for method in known)
-    used = ", ".join(f"{method.label} {speeds[method.label]:g} SPS" for method in known)
+    seconds = sum(count[method.name] * steps / sps[method.label] for method in known)
+    used = ", ".join(f"{method.label} {sps[method.label]:g} SPS" for method in known)
+    measured_with = speeds.measured_with
     flags = " ".join(measured_with.get("flags", [])) or "none"
     load = f"load average {measured_with.get('load', '?')} on {measured_with.get('cores', '?')} cores"
     lines.append(
