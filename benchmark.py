@@ -391,7 +391,7 @@ def one_of(word: str, choices, what: str) -> str:
     return word
 
 
-def words(text: str, check) -> list:
+def word_list(text: str, check) -> list:
     """An argparse type: a list in one argument, words separated by spaces (at least one), each as CHECK takes it."""
     if not text.split():
         raise argparse.ArgumentTypeError("is empty")
@@ -424,7 +424,7 @@ def sweep(spec: str) -> tuple[str, list[str]]:
     return flag, values.split()
 
 
-def parser() -> Parser:
+def build_parser() -> Parser:
     methods = [f"{m.name:<18} {shlex.join([m.script, *m.flags])}: {m.what}" for m in METHODS]
     p = Parser(
         prog="./benchmark.sh",
@@ -437,13 +437,15 @@ def parser() -> Parser:
         ),
         epilog=DETAILS,
     )
-    add, count, positive, two_or_more = p.add_argument, whole, partial(whole, least=1), partial(whole, least=2)
+    count, positive, two_or_more = whole, partial(whole, least=1), partial(whole, least=2)  # the argparse types
     method = partial(one_of, choices=[method.name for method in METHODS], what="method")
-    game_set, preset = partial(one_of, choices=GAME_SETS, what="game set"), partial(one_of, choices=PRESETS, what="preset")
-    add("--methods", type=partial(words, check=method), metavar='"M ..."', help="default: ppo sprig")
-    add("--env-ids", type=partial(words, check=env_id), metavar='"IDS"', help="env ids (default: BeamRiderNoFrameskip-v4)")
+    game_set = partial(one_of, choices=GAME_SETS, what="game set")
+    preset = partial(one_of, choices=PRESETS, what="preset")
+    add = p.add_argument
+    add("--methods", type=partial(word_list, check=method), metavar='"M ..."', help="default: ppo sprig")
+    add("--env-ids", type=partial(word_list, check=env_id), metavar='"IDS"', help="env ids (default: BeamRiderNoFrameskip-v4)")
     add("--games", type=game_set, metavar="NAME", help="a game set instead of --env-ids")
-    add("--seeds", type=partial(words, check=count), metavar='"1 2 ..."', help="seeds (default: 1 2 3 4 5)")
+    add("--seeds", type=partial(word_list, check=count), metavar='"1 2 ..."', help="seeds (default: 1 2 3 4 5)")
     add("--total-timesteps", type=positive, metavar="N", help="env steps per run (default: 10000000)")
     add("--stop-at-step", type=positive, metavar="N", help="pause every run at N steps, checkpointed (below)")
     add("--workers", type=positive, metavar="N", help="runs at once, the cores split between them (default: 1; below)")
@@ -458,14 +460,14 @@ def parser() -> Parser:
     add("--sps", action="store_true", help="measure each method's speed instead (below)")
     add("--sps-iterations", type=two_or_more, metavar="N", help="iterations of each --sps run (default: 4)")
     add("--sps-from", metavar="DIR", help="the cost estimate's speeds from another machine's --sps (below)")
-    add = p.add_argument_group("Slurm (below)").add_argument
-    add("--slurm", action="store_true", help="write OUT/sprig_benchmark*.sbatch, and submit them if sbatch is on PATH")
-    add("--partition", metavar="P", help="partition (default: the cluster's default)")
-    add("--time", type=slurm_time, metavar="T", help="time limit per task (default: 24:00:00)")
+    add_slurm = p.add_argument_group("Slurm (below)").add_argument
+    add_slurm("--slurm", action="store_true", help="write OUT/sprig_benchmark*.sbatch, and submit them if sbatch is on PATH")
+    add_slurm("--partition", metavar="P", help="partition (default: the cluster's default)")
+    add_slurm("--time", type=slurm_time, metavar="T", help="time limit per task (default: 24:00:00)")
     up_to_65535 = partial(whole, most=65535)  # Slurm's --signal=B:USR1@SECONDS takes 0 to 65535
-    add("--time-margin", type=up_to_65535, metavar="S", help="warn tasks S s before it (default: 300)")
-    add("--gpus", type=count, metavar="N", help="GPUs per task (default: 1; with 0 the runs get --no-cuda)")
-    add("--cpus-per-task", type=positive, metavar="N", help="CPUs per task, the runs' threads (default: 4)")
+    add_slurm("--time-margin", type=up_to_65535, metavar="S", help="warn tasks S s before it (default: 300)")
+    add_slurm("--gpus", type=count, metavar="N", help="GPUs per task (default: 1; with 0 the runs get --no-cuda)")
+    add_slurm("--cpus-per-task", type=positive, metavar="N", help="CPUs per task, the runs' threads (default: 4)")
     return p
 
 
@@ -661,7 +663,7 @@ def make_plan(argv: list[str]) -> Plan:
     if (mistake := methods_table_mistake()) is not None:  # a table that would mix two methods up: not the user's mistake
         say(f"error: {mistake}", error=True)
         raise SystemExit(2)
-    p = parser()
+    p = build_parser()
     options = parse_options(p, argv)
     methods = variants(p, options)
     results, given_machinery = split_machinery(options.extra_flags)
@@ -871,6 +873,11 @@ STATES = {
 }
 
 
+def describe(run: Run, state: str) -> str:
+    """RUN's STATE (one of Run.state's) in words."""
+    return STATES[state].format(paused=run.paused_at())
+
+
 def missing_scripts(plan: Plan) -> list[tuple[str, str]]:
     """(method, its script's path) of each method run whose script is not beside this file."""
     scripts = [(method, repo_file(method_named(method).script)) for method in plan.methods]
@@ -896,13 +903,14 @@ def print_dry_run(plan: Plan) -> None:
         print(f"# {line}")
     for method, script in missing_scripts(plan):
         print(f"# warning: {method} needs {script}, which does not exist (yet)")
+    states = [run.state() for run in plan.runs]
     print("# method env seed dir [state]")
-    for run in plan.runs:
-        print(f"{run.label} {run.directory} [{STATES[run.state()].format(paused=run.paused_at())}]")
+    for run, state in zip(plan.runs, states):
+        print(f"{run.label} {run.directory} [{describe(run, state)}]")
     print("# commands (each run from its dir, stdout+stderr to log.txt there):")
     variables = {**thread_variables(plan.threads), **(mps_variables(plan) or {})}
-    for run in plan.runs:  # as run_one will start it: a run it resumes, with --resume
-        resume = run.checkpoint() if run.state() == "resume" else None
+    for run, state in zip(plan.runs, states):  # as run_one will start it: a run it resumes, with --resume
+        resume = run.checkpoint() if state == "resume" else None
         print(shell_line(run.directory, run.command(plan.python, resume), variables))
     for command, _ in plan.plot_commands():
         print(shlex.join(command))
@@ -974,9 +982,9 @@ def submit(plan: Plan) -> int:
             file.write(script)
         say(f"wrote {path}")
     if shutil.which("sbatch") is None:
-        array, *plot = scripts
+        array, *plot = scripts  # the plot job's script, unless --no-plot
+        after = "".join(f" && sbatch --dependency=afterany:${{id%%;*}} {path}" for path in plot)
         say("sbatch is not on PATH; on the cluster, run this same command there, or submit with:")
-        after = f" && sbatch --dependency=afterany:${{id%%;*}} {plot[0]}" if plot else ""
         say(f"  id=$(sbatch --parsable {array}){after}")
         return 0
     jobs: list[str] = []
@@ -1051,9 +1059,9 @@ def slurm_task(threads: int, python: str, run: Run) -> int:
 def slurm_report(lines) -> int:
     """The plot job's report: each run not done, then how many are done."""
     runs = [Run.from_json(line) for line in lines if line.strip()]
-    not_done = [run for run in runs if run.state() != "done"]
-    for run in not_done:
-        say(f"not done: {run.label} ({STATES[run.state()].format(paused=run.paused_at())}); log: {run.directory}/log.txt")
+    not_done = [(run, state) for run, state in ((run, run.state()) for run in runs) if state != "done"]
+    for run, state in not_done:
+        say(f"not done: {run.label} ({describe(run, state)}); log: {run.directory}/log.txt")
     say(f"{len(runs) - len(not_done)} of {len(runs)} runs done, {len(not_done)} not done")
     return 0
 

@@ -23,7 +23,7 @@ import sys
 import time
 
 import pytest
-from benchmark import MACHINERY_FLAGS, parser, signature
+from benchmark import MACHINERY_FLAGS, build_parser, signature
 from helpers import is_locked, pid_alive
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -1241,7 +1241,7 @@ def test_bad_options_exit_2_with_one_clear_line(sandbox, args, message):
 
 def options_taking_a_value():
     """The options argparse takes a value for, so a new one is covered."""
-    return [action.option_strings[0] for action in parser()._actions if action.option_strings and action.nargs != 0]
+    return [action.option_strings[0] for action in build_parser()._actions if action.option_strings and action.nargs != 0]
 
 
 @pytest.mark.parametrize("option", options_taking_a_value())
