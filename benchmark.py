@@ -1,11 +1,17 @@
-"""The benchmark behind `./benchmark.sh` (see its --help): every (method x env x seed) run of ppo_atari.py or
-sprig_ppo_atari.py in a directory of its own, resumable, locked, on this machine or as a Slurm job array, then plots.
+"""The benchmark behind `./benchmark.sh` (see its --help).
 
-Top to bottom (the methods, presets and game sets are methods.py's): a run, one record that reads its own state off its
-directory; running one, under an fcntl lock, its exit status written back as its state; the command line (argparse)
-and the plan it makes; then the modes: this machine (a thread pool of --workers, NVIDIA MPS on a GPU), --dry-run,
---slurm (sbatch scripts of data whose tasks call back into this file), --sps and the cost estimate it feeds. Standard
-library only, so that --help and --dry-run work before any environment for the training scripts exists.
+It runs ppo_atari.py or sprig_ppo_atari.py once for every (method x env x seed), each run in a directory of its own,
+on this machine or as a Slurm job array, and then plots the results. A run that stops can be resumed, and a lock keeps
+two invocations from running it at once. The methods, presets and game sets come from methods.py.
+
+The file reads top to bottom:
+- Run: one run's record. It reads its own state (new, done, paused, ...) from its directory.
+- run_one: runs one run under an fcntl lock and writes how it ended back into its directory.
+- The command line (argparse) and the Plan it makes: the checked options and the list of runs.
+- The modes: this machine (a thread pool of --workers, sharing a GPU through NVIDIA MPS), --dry-run, --slurm (sbatch
+  scripts whose tasks call back into this file), and --sps with the cost estimate it feeds.
+
+Standard library only, so that --help and --dry-run work before the training scripts' environment is installed.
 """
 
 from __future__ import annotations  # annotations as text: `int | None` and `list[str]` on Python 3.8, as benchmark.sh says
@@ -43,29 +49,33 @@ def repo_file(name: str) -> str:
     return os.path.join(REPO_DIR, name)
 
 
-# --- A run: one record, and its state on disk. Each run has OUT/PRESET/ENV/NAME/seedSEED/ to itself: its script's
-# runs/ (TensorBoard, checkpoint.pt), log.txt, command.txt, `started` (what it computes, one line), `done` (the same
-# line) once it finished, and `paused` (a step) while paused at --stop-at-step.
-# Flags that change how a run goes, not what it learns: a run given other ones is the same run, which its script
-# resumes from its checkpoint (the scripts' RESUME_FREE_FLAGS, kept in step by tests/test_benchmark.py).
+# --- A run: one record, and its state on disk. Each run has the directory OUT/PRESET/ENV/NAME/seedSEED/ to itself.
+# It holds the script's runs/ (TensorBoard logs, checkpoint.pt), log.txt and command.txt, and three marker files:
+# `started` holds the run's command line (what it computes), `done` the same line once the run has finished, and
+# `paused` the step at which it paused at --stop-at-step.
+# The machinery flags change how a run goes, not what it learns. A run given other machinery flags is the same run, and
+# its script resumes it from its checkpoint. They are the scripts' RESUME_FREE_FLAGS; tests/test_benchmark.py keeps the
+# two lists in step.
 MACHINERY_SWITCHES = ("async-envs", "cudagraphs", "cuda", "track", "capture-video", "save-model")  # and their --no-
 MACHINERY_FLAGS = {
     *("--checkpoint-every", "--stop-at-step", "--resume", "--eval-episodes", "--wandb-project-name", "--wandb-entity"),
     *(f"--{prefix}{name}" for prefix in ("", "no-") for name in MACHINERY_SWITCHES),
 }
-# flags benchmark.py gives each run, and its option each comes from
+# The flags benchmark.py sets for each run, and the option of benchmark.sh that each comes from.
 PER_RUN_FLAGS = {
     "--env-id": "--env-ids",
     "--seed": "--seeds",
     "--exp-name": "--methods",
     "--total-timesteps": "--total-timesteps",
 }
-LOCK_FILES = {".benchmark.lock", ".lock"}  # not a run's output: its lock, and the lock directory of older versions
+LOCK_FILES = {".benchmark.lock", ".lock"}  # the run's lock (and older versions' lock directory): not its output
 
 
 def flag_groups(words) -> list[tuple[str, tuple[str, ...]]]:
-    """[(flag, its values), ...] as the scripts read a command line: `--x=1` is `--x 1`, `--x_y` is `--x-y`, a flag
-    without values is a switch, and words before any flag are the values of ''."""
+    """Split a command line's WORDS into (flag, its values) pairs, as the scripts read them.
+
+    `--x=1` is read as `--x 1` and `--x_y` as `--x-y`. A flag without values is a switch. Words before the first flag
+    are the values of the flag ''."""
     groups: list[tuple[str, list[str]]] = []
     for word in words:
         if word.startswith("--"):
@@ -79,7 +89,8 @@ def flag_groups(words) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def last_value(words, flag: str, default: str) -> str:
-    """The value a script takes for FLAG from WORDS: its last (and '' for the flag given without one); else DEFAULT."""
+    """The value a script takes for FLAG from WORDS: the last one given ('' for the flag given without a value), or
+    DEFAULT where the flag is absent."""
     values = dict(flag_groups(words)).get(flag)
     if values is None:
         return default
@@ -87,7 +98,7 @@ def last_value(words, flag: str, default: str) -> str:
 
 
 def split_machinery(words) -> tuple[list[str], list[str]]:
-    """(the flags that make a run's results, its MACHINERY_FLAGS), each in its order."""
+    """Split WORDS into two lists, each in its order: the flags that decide a run's results, and its MACHINERY_FLAGS."""
     results, machinery = [], []
     for name, values in flag_groups(words):
         if name in MACHINERY_FLAGS:
@@ -98,8 +109,10 @@ def split_machinery(words) -> tuple[list[str], list[str]]:
 
 
 def signature(line: str) -> tuple:
-    """What a run computes, from the line its `started` and `done` hold (as every version wrote it): its script and its
-    flags parsed and sorted (`--y 2 --x=1` is `--x 1 --y 2`), a flag given twice with its last values, as scripts keep."""
+    """What a run computes, read from the line in its `started` or `done` file (as any version wrote it).
+
+    It is the script's name and the flags that decide the results, sorted, so that `--y 2 --x=1` matches `--x 1 --y 2`.
+    A flag given twice keeps its last values, as the scripts do."""
     try:
         words = shlex.split(line)
     except ValueError:  # an unmatched quote: the words as they stand
@@ -110,12 +123,14 @@ def signature(line: str) -> tuple:
 
 @dataclass(frozen=True)
 class Run:
+    """One run of the matrix: what it computes (script and flags), how it goes (machinery), and where (directory)."""
+
     method: str  # its row of METHODS (sprig for a swept run)
     name: str  # its directory under ENV: the method, or sprig_FLAG=VALUE in a sweep
     env_id: str
     seed: int
     script: str  # the training script's path
-    flags: tuple[str, ...]  # what it computes: env, seed, steps, the method's, the preset's and the flags after --
+    flags: tuple[str, ...]  # what it computes: env, seed, steps, then the method's, the preset's and those after --
     machinery: tuple[str, ...]  # how it goes: --checkpoint-every, --stop-at-step and the rest of MACHINERY_FLAGS
     stop_at_step: int | None
     directory: str  # OUT/PRESET/ENV/NAME/seedSEED, where it runs
@@ -136,7 +151,7 @@ class Run:
         return os.path.join(self.directory, name)
 
     def read(self, name: str) -> str | None:
-        """A file of its directory without its trailing newlines; None if there is none."""
+        """The text of the file NAME in its directory, without trailing newlines; None if there is no such file."""
         with contextlib.suppress(OSError), open(self.path(name)) as file:
             return file.read().rstrip("\n")
         return None
@@ -146,7 +161,7 @@ class Run:
             file.write(text + "\n")
 
     def conflict(self) -> str:
-        """Why a run in state conflict is not run, and what to do."""
+        """Why a run in the state conflict is not run, and what to do about it, in one line."""
         done, started = self.read("done"), self.read("started")
         if done is not None:
             earlier = f"finished with other flags ({done})"
@@ -165,7 +180,7 @@ class Run:
                 os.remove(path)
 
     def checkpoint(self) -> str | None:
-        """Its newest runs/*/checkpoint.pt, if any."""
+        """Its newest runs/*/checkpoint.pt, or None."""
         checkpoints = glob.glob(os.path.join(glob.escape(self.directory), "runs", "*", "checkpoint.pt"))
         return max(checkpoints, key=os.path.getmtime, default=None)
 
@@ -174,9 +189,15 @@ class Run:
         return int(paused) if paused.isdigit() else None
 
     def state(self) -> str:
-        """new; done; conflict (done, or checkpointed, with other flags: never removed here); paused (at its
-        --stop-at-step or later); resume (a checkpoint of a run started with its flags); clean (output to remove, no
-        checkpoint)."""
+        """Its state, read from its directory:
+
+        - new: nothing there yet.
+        - done: it finished with these flags.
+        - conflict: it finished, or holds a checkpoint, with other flags. It is never removed here.
+        - paused: it paused at its --stop-at-step (or later) with a checkpoint.
+        - resume: it holds a checkpoint of a run started with these flags.
+        - clean: it holds output but no checkpoint; the output is removed and the run started again.
+        """
         if (done := self.read("done")) is not None:
             return "done" if not done.strip() or signature(done) == signature(self.line) else "conflict"
         started = self.read("started")
@@ -195,26 +216,28 @@ class Run:
         return cls(**{**fields, "flags": tuple(fields["flags"]), "machinery": tuple(fields["machinery"])})
 
 
-# --- Running one run, on this machine or in a Slurm task. How it ended is its script's exit status: 0 finished
-# (marked done), 3 stopped by a signal after writing its checkpoint (interrupted: resumed next time), 4 paused at
-# --stop-at-step with its checkpoint (paused), any other failed.
-OUTPUT = threading.Lock()
+# --- Running one run, on this machine or in a Slurm task. Its script's exit status says how it ended: 0, it finished
+# (and is marked done); 3, a signal stopped it after it wrote its checkpoint (interrupted: the next invocation resumes
+# it); 4, it paused at --stop-at-step with its checkpoint (paused); anything else, it failed.
+OUTPUT = threading.Lock()  # one line at a time from the pool's threads
 
 
 def thread_variables(threads: int) -> dict[str, str]:
-    """The variables that give a run's torch (OpenMP, and MKL where it is the BLAS) THREADS threads."""
+    """The environment variables that give a run's torch THREADS threads (OpenMP's, and MKL's where it is the BLAS)."""
     return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
 def shell_line(directory: str, command: list[str], variables: dict) -> str:
-    """COMMAND as one runs it by hand: from DIRECTORY, with VARIABLES (a run's command.txt, --dry-run)."""
+    """COMMAND as a shell line to run by hand, from DIRECTORY with VARIABLES set (a run's command.txt, --dry-run)."""
     assignments = " ".join(f"{name}={shlex.quote(str(value))}" for name, value in variables.items())
     return f"cd {shlex.quote(directory)} && {assignments} {shlex.join(command)}"
 
 
 def say(text: str, error: bool = False) -> None:
-    """One line to stdout (stderr if ERROR), whole even when several runs end at once; lost, not fatal, once the reader
-    of a pipe has gone (`./benchmark.sh | head`): the runs go on, and their markers are written."""
+    """Print one line to stdout (stderr if ERROR), whole even when several runs end at once.
+
+    Once the reader of a pipe has gone (`./benchmark.sh | head`), the lines are lost, not fatal: the runs go on, and
+    their markers are still written."""
     stream = sys.stderr if error else sys.stdout
     with OUTPUT:
         try:
@@ -224,15 +247,18 @@ def say(text: str, error: bool = False) -> None:
 
 
 def slurm_job() -> str:
-    """The Slurm job this runs in, as squeue names it: ARRAYID_TASK in an array task; '-' outside one."""
+    """The Slurm job this process runs in, as squeue names it: ARRAYID_TASK in an array task, '-' outside Slurm."""
     array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID") or "-"
 
 
 @contextlib.contextmanager
 def run_lock(run: Run):
-    """The run's lock, an fcntl.flock on its .benchmark.lock (naming its holder): its descriptor, None where another holds
-    it. The run inherits it, so it lasts while either lives; the kernel frees it once both are gone, however they end."""
+    """Lock RUN: an fcntl.flock on its .benchmark.lock, which then names its holder.
+
+    Yields the lock's file descriptor, or None if another process holds the lock. The run's process inherits the
+    descriptor, so the lock lasts while either process lives, and the kernel frees it once both have ended, however
+    they end."""
     descriptor = os.open(run.path(".benchmark.lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -251,8 +277,10 @@ def run_lock(run: Run):
 
 
 class Stopper:
-    """How a signal handler stops the run of run_one: SIGTERM to it (its process group, when it has its own), and it
-    checkpoints and exits 3; asked before it started, run_one does not start it."""
+    """How a signal handler stops the run that run_one is running.
+
+    stop() sends SIGTERM to the run's process (or to its process group, where it has its own); the script then writes
+    its checkpoint and exits 3. If stop() comes before the process has started, run_one does not start it."""
 
     def __init__(self, own_process_group: bool):
         self.own_process_group = own_process_group
@@ -294,7 +322,8 @@ def run_one(run: Run, python: str, threads: int, stopper: Stopper, environment: 
             say(f"{run.directory}: resuming the unfinished earlier run from {resume}")
         elif state == "clean":
             say(
-                f"{run.directory}: unfinished earlier run (no 'done' marker, no checkpoint): removing its output, restarting it"
+                f"{run.directory}: unfinished earlier run (no 'done' marker, no checkpoint): "
+                "removing its partial output and restarting it"
             )
             run.remove_output()
         if stopper.stopped:  # asked to stop before it started: it does not start, and is resumed next time
@@ -349,14 +378,14 @@ def start_and_wait(run: Run, command: list[str], threads: int, stopper: Stopper,
 # every method at the same number of seeds.
 class Parser(argparse.ArgumentParser):
     def error(self, message):
-        """A usage mistake: one line (argparse's own prints the usage first), exit 2, before anything is written."""
+        """Say a usage mistake in one line and exit 2, before anything is written (argparse's own prints the usage)."""
         message = re.sub(r"^argument (--[a-z-]+): ", r"\1: ", message)  # argparse's "argument --x: ..." as "--x: ..."
         say(f"error: {message} (see --help)", error=True)
         raise SystemExit(2)
 
 
 def whole(text: str, least: int = 0, most: int | None = None) -> int:
-    """An argparse type (LEAST and MOST by functools.partial): a whole number from LEAST to MOST."""
+    """An argparse type: a whole number from LEAST to MOST (bound with functools.partial)."""
     if not (text.isascii() and text.isdigit()) or int(text) < least or (most is not None and int(text) > most):
         kind = {0: "a non-negative integer", 1: "a positive integer"}.get(least, f"an integer of at least {least}")
         raise argparse.ArgumentTypeError(f"must be {kind}{f' up to {most}' if most else ''}, got '{text}'")
@@ -384,29 +413,30 @@ def slurm_time(limit: str) -> str:
 
 
 def one_of(word: str, choices, what: str) -> str:
-    """An argparse type: one of CHOICES, said as "unknown WHAT" with the known ones, for a single option (--preset) as
-    for each word of one (--methods), which argparse's `choices` cannot check."""
+    """An argparse type: one of CHOICES, or the error "unknown WHAT" with the known ones.
+
+    It checks a single value (--preset) and each word of a list (--methods), which argparse's `choices` cannot."""
     if word not in choices:
         raise argparse.ArgumentTypeError(f"unknown {what} '{word}' (known: {', '.join(choices)})")
     return word
 
 
 def word_list(text: str, check) -> list:
-    """An argparse type: a list in one argument, words separated by spaces (at least one), each as CHECK takes it."""
+    """An argparse type: a list given as one argument, at least one word separated by spaces, each checked by CHECK."""
     if not text.split():
         raise argparse.ArgumentTypeError("is empty")
     return [check(word) for word in text.split()]
 
 
 def env_id(word: str) -> str:
-    """An Atari game id in a shape ale-py registers (the scripts check the rest, a typo say)."""
+    """An argparse type: an Atari game id in a shape ale-py registers (the scripts catch the rest, a typo say)."""
     if not re.fullmatch(r"ALE/[A-Za-z]+-v5|[A-Z][A-Za-z]*(NoFrameskip|Deterministic)?-v[04]", word):
         raise argparse.ArgumentTypeError(f"'{word}' is not an Atari game id (GameNoFrameskip-v4 or ALE/Game-v5)")
     return word
 
 
 def sweep(spec: str) -> tuple[str, list[str]]:
-    """An argparse type: one --sweep, FLAG=V1 V2 ..., a flag of sprig_ppo_atari.py without its dashes, and numbers."""
+    """An argparse type: one --sweep, FLAG=V1 V2 ...: a flag of sprig_ppo_atari.py without its dashes, then numbers."""
     flag, equals, values = spec.partition("=")
     if not equals:
         raise argparse.ArgumentTypeError(f"needs FLAG=VALUE [VALUE ...], e.g. \"alpha-coop=0.0 0.3 0.7 1.0\"; got '{spec}'")
@@ -528,7 +558,8 @@ class Plan:
     python: str  # $PYTHON, which runs the scripts and plot_results.py
 
     def plot_commands(self) -> list[tuple[list[str], str]]:
-        """The plots at the end and what each makes: plot_results.py on the results, and after a sweep its trade-off."""
+        """The plots at the end, with what each makes: plot_results.py on the results, and after a sweep its trade-off.
+        None with --no-plot."""
         plot, results = repo_file("plot_results.py"), self.results_dir
         if self.options.no_plot:
             return []
@@ -538,8 +569,8 @@ class Plan:
         return commands
 
 
-# The options' defaults, filled in once the options given are checked: so that one given where it means nothing
-# (NEEDS), or beside one it does not go with (EXCLUSIVE), is told apart from its default.
+# The options' defaults. They are filled in only after the checks below, so that the checks can tell an option the user
+# gave from its default: one given where it means nothing (NEEDS), or beside one it does not go with (EXCLUSIVE).
 DEFAULTS = {
     "methods": ["ppo", "sprig"],
     "seeds": [1, 2, 3, 4, 5],
@@ -553,12 +584,12 @@ DEFAULTS = {
     "gpus": 1,
     "cpus_per_task": 4,
 }
-# --quick's: a CPU-sized check, in a results directory of its own so that its runs never stand in for others
+# --quick's defaults: a CPU-sized check, in a results directory of its own so that its runs never stand in for others.
 QUICK = {"seeds": [1, 2], "total_timesteps": 50000, "workers": 2, "out": "benchmark_results_quick"}
-# options that mean nothing without another: given alone, they would be ignored
+# Options that mean nothing without another: given alone, they would be ignored.
 NEEDS = [(option, "slurm") for option in ("partition", "time", "time_margin", "gpus", "cpus_per_task")]
 NEEDS += [("sps_iterations", "sps")]
-EXCLUSIVE = [  # options that do not go together, and why
+EXCLUSIVE = [  # options that do not go together, and why not
     ("games", "env_ids", "--games names the env ids"),
     ("no_mps", "slurm", "a Slurm task has its GPU to itself, without MPS"),
     ("no_mps", "sps", "--sps runs one method at a time, without MPS"),
@@ -576,7 +607,7 @@ EXCLUSIVE = [  # options that do not go together, and why
 
 
 def was_given(options: argparse.Namespace, name: str) -> bool:
-    """Whether the option NAME was given, before DEFAULTS fill the others in: `--checkpoint-every 0` is given."""
+    """Whether the option NAME was given (before DEFAULTS are filled in). `--checkpoint-every 0` is given too."""
     value = getattr(options, name)
     return value is not None and value is not False and value != []
 
@@ -587,13 +618,14 @@ def dashed(name: str) -> str:
 
 
 def parse_options(p: Parser, argv: list[str]) -> argparse.Namespace:
-    """The command line parsed and checked (the first mistake in one line, exit 2), with its defaults; the flags after
-    -- (every run gets them) in its extra_flags."""
+    """Parse and check the command line (the first mistake in one line, exit 2), and fill in the defaults.
+
+    The flags after -- (every run gets them) are left in options.extra_flags."""
     dashes = argv.index("--") if "--" in argv else len(argv)
     options = p.parse_args(argv[:dashes])
     own_options = {*map(dashed, vars(options)), "--help"}  # every option's destination is its name, undashed
     options.extra_flags = argv[dashes + 1 :]
-    # Checked before the defaults fill the options in, so that one given is told apart from its default.
+    # These checks come before the defaults are filled in, so that they can tell an option given from its default.
     for name, _ in flag_groups(options.extra_flags):
         if options.sps and name in ("--stop-at-step", "--resume"):
             p.error(f"{name} after -- does not go with --sps: its runs train --sps-iterations iterations from scratch")
@@ -629,8 +661,9 @@ def parse_options(p: Parser, argv: list[str]) -> argparse.Namespace:
 
 
 def variants(p: Parser, options: argparse.Namespace) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(method, its runs' directory name, its flags) of each method run: sprig once per swept value in a sweep, named
-    sprig_FLAG=VALUE, which plot_results.py reads back."""
+    """(method, its runs' directory name, its flags) for each method to run.
+
+    In a sweep, sprig runs once per swept value, named sprig_FLAG=VALUE (the name plot_results.py reads back)."""
     if not options.sweep:
         return [(name, name, method_named(name).run_flags) for name in options.methods]
     set_elsewhere = {name[2:] for name, _ in flag_groups([*PRESETS[options.preset], *options.extra_flags])}
@@ -721,8 +754,10 @@ def cuda_device_listed() -> bool:
 
 
 def mps_variables(plan: Plan) -> dict[str, str] | None:
-    """The MPS daemon of 2 or more workers on a GPU (None for none): {} for one running ($CUDA_MPS_PIPE_DIRECTORY has its
-    pipe), else the directories of one to start in OUT/mps/ (pipes in /tmp where a socket's path would be too long)."""
+    """The MPS daemon that 2 or more workers on a GPU share, as the variables of its directories.
+
+    None where the runs need none. {} where a daemon already runs ($CUDA_MPS_PIPE_DIRECTORY holds its pipe). Otherwise
+    the directories of one to start in OUT/mps/ (its pipes go to /tmp where a socket's path would be too long)."""
     if not plan.cuda or plan.options.workers < 2 or plan.options.no_mps or not shutil.which("nvidia-cuda-mps-control"):
         return None
     if os.path.exists(os.path.join(os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or "/tmp/nvidia-mps", "control")):
@@ -733,7 +768,9 @@ def mps_variables(plan: Plan) -> dict[str, str] | None:
 
 @contextlib.contextmanager
 def mps_daemon(variables: dict[str, str] | None):
-    """The daemon of mps_variables while the runs run, stopped after the last even on Ctrl-C; yields the runs' variables."""
+    """Run the daemon of mps_variables while the runs run, and stop it after the last, even on Ctrl-C.
+
+    Yields the variables the runs need to reach it ({} for none)."""
     environment = {**os.environ, **(variables or {})}
     if variables:
         for directory in variables.values():
@@ -754,7 +791,7 @@ def mps_daemon(variables: dict[str, str] | None):
 
 
 def gpu_lines(plan: Plan) -> list[str]:
-    """What a local run on a GPU does differently: every run gets --async-envs, and 2 or more workers share it by MPS."""
+    """What a local run does differently on a GPU: every run gets --async-envs, and 2 or more workers share it by MPS."""
     variables, lines = mps_variables(plan), []
     if plan.cuda and "--async-envs" not in plan.options.extra_flags and "--async-envs" in plan.runs[0].machinery:
         lines.append("GPU (nvidia-smi -L): every run gets --async-envs, its envs stepping on the cores the GPU leaves idle")
@@ -772,9 +809,9 @@ def gpu_lines(plan: Plan) -> list[str]:
     return lines
 
 
-# --- On this machine: every run of the matrix, --workers at a time in a thread pool, each in a process group of its
+# --- On this machine: every run of the matrix, --workers at a time in a thread pool. Each run has a process group of its
 # own, so that Ctrl-C reaches only this process, which then stops every run (each writes its checkpoint on its way out).
-# A run's line as it ends, by its status: every status run_one returns.
+# The line said as a run ends, for each status run_one returns.
 ENDED = {
     "ran": "finished in {seconds} s",
     "skipped": "already done, skipped",
@@ -784,7 +821,8 @@ ENDED = {
     "interrupted": "interrupted after {seconds} s; checkpointed, a rerun resumes it",
     "failed": "FAILED after {seconds} s",
 }
-# A run that did not finish, at the end of the summary: on stderr, where it cannot scroll away. Any makes the exit 1.
+# The line for each run that did not finish, after the summary, on stderr where it cannot scroll away. Any one of these
+# statuses makes the exit status 1.
 NOT_DONE = {
     "conflict": "NOT RUN: {label}: {directory} done or checkpointed earlier with other flags",
     "interrupted": "INTERRUPTED: {label}: checkpointed in {directory}; run the same command again to resume",
@@ -793,8 +831,10 @@ NOT_DONE = {
 
 
 def run_locally(plan: Plan) -> int:
-    """Every run, --workers at a time; then the summary and the plots. The exit status: 0 if every run is done (or
-    paused, or left to another invocation) and every plot made, 130 after Ctrl-C, 1 otherwise."""
+    """Run every run, --workers at a time, then say the summary and make the plots.
+
+    Returns the exit status: 0 if every run is done (or paused, or left to another invocation) and every plot was made,
+    130 after Ctrl-C, 1 otherwise."""
     for line in overview(plan):
         say(line)
     with mps_daemon(mps_variables(plan)) as environment:
@@ -823,8 +863,10 @@ def plot(command: list[str], makes: str) -> bool:
 
 
 def run_pool(plan: Plan, environment: dict[str, str]) -> list[str] | None:
-    """Each run's status, run in a pool of --workers threads in the matrix's order; None once SIGINT, SIGTERM or SIGHUP
-    stopped them (each checkpoints; a second signal kills them)."""
+    """Run the runs in a pool of --workers threads, in the matrix's order, and return each one's status.
+
+    Returns None once SIGINT, SIGTERM or SIGHUP has stopped them: each run then writes its checkpoint, and a second
+    signal kills them."""
     stoppers: dict[int, Stopper] = {}  # of the runs in progress
     stopping = threading.Event()
 
@@ -879,13 +921,13 @@ def describe(run: Run, state: str) -> str:
 
 
 def missing_scripts(plan: Plan) -> list[tuple[str, str]]:
-    """(method, its script's path) of each method run whose script is not beside this file."""
+    """(method, its script's path) for each method whose script is not beside this file."""
     scripts = [(method, repo_file(method_named(method).script)) for method in plan.methods]
     return [(method, script) for method, script in scripts if not os.path.isfile(script)]
 
 
 def overview(plan: Plan) -> list[str]:
-    """What a command runs, what it costs, and what it does on a GPU: the lines before its runs and its --dry-run."""
+    """The lines said before the runs start, and at the top of --dry-run: what runs, what it costs, and what a GPU changes."""
     options, sweep = plan.options, plan.options.sweep
     values = "; ".join(f"{flag}: {' '.join(values)}" for flag, values in sweep)
     variants = f"sprig at {sum(len(values) for _, values in sweep)} swept values ({values})" if sweep else ""
@@ -916,11 +958,11 @@ def print_dry_run(plan: Plan) -> None:
         print(shlex.join(command))
 
 
-# --- --slurm: a job array with one task per run, and a job that plots once every task has ended. Both scripts hold
-# data and one call of this file: each task `benchmark.py slurm-task THREADS PYTHON RUN`, with its run's record as JSON
-# (slurm_task), the plot job `benchmark.py slurm-report` with every record on stdin (slurm_report).
+# --- --slurm: a job array with one task per run, and a job that plots once every task has ended. Both scripts hold only
+# data and one call of this file. Each task calls `benchmark.py slurm-task THREADS PYTHON RUN` with its run's record as
+# JSON (slurm_task); the plot job calls `benchmark.py slurm-report` with every record on stdin (slurm_report).
 def sbatch_scripts(plan: Plan) -> dict[str, str]:
-    """{path: script}: the job array, and unless --no-plot the plot job, which Slurm runs after the array's last task."""
+    """{path: script}: the job array, and (unless --no-plot) the plot job, which Slurm runs after the array's last task."""
     options, benchmark, out = plan.options, shlex.quote(repo_file("benchmark.py")), plan.out
     common = [f"#SBATCH --partition={options.partition}"] if options.partition else []
     python_env = ["# Load modules / activate the Python environment here if the job needs it.", ""]
@@ -947,7 +989,8 @@ def sbatch_scripts(plan: Plan) -> dict[str, str]:
         *(f"{index}) # {run.label}\n    run={shlex.quote(json.dumps(asdict(run)))} ;;" for index, run in enumerate(plan.runs)),
         '*) echo "no run for array task $SLURM_ARRAY_TASK_ID" >&2 && exit 1 ;;',
         "esac",
-        f'exec python3 {benchmark} slurm-task "${{SLURM_CPUS_PER_TASK:-{options.cpus_per_task}}}" {shlex.quote(plan.python)} "$run"',
+        f'exec python3 {benchmark} slurm-task "${{SLURM_CPUS_PER_TASK:-{options.cpus_per_task}}}" '
+        f'{shlex.quote(plan.python)} "$run"',
     ]
     plot = [
         "#!/bin/bash",
@@ -998,7 +1041,8 @@ def submit(plan: Plan) -> int:
         jobs.append(job)
         if len(jobs) == 1:
             say(
-                f"submitted the job array: job {job}, {len(plan.runs)} tasks; each task's output: {plan.out}/slurm-{job}_TASK.out"
+                f"submitted the job array: job {job}, {len(plan.runs)} tasks; "
+                f"each task's output: {plan.out}/slurm-{job}_TASK.out"
             )
         else:
             say(f"submitted the plot job: job {job}, once all tasks have ended ({plan.results_dir}/results.md)")
@@ -1011,8 +1055,11 @@ def now() -> str:
 
 
 def slurm_task(threads: int, python: str, run: Run) -> int:
-    """One array task: run_one, stopped as by Ctrl-C on SIGUSR1 (Slurm's warning before the time limit) or SIGTERM
-    (scancel); warned, a run that checkpointed since this start requeues the task. Exit 0 done or requeued, 3 stopped."""
+    """One task of the job array: run_one on RUN.
+
+    SIGUSR1 (Slurm's warning before the time limit) or SIGTERM (scancel) stops the run as Ctrl-C does. After the warning,
+    the task requeues itself if the run wrote a checkpoint since this start. Returns 0 when the run is done or the task
+    requeued, 3 when it stopped, 1 when it failed."""
     task, stopper, warned = slurm_job(), Stopper(own_process_group=False), threading.Event()
 
     def stop(signum, frame):  # os.write, not print: the handler may run inside a print of the main thread
@@ -1057,7 +1104,7 @@ def slurm_task(threads: int, python: str, run: Run) -> int:
 
 
 def slurm_report(lines) -> int:
-    """The plot job's report: each run not done, then how many are done."""
+    """The plot job's report: each run not done, then how many are done. LINES are the runs' records as JSON."""
     runs = [Run.from_json(line) for line in lines if line.strip()]
     not_done = [(run, state) for run, state in ((run, run.state()) for run in runs) if state != "done"]
     for run, state in not_done:
@@ -1066,9 +1113,10 @@ def slurm_report(lines) -> int:
     return 0
 
 
-# --- --sps and the cost estimate. --sps runs each method alone for a few iterations; plot_results.py sps writes their
-# speeds to OUT/sps/DATE/sps.csv, and this file measured_with.json beside it (the preset, the flags after --, the
-# machine's load). A later run's cost reads the newest measurement of its --preset, from OUT/sps or --sps-from DIR.
+# --- --sps and the cost estimate. --sps runs each method alone for a few iterations. plot_results.py sps writes their
+# speeds to OUT/sps/DATE/sps.csv, and this file writes measured_with.json beside it (the preset, the flags after --, the
+# machine's load). A later command's cost estimate reads the newest measurement of its --preset, from OUT/sps or
+# --sps-from DIR.
 class SpsRun(NamedTuple):
     method: str
     directory: str  # where it runs, and its log.txt
@@ -1076,8 +1124,8 @@ class SpsRun(NamedTuple):
 
 
 def sps_runs(plan: Plan, directory: str) -> list[SpsRun]:
-    """The run of --sps for each method, into DIRECTORY/METHOD: alone, on the first env and seed, for --sps-iterations
-    whole iterations of the runs' batch."""
+    """The --sps run of each method, in DIRECTORY/METHOD: alone, on the first env and seed, for --sps-iterations whole
+    iterations of the runs' batch."""
     options = plan.options
     flags = [*PRESETS[options.preset], *options.extra_flags]
     batch = int(last_value(flags, "--num-envs", "8")) * int(last_value(flags, "--num-steps", "128"))
@@ -1090,7 +1138,7 @@ def sps_runs(plan: Plan, directory: str) -> list[SpsRun]:
 
 
 def sps_directory(plan: Plan) -> str:
-    """Where a --sps started now writes: OUT/sps/DATE."""
+    """Where a --sps that starts now writes: OUT/sps/DATE."""
     return f"{plan.out}/sps/{time.strftime('%Y%m%d-%H%M%S')}"
 
 
@@ -1111,7 +1159,8 @@ def measure_sps(plan: Plan) -> int:
     for run in sps_runs(plan, directory):
         os.makedirs(run.directory, exist_ok=True)
         say(
-            f"sps: {run.method}, {options.sps_iterations} iterations (the first warms up), {plan.cores} threads, in {run.directory}"
+            f"sps: {run.method}, {options.sps_iterations} iterations (the first warms up), {plan.cores} threads, "
+            f"in {run.directory}"
         )
         with open(f"{run.directory}/log.txt", "w") as log:
             if subprocess.run(
@@ -1147,8 +1196,8 @@ class Speeds(NamedTuple):
 
 
 def newest_speeds(plan: Plan) -> Speeds:
-    """The newest measurement of this --preset in OUT/sps, or with --sps-from DIR, in DIR as --sps left it elsewhere: a
-    measurement, an OUT/sps, or an OUT. One that is not what --sps writes is passed over."""
+    """The newest measurement of this --preset in OUT/sps; with --sps-from DIR, in DIR as --sps left it on another
+    machine (a measurement, an OUT/sps, or an OUT). A directory that is not what --sps writes is passed over."""
     where = os.path.abspath(plan.options.sps_from or f"{plan.out}/sps")
     patterns = ("", "*/", "sps/*/") if plan.options.sps_from else ("*/",)
     found = [os.path.dirname(path) for pattern in patterns for path in glob.glob(f"{glob.escape(where)}/{pattern}sps.csv")]
@@ -1172,7 +1221,7 @@ def hms(seconds: float) -> str:
 
 
 def cost_lines(plan: Plan) -> list[str]:
-    """The matrix's runs and env steps, and its wall time estimated for --workers from the speeds --sps measured."""
+    """The matrix's runs and env steps, and its wall time with --workers, estimated from the speeds --sps measured."""
     options, runs, total = plan.options, len(plan.runs), plan.options.total_timesteps
     steps = min(total, plan.runs[0].stop_at_step or total)  # what this command trains: each run up to its pause
     paused = f" (up to --stop-at-step, of {total:,} each)" if steps < total else ""
@@ -1181,8 +1230,9 @@ def cost_lines(plan: Plan) -> list[str]:
     measured, sps = speeds.directory, speeds.sps
     if measured is None:
         return lines + [
-            f"wall time: unknown, no speed measured with --preset {options.preset} in {speeds.where}; measure it (a few minutes) "
-            f"with ./benchmark.sh --sps --preset {options.preset} --out {plan.out}, adding after -- the flags the runs get"
+            f"wall time: unknown, no speed measured with --preset {options.preset} in {speeds.where}; "
+            f"measure it (a few minutes) with ./benchmark.sh --sps --preset {options.preset} --out {plan.out}, "
+            "adding after -- the flags the runs get"
         ]
     count = Counter(run.method for run in plan.runs)
     known = [method for method in map(method_named, plan.methods) if sps.get(method.label, 0) > 0]
@@ -1198,8 +1248,8 @@ def cost_lines(plan: Plan) -> list[str]:
         f"wall time: about {hms(seconds)} one run at a time, at the speeds measured in {measured} ({used}; flags after -- "
         f"then: {flags}; {load})"
     )
-    # Side by side, WORKERS runs take between that over WORKERS (each keeps its speed: runs that leave cores idle) and
-    # all of it (they share the machine's speed, as runs that each keep every core busy do on a CPU with few cores).
+    # Side by side, WORKERS runs take between that time over WORKERS (if each keeps its speed, as runs that leave cores
+    # idle do) and all of it (if they share the machine's speed, as runs that keep every core busy do on few cores).
     if options.workers > 1:
         lines.append(
             f"with {options.workers} workers: between {hms(seconds / options.workers)} (if each run keeps that speed beside "
