@@ -559,10 +559,10 @@ class Plan:
 
     def plot_commands(self) -> list[tuple[list[str], str]]:
         """The plots at the end, with what each makes: plot_results.py on the results, and after a sweep its trade-off.
-        None with --no-plot."""
-        plot, results = repo_file("plot_results.py"), self.results_dir
+        None (an empty list) with --no-plot."""
         if self.options.no_plot:
             return []
+        plot, results = repo_file("plot_results.py"), self.results_dir
         commands = [([self.python, plot, results], f"figure: {results}/figure2.png, table: {results}/results.md")]
         if self.options.sweep:
             commands.append(([self.python, plot, "tradeoff", results], f"trade-off: {results}/tradeoff_FLAG.png and .md"))
@@ -609,7 +609,7 @@ EXCLUSIVE = [  # options that do not go together, and why not
 def was_given(options: argparse.Namespace, name: str) -> bool:
     """Whether the option NAME was given (before DEFAULTS are filled in). `--checkpoint-every 0` is given too."""
     value = getattr(options, name)
-    return value is not None and value is not False and value != []
+    return value is not None and value is not False and value != []  # not `value not in (None, False, [])`: 0 == False
 
 
 def dashed(name: str) -> str:
@@ -618,12 +618,13 @@ def dashed(name: str) -> str:
 
 
 def parse_options(p: Parser, argv: list[str]) -> argparse.Namespace:
-    """Parse and check the command line (the first mistake in one line, exit 2), and fill in the defaults.
-
-    The flags after -- (every run gets them) are left in options.extra_flags."""
+    """Parse the command line, check each option against the others (the first mistake in one line, exit 2), and fill
+    in the defaults. The flags after -- (every run gets them) are left in options.extra_flags; make_plan checks the
+    values that only the runs' flags show (a sweep's, --stop-at-step's, the batch's)."""
     dashes = argv.index("--") if "--" in argv else len(argv)
     options = p.parse_args(argv[:dashes])
-    own_options = {*map(dashed, vars(options)), "--help"}  # every option's destination is its name, undashed
+    # Each option's dest is its long name without the dashes, `-` as `_`; --help has none, so it is added.
+    own_options = {*map(dashed, vars(options)), "--help"}
     options.extra_flags = argv[dashes + 1 :]
     # These checks come before the defaults are filled in, so that they can tell an option given from its default.
     for name, _ in flag_groups(options.extra_flags):
@@ -649,14 +650,6 @@ def parse_options(p: Parser, argv: list[str]) -> argparse.Namespace:
         p.error(f"--time-margin {options.time_margin} is not shorter than --time {options.time}: no time to train")
     if options.sps_from is not None and not os.path.isdir(options.sps_from):
         p.error(f"--sps-from: '{options.sps_from}' is not a directory (an --out of --sps, or its sps/ or sps/DATE/)")
-    stop = last_value(options.extra_flags, "--stop-at-step", "None")
-    if stop != "None" and not (stop.isascii() and stop.isdigit() and int(stop) > 0):
-        p.error(f"--stop-at-step after --: must be a positive integer or None, got '{stop}'")
-    for flag in ("--num-envs", "--num-steps"):  # the batch, which --sps and the scripts' checks read
-        try:
-            whole(last_value(options.extra_flags, flag, "1"), least=1)
-        except argparse.ArgumentTypeError as error:
-            p.error(f"{flag} after --: {error}")
     return options
 
 
@@ -691,6 +684,16 @@ def machinery_flags(options: argparse.Namespace, given: list[str], cuda: bool) -
     return machinery + given
 
 
+def stop_at_step(p: Parser, machinery: list[str]) -> int | None:
+    """The step at which every run pauses: the last --stop-at-step of MACHINERY, or None (which the scripts take too)."""
+    stop = last_value(machinery, "--stop-at-step", "None")
+    if stop == "None":
+        return None
+    if not (stop.isascii() and stop.isdigit() and int(stop) > 0):  # only one given after -- can be wrong here
+        p.error(f"--stop-at-step after --: must be a positive integer or None, got '{stop}'")
+    return int(stop)
+
+
 def make_plan(argv: list[str]) -> Plan:
     """Parse and check the command line (the first mistake in one line, exit 2), and lay out the run matrix."""
     if (mistake := methods_table_mistake()) is not None:  # a table that would mix two methods up: not the user's mistake
@@ -698,11 +701,16 @@ def make_plan(argv: list[str]) -> Plan:
         raise SystemExit(2)
     p = build_parser()
     options = parse_options(p, argv)
-    methods = variants(p, options)
+    method_variants = variants(p, options)
     results, given_machinery = split_machinery(options.extra_flags)
     cuda = not (options.slurm or options.sps) and "--no-cuda" not in given_machinery and cuda_device_listed()
     machinery = machinery_flags(options, given_machinery, cuda)
-    stop = last_value(machinery, "--stop-at-step", "None")  # the scripts take None too
+    stop = stop_at_step(p, machinery)
+    for flag in ("--num-envs", "--num-steps"):  # the batch, which --sps and the scripts' checks read
+        try:
+            whole(last_value(options.extra_flags, flag, "1"), least=1)
+        except argparse.ArgumentTypeError as error:
+            p.error(f"{flag} after --: {error}")
     env_ids = list(GAME_SETS[options.games]) if options.games else options.env_ids or ["BeamRiderNoFrameskip-v4"]
     out = os.path.abspath(options.out)
     common_flags = (*PRESETS[options.preset], *results)
@@ -716,12 +724,12 @@ def make_plan(argv: list[str]) -> Plan:
             flags=("--env-id", env, "--seed", str(seed), "--total-timesteps", str(options.total_timesteps), *flags)
             + common_flags,
             machinery=tuple(machinery),
-            stop_at_step=None if stop == "None" else int(stop),
+            stop_at_step=stop,
             directory=f"{out}/{options.preset}/{env}/{name}/seed{seed}",
         )
         for seed in options.seeds
         for env in env_ids
-        for method, name, flags in methods
+        for method, name, flags in method_variants
     ]
     if twice := [directory for directory, n in Counter(run.directory for run in runs).items() if n > 1]:
         p.error(f"a method, env id or seed is listed twice: {twice[0]}")
@@ -729,7 +737,7 @@ def make_plan(argv: list[str]) -> Plan:
     return Plan(
         options=options,
         runs=runs,
-        methods=list(dict.fromkeys(method for method, _, _ in methods)),
+        methods=list(dict.fromkeys(method for method, _, _ in method_variants)),
         env_ids=env_ids,
         out=out,
         results_dir=f"{out}/{options.preset}",
@@ -1058,8 +1066,8 @@ def slurm_task(threads: int, python: str, run: Run) -> int:
     """One task of the job array: run_one on RUN.
 
     SIGUSR1 (Slurm's warning before the time limit) or SIGTERM (scancel) stops the run as Ctrl-C does. After the warning,
-    the task requeues itself if the run wrote a checkpoint since this start. Returns 0 when the run is done or the task
-    requeued, 3 when it stopped, 1 when it failed."""
+    the task requeues itself if the run wrote a checkpoint since this start. Returns 0 when the run is done or paused,
+    or the task requeued itself; 1 when the run failed, is locked or conflicts; 3 when it stopped (and was not requeued)."""
     task, stopper, warned = slurm_job(), Stopper(own_process_group=False), threading.Event()
 
     def stop(signum, frame):  # os.write, not print: the handler may run inside a print of the main thread
@@ -1106,7 +1114,8 @@ def slurm_task(threads: int, python: str, run: Run) -> int:
 def slurm_report(lines) -> int:
     """The plot job's report: each run not done, then how many are done. LINES are the runs' records as JSON."""
     runs = [Run.from_json(line) for line in lines if line.strip()]
-    not_done = [(run, state) for run, state in ((run, run.state()) for run in runs) if state != "done"]
+    states = [(run, run.state()) for run in runs]
+    not_done = [(run, state) for run, state in states if state != "done"]
     for run, state in not_done:
         say(f"not done: {run.label} ({describe(run, state)}); log: {run.directory}/log.txt")
     say(f"{len(runs) - len(not_done)} of {len(runs)} runs done, {len(not_done)} not done")
@@ -1147,7 +1156,8 @@ def sps_plot_command(plan: Plan, directory: str) -> list[str]:
 
 
 def measure_sps(plan: Plan) -> int:
-    """Run each method's --sps run, one at a time with every core; then its speed table and measured_with.json."""
+    """Run each method's --sps run, one at a time with every core; then make their speed table (plot_results.py sps)
+    and write measured_with.json beside it."""
     options, directory = plan.options, sps_directory(plan)
     load = os.getloadavg()[0]
     if load >= plan.cores / 2:  # other work slows these runs, and so every wall time estimated from them
@@ -1226,11 +1236,10 @@ def cost_lines(plan: Plan) -> list[str]:
     steps = min(total, plan.runs[0].stop_at_step or total)  # what this command trains: each run up to its pause
     paused = f" (up to --stop-at-step, of {total:,} each)" if steps < total else ""
     lines = [f"cost: {runs} runs x {steps:,} steps = {runs * steps:,} env steps{paused}"]
-    speeds = newest_speeds(plan)
-    measured, sps = speeds.directory, speeds.sps
+    where, measured, measured_with, sps = newest_speeds(plan)
     if measured is None:
         return lines + [
-            f"wall time: unknown, no speed measured with --preset {options.preset} in {speeds.where}; "
+            f"wall time: unknown, no speed measured with --preset {options.preset} in {where}; "
             f"measure it (a few minutes) with ./benchmark.sh --sps --preset {options.preset} --out {plan.out}, "
             "adding after -- the flags the runs get"
         ]
@@ -1241,7 +1250,6 @@ def cost_lines(plan: Plan) -> list[str]:
         return lines + [f"wall time: unknown, {measured} holds no speed of {unmeasured}; measure it with --sps"]
     seconds = sum(count[method.name] * steps / sps[method.label] for method in known)
     used = ", ".join(f"{method.label} {sps[method.label]:g} SPS" for method in known)
-    measured_with = speeds.measured_with
     flags = " ".join(measured_with.get("flags", [])) or "none"
     load = f"load average {measured_with.get('load', '?')} on {measured_with.get('cores', '?')} cores"
     lines.append(

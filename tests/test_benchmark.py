@@ -1220,6 +1220,7 @@ def test_a_slurm_task_stopped_by_sigterm_checkpoints_and_is_not_requeued_by_itse
         (["--sps", "--slurm"], "error: --sps and --slurm do not go together: --sps measures this machine's speeds"),
         (["--", "--stop-at-step", "1e5"], "error: --stop-at-step after --: must be a positive integer or None, got '1e5'"),
         (["--", "--stop_at_step=0"], "error: --stop-at-step after --: must be a positive integer or None, got '0'"),
+        (["--", "--resume=--stop-at-step"], "error: --stop-at-step after --: must be a positive integer or None, got ''"),
         (
             ["--", "--async-envs", "--dry-run"],
             "error: --dry-run is an option of benchmark.sh, not of the runs: give it before",
