@@ -1284,6 +1284,12 @@ def main(argv: list[str]) -> int:
     if options.dry_run:
         print_dry_run(plan)
         return 0
+    if not options.slurm and shutil.which(plan.python) is None:  # a Slurm task finds its python on its node
+        say(
+            f"error: the python that runs the scripts, '{plan.python}', is not a command here; name one with PYTHON=",
+            error=True,
+        )
+        return 2
     if missing := missing_scripts(plan):
         method, script = missing[0]
         say(f"error: {method} needs {script}, which does not exist (yet); use --methods to leave it out", error=True)
