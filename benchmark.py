@@ -559,7 +559,7 @@ class Plan:
 
     def plot_commands(self) -> list[tuple[list[str], str]]:
         """The plots at the end, with what each makes: plot_results.py on the results, and after a sweep its trade-off.
-        None (an empty list) with --no-plot."""
+        An empty list with --no-plot."""
         if self.options.no_plot:
             return []
         plot, results = repo_file("plot_results.py"), self.results_dir
