@@ -1098,11 +1098,32 @@ HEALTH_ITERATIONS = 10
 minibatch's, noisy)"""
 
 
+SCALED_PERCEPTION = ("--perception", "attention-scaled")
+
+
+def scaled_twins() -> dict[str, str]:
+    """{a method on SPRIG's network with its features at the CNN's scale: the same method on today's network}, by label,
+    from METHODS: the twin's flags are the method's without `--perception attention-scaled`."""
+    labels = {method.flags: method.label for method in METHODS}
+    twins = {}
+    for method in METHODS:
+        flags = method.flags
+        for i in range(len(flags) - 1):
+            if flags[i : i + 2] == SCALED_PERCEPTION and flags[:i] + flags[i + 2 :] in labels:
+                twins[method.label] = labels[flags[:i] + flags[i + 2 :]]
+    return twins
+
+
 def improvement_pairs(methods: list[str]) -> list[tuple[str, str]]:
-    """The P(X > Y) that milestones.md reports: every method over PPO, and SPRIG over every other method but PPO (its
-    variants and controls: over "PPO on SPRIG's network", the game's effect with the network held)."""
-    pairs = [(method, "PPO") for method in methods if method != "PPO" and "PPO" in methods]
-    return pairs + [("SPRIG", method) for method in methods if method not in ("PPO", "SPRIG") and "SPRIG" in methods]
+    """The P(X > Y) that milestones.md reports: every method over PPO; each method on the scaled network over its twin
+    on today's network (under PPO's update, the comparison that decides the default network); and SPRIG over every
+    other method but PPO (its variants and controls: over "PPO on SPRIG's network", the game's effect with the network
+    held), unless that pair is already there the other way round."""
+    over_ppo = [(method, "PPO") for method in methods if method != "PPO" and "PPO" in methods]
+    twins = scaled_twins()
+    over_twin = [(method, twins[method]) for method in methods if twins.get(method) in methods]
+    sprig = [("SPRIG", method) for method in methods if method not in ("PPO", "SPRIG") and "SPRIG" in methods]
+    return over_ppo + [pair for pair in sprig if pair[::-1] not in over_twin] + over_twin
 
 
 def milestone_lines(runs: list[RunLog], step: int) -> list[str]:

@@ -763,6 +763,15 @@ def test_every_method_keeps_one_colour_of_its_own_across_figures():
     assert len(set(colors.values())) == 5
 
 
+def test_milestones_compare_each_method_on_the_scaled_network_with_its_twin_on_todays_network():
+    joint, scaled_joint, scaled = "PPO on SPRIG's network", "PPO on SPRIG's network, scaled features", "SPRIG, scaled features"
+    pairs = plot_results.improvement_pairs(["PPO", "SPRIG", joint, scaled_joint, scaled])
+    assert (scaled_joint, joint) in pairs and (scaled, "SPRIG") in pairs  # the comparisons that decide the default
+    assert ("SPRIG", scaled) not in pairs and (scaled_joint, "PPO") in pairs and ("SPRIG", joint) in pairs
+    assert len(pairs) == len(set(pairs)) == 4 + 2 + 2  # over PPO; SPRIG over the two others; the two twins
+    assert (scaled_joint, joint) not in plot_results.improvement_pairs(["PPO", scaled_joint])  # no twin, no pair
+
+
 def test_milestones_compare_the_seeds_at_each_step_with_their_health_and_the_pairs_of_methods(tmp_path):
     # PPO seeds score 100, 200, 300 and SPRIG's 401, 402, 403 in every episode (one each 1000 steps up to 300k); PPO on
     # SPRIG's network scores 50, with two seeds that stop at 200k. Entropy 2.0 up to 240k steps, then 1.0; clipfrac 0.1.
