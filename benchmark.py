@@ -928,6 +928,13 @@ def describe(run: Run, state: str) -> str:
     return STATES[state].format(paused=run.paused_at())
 
 
+def python_missing(plan: Plan) -> str | None:
+    """Why $PYTHON cannot run the scripts here, in one line; None if it can."""
+    if shutil.which(plan.python) is None:
+        return f"the python that runs the scripts, '{plan.python}', is not a command here; name one with PYTHON="
+    return None
+
+
 def missing_scripts(plan: Plan) -> list[tuple[str, str]]:
     """(method, its script's path) for each method whose script is not beside this file."""
     scripts = [(method, repo_file(method_named(method).script)) for method in plan.methods]
@@ -953,6 +960,8 @@ def print_dry_run(plan: Plan) -> None:
         print(f"# {line}")
     for method, script in missing_scripts(plan):
         print(f"# warning: {method} needs {script}, which does not exist (yet)")
+    if mistake := python_missing(plan):
+        print(f"# warning: {mistake}")
     states = [run.state() for run in plan.runs]
     print("# method env seed dir [state]")
     for run, state in zip(plan.runs, states):
@@ -1284,11 +1293,8 @@ def main(argv: list[str]) -> int:
     if options.dry_run:
         print_dry_run(plan)
         return 0
-    if not options.slurm and shutil.which(plan.python) is None:  # a Slurm task finds its python on its node
-        say(
-            f"error: the python that runs the scripts, '{plan.python}', is not a command here; name one with PYTHON=",
-            error=True,
-        )
+    if not options.slurm and (mistake := python_missing(plan)):  # a Slurm task finds its python on its node
+        say(f"error: {mistake}", error=True)
         return 2
     if missing := missing_scripts(plan):
         method, script = missing[0]

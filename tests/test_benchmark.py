@@ -753,13 +753,16 @@ def test_plot_step_runs_plot_results_on_the_preset_dir_with_the_same_python(sand
 
 @pytest.mark.parametrize("python", ["/nowhere/python", "no-such-python-here"])
 @pytest.mark.parametrize("mode", [[], ["--sps"]])
-def test_a_python_that_is_not_there_is_one_line_before_anything_is_written(sandbox, python, mode):
+def test_a_python_that_is_not_there_is_one_line_before_anything_is_written_and_a_warning_in_a_dry_run(sandbox, python, mode):
     result = run_benchmark(sandbox, "--methods", "ppo", "--seeds", "1", "--out", "out", *mode, PYTHON=python)
     assert result.returncode == 2 and result.stdout == ""
     assert (
         result.stderr == f"error: the python that runs the scripts, '{python}', is not a command here; name one with PYTHON=\n"
     )
     assert tree(sandbox / "work") == []
+    dry_run = run_benchmark(sandbox, "--methods", "ppo", "--seeds", "1", "--dry-run", *mode, PYTHON=python)
+    assert dry_run.returncode == 0 and tree(sandbox / "work") == []
+    assert (f"# warning: the python that runs the scripts, '{python}', is not a command here" in dry_run.stdout) == (not mode)
 
 
 def test_a_plot_that_fails_is_named_and_makes_the_exit_1_but_is_not_counted_as_a_run(sandbox):
