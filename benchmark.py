@@ -679,9 +679,14 @@ def machinery_flags(options: argparse.Namespace, given: list[str], cuda: bool) -
         machinery.append("--no-cuda")
     if options.stop_at_step:
         machinery += ["--stop-at-step", str(options.stop_at_step)]
-    if cuda and not {"--async-envs", "--no-async-envs"} & set(given):
+    if async_envs_added(given, cuda):
         machinery.append("--async-envs")  # a run on a GPU mostly waits on it: its envs step on the idle cores
     return machinery + given
+
+
+def async_envs_added(given: list[str], cuda: bool) -> bool:
+    """Whether benchmark.sh gives every run --async-envs: on a GPU, unless GIVEN (the machinery flags after --) says."""
+    return cuda and not {"--async-envs", "--no-async-envs"} & set(given)
 
 
 def stop_at_step(p: Parser, machinery: list[str]) -> int | None:
@@ -801,7 +806,7 @@ def mps_daemon(variables: dict[str, str] | None):
 def gpu_lines(plan: Plan) -> list[str]:
     """What a local run does differently on a GPU: every run gets --async-envs, and 2 or more workers share it by MPS."""
     variables, lines = mps_variables(plan), []
-    if plan.cuda and "--async-envs" not in plan.options.extra_flags and "--async-envs" in plan.runs[0].machinery:
+    if async_envs_added(split_machinery(plan.options.extra_flags)[1], plan.cuda):
         lines.append("GPU (nvidia-smi -L): every run gets --async-envs, its envs stepping on the cores the GPU leaves idle")
     if variables:
         pipes, logs = variables.values()

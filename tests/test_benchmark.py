@@ -928,6 +928,8 @@ def test_on_a_gpu_every_run_gets_async_envs_which_leaves_its_signature_alone(san
     result = run_benchmark(sandbox, *args, **gpu)
     assert result.returncode == 0 and result.stdout.count("already done, skipped") == 2, result.stdout + result.stderr
     assert "GPU (nvidia-smi -L): every run gets --async-envs" in result.stdout
+    for given in ("--async-envs", "--async_envs", "--async-envs=True"):  # given, not added: no line says it is added
+        assert "every run gets --async-envs" not in run_benchmark(sandbox, *args, "--dry-run", "--", given, **gpu).stdout
 
 
 SLURM_COMMANDS = ("sbatch", "squeue", "scontrol", "scancel", "srun", "salloc", "sinfo", "sacct")
