@@ -152,9 +152,11 @@ class Run:
 
     def read(self, name: str) -> str | None:
         """The text of the file NAME in its directory, without trailing newlines; None if there is no such file."""
-        with contextlib.suppress(OSError), open(self.path(name)) as file:
-            return file.read().rstrip("\n")
-        return None
+        try:
+            with open(self.path(name)) as file:
+                return file.read().rstrip("\n")
+        except OSError:
+            return None
 
     def write(self, name: str, text: str) -> None:
         with open(self.path(name), "w") as file:
@@ -262,16 +264,17 @@ def run_lock(run: Run):
     descriptor = os.open(run.path(".benchmark.lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
+        locked = True
+    except BlockingIOError:  # another process holds it
+        locked = False
+    except OSError as error:  # a file system without locks (Lustre without -o flock)
         os.close(descriptor)
-        if not isinstance(error, BlockingIOError):  # not another's lock: a file system without locks (Lustre: -o flock)
-            raise OSError(error.errno, f"cannot lock {run.path('.benchmark.lock')}: {error.strerror}") from None
-        yield None
-        return
+        raise OSError(error.errno, f"cannot lock {run.path('.benchmark.lock')}: {error.strerror}") from None
     try:
-        os.ftruncate(descriptor, 0)
-        os.write(descriptor, f"{os.uname().nodename} {os.getpid()} {slurm_job()}\n".encode())
-        yield descriptor
+        if locked:
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, f"{os.uname().nodename} {os.getpid()} {slurm_job()}\n".encode())
+        yield descriptor if locked else None
     finally:
         os.close(descriptor)
 
@@ -573,6 +576,7 @@ class Plan:
 # gave from its default: one given where it means nothing (NEEDS), or beside one it does not go with (EXCLUSIVE).
 DEFAULTS = {
     "methods": ["ppo", "sprig"],
+    "env_ids": ["BeamRiderNoFrameskip-v4"],
     "seeds": [1, 2, 3, 4, 5],
     "total_timesteps": 10000000,
     "workers": 1,
@@ -716,7 +720,7 @@ def make_plan(argv: list[str]) -> Plan:
             whole(last_value(options.extra_flags, flag, "1"), least=1)
         except argparse.ArgumentTypeError as error:
             p.error(f"{flag} after --: {error}")
-    env_ids = list(GAME_SETS[options.games]) if options.games else options.env_ids or ["BeamRiderNoFrameskip-v4"]
+    env_ids = list(GAME_SETS[options.games]) if options.games else options.env_ids
     out = os.path.abspath(options.out)
     common_flags = (*PRESETS[options.preset], *results)
     runs = [
@@ -949,11 +953,11 @@ def missing_scripts(plan: Plan) -> list[tuple[str, str]]:
 def overview(plan: Plan) -> list[str]:
     """The lines said before the runs start, and at the top of --dry-run: what runs, what it costs, and what a GPU changes."""
     options, sweep = plan.options, plan.options.sweep
-    values = "; ".join(f"{flag}: {' '.join(values)}" for flag, values in sweep)
-    variants = f"sprig at {sum(len(values) for _, values in sweep)} swept values ({values})" if sweep else ""
-    runs = f"{len(plan.runs)} runs = {variants or f'{len(plan.methods)} methods'} x {len(plan.env_ids)} envs x "
+    swept_values = "; ".join(f"{flag}: {' '.join(values)}" for flag, values in sweep)
+    swept = f"sprig at {sum(len(values) for _, values in sweep)} swept values ({swept_values})" if sweep else ""
+    matrix = f"{len(plan.runs)} runs = {swept or f'{len(plan.methods)} methods'} x {len(plan.env_ids)} envs x "
     return [
-        f"{runs}{len(options.seeds)} seeds, preset {options.preset}, {options.total_timesteps} steps each, "
+        f"{matrix}{len(options.seeds)} seeds, preset {options.preset}, {options.total_timesteps} steps each, "
         f"{options.workers} workers x {plan.threads} threads ({plan.cores} cores), results in {plan.results_dir}",
         *cost_lines(plan),
         *gpu_lines(plan),
@@ -989,7 +993,7 @@ def sbatch_scripts(plan: Plan) -> dict[str, str]:
     common = [f"#SBATCH --partition={options.partition}"] if options.partition else []
     python_env = ["# Load modules / activate the Python environment here if the job needs it.", ""]
     then_plot = "" if options.no_plot else f", then {out}/sprig_benchmark_plot.sbatch with --dependency=afterany:ARRAYID"
-    array = [
+    array_script = [
         "#!/bin/bash",
         f"# SPRIG benchmark: {len(plan.runs)} runs (preset {options.preset}), one array task each. Written by benchmark.sh",
         f"# --slurm, which submits it{then_plot}.",
@@ -1014,7 +1018,7 @@ def sbatch_scripts(plan: Plan) -> dict[str, str]:
         f'exec python3 {benchmark} slurm-task "${{SLURM_CPUS_PER_TASK:-{options.cpus_per_task}}}" '
         f'{shlex.quote(plan.python)} "$run"',
     ]
-    plot = [
+    plot_script = [
         "#!/bin/bash",
         f"# SPRIG benchmark: once every task of {out}/sprig_benchmark.sbatch has ended, name the runs not done and plot",
         "# the others. Written by benchmark.sh --slurm, which submits it with --dependency=afterany:ARRAYID.",
@@ -1032,9 +1036,9 @@ def sbatch_scripts(plan: Plan) -> dict[str, str]:
         *(f"{shlex.join(command)} && echo {shlex.quote(makes)} || status=1" for command, makes in plan.plot_commands()),
         "exit $status",
     ]
-    scripts = {f"{out}/sprig_benchmark.sbatch": array}
+    scripts = {f"{out}/sprig_benchmark.sbatch": array_script}
     if not options.no_plot:
-        scripts[f"{out}/sprig_benchmark_plot.sbatch"] = plot
+        scripts[f"{out}/sprig_benchmark_plot.sbatch"] = plot_script
     return {path: "\n".join(lines) + "\n" for path, lines in scripts.items()}
 
 
@@ -1258,12 +1262,13 @@ def cost_lines(plan: Plan) -> list[str]:
             "adding after -- the flags the runs get"
         ]
     count = Counter(run.method for run in plan.runs)
-    known = [method for method in map(method_named, plan.methods) if sps.get(method.label, 0) > 0]
-    unmeasured = ", ".join(f"{name} ({count[name]} runs)" for name in plan.methods if method_named(name) not in known)
+    labels = {name: method_named(name).label for name in plan.methods}  # sps.csv names a method by its label
+    known = [name for name in plan.methods if sps.get(labels[name], 0) > 0]
+    unmeasured = ", ".join(f"{name} ({count[name]} runs)" for name in plan.methods if name not in known)
     if not known:
         return lines + [f"wall time: unknown, {measured} holds no speed of {unmeasured}; measure it with --sps"]
-    seconds = sum(count[method.name] * steps / sps[method.label] for method in known)
-    used = ", ".join(f"{method.label} {sps[method.label]:g} SPS" for method in known)
+    seconds = sum(count[name] * steps / sps[labels[name]] for name in known)
+    used = ", ".join(f"{labels[name]} {sps[labels[name]]:g} SPS" for name in known)
     flags = " ".join(measured_with.get("flags", [])) or "none"
     load = f"load average {measured_with.get('load', '?')} on {measured_with.get('cores', '?')} cores"
     lines.append(
